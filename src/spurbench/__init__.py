@@ -1,0 +1,1 @@
+"""spurbench: measure how much vision and vision-language models lean on spurious features."""
