@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   -> create .venv, install spurbench, run the offline demo
+#   make test   -> create .venv, install spurbench + test tools, run ruff and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: install demo test lint bench
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/spurbench demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+test: $(BIN)/.installed lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,232 @@
+"""Command-line interface: a thin layer that parses arguments and calls the library.
+
+Errors caused by input (:class:`~spurbench.errors.SpurbenchError`) are printed as one clear
+message with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spurbench.errors import SpurbenchError
+
+app = typer.Typer(
+    name="spurbench",
+    help="How much does a vision or vision-language model lean on spurious features, and why?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
+    ),
+]
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn input errors into a one-line message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpurbenchError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
+    ],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+    ],
+    protocol: Annotated[
+        str, typer.Option(help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list.")
+    ] = "1v1000",
+    templates: Annotated[
+        str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
+    ] = "paper",
+    name_set: Annotated[
+        str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
+    ] = "openai",
+    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
+    ] = None,
+    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    store: StoreOpt = Path("spurbench.duckdb"),
+    cache_dir: CacheOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Evaluate models on a grouped dataset and store per-image predictions and metrics.
+
+    Examples:
+
+        spurbench eval -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --protocol both
+
+        spurbench eval -m torchvision:resnet50:IMAGENET1K_V2 -d data/ --protocol 1v20
+          --reference ViT-B-32,laion400m_e31
+
+        spurbench eval -m local-dir:./my_clip -d manifest.csv --protocol 1vN
+    """
+    from spurbench.evaluate import evaluate
+
+    protocols = _protocols(protocol)
+    for name in model:
+        results = evaluate(
+            name,
+            data,
+            protocols,
+            templates=templates,
+            name_set=name_set,
+            split=split,
+            store=store,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            num_workers=workers,
+            reference=reference,
+            candidates=candidates,
+            device=device,
+            show_progress=not quiet,
+        )
+        for r in results:
+            _print_result(r)
+    console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
+
+
+def _protocols(text: str) -> tuple[str, ...]:
+    if text == "both":
+        return ("1v1000", "1v20")
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _print_result(r: Any) -> None:
+    s = r.summary.set_index(["metric", "group"])
+    t = Table(title=f"{r.model} · {r.dataset} · {r.protocol}", title_justify="left")
+    for col in ("group", "balanced acc", "95% CI", "per-image acc", "95% CI ", "n"):
+        t.add_column(col, justify="right" if col != "group" else "left")
+    for g in sorted({g for m, g in s.index if m == "accuracy"}):
+        b, a = s.loc[("balanced_accuracy", g)], s.loc[("accuracy", g)]
+        t.add_row(g, _pct(b.value), _ci(b), _pct(a.value), _ci(a), str(int(a.n)))
+    if ("drop", "common-counter") in s.index:
+        d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
+        t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
+    console.print(t)
+    if len(r.skipped):
+        console.print(
+            f"[yellow]{len(r.skipped)} unreadable images skipped[/] (reasons in the store)."
+        )
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _ci(row: Any) -> str:
+    return f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"
+
+
+@app.command("results")
+@friendly
+def results_cmd(
+    store: StoreOpt = Path("spurbench.duckdb"),
+    export: Annotated[Path | None, typer.Option(help="Write every table to this folder.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+) -> None:
+    """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
+    from spurbench.store import ResultsStore
+
+    if not store.exists():
+        raise SpurbenchError(f"No results store at {store}; run `spurbench eval` first.")
+    rs = ResultsStore(store)
+    df = rs.summary()
+    if export is not None:
+        for p in rs.export(export, fmt):
+            console.print(f"wrote {p}")
+        return
+    t = Table(title=f"spurbench results · {store}")
+    for col in (
+        "model",
+        "dataset",
+        "protocol",
+        "common",
+        "counter",
+        "drop",
+        "drop 95% CI",
+        "n",
+        "skipped",
+    ):
+        t.add_column(col, justify="left" if col in ("model", "dataset", "protocol") else "right")
+    for r in df.itertuples():
+        ci = (
+            ""
+            if r.drop != r.drop or r.drop is None
+            else f"[{100 * r.drop_ci_low:.1f}, {100 * r.drop_ci_high:.1f}]"
+        )
+        t.add_row(
+            r.model,
+            r.dataset,
+            r.protocol,
+            _opt(r.common),
+            _opt(r.counter),
+            _opt(r.drop),
+            ci,
+            str(r.n_images),
+            str(r.n_skipped),
+        )
+    console.print(t)
+
+
+def _opt(x: Any) -> str:
+    return "" if x is None or x != x else _pct(float(x))
+
+
+@app.command("models")
+@friendly
+def models_cmd(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Glob or substring, e.g. 'ViT-B-32*'.")
+    ] = None,
+    family: Annotated[str | None, typer.Option(help="open_clip, timm or torchvision.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show (0 = all).")] = 50,
+) -> None:
+    """List known model names (open_clip pairs, timm and torchvision weights)."""
+    from spurbench.models import list_models
+
+    df = list_models(pattern, family)
+    shown = df if limit == 0 else df.head(limit)
+    t = Table(title=f"{len(df)} models" + (f" matching {pattern!r}" if pattern else ""))
+    for col in ("name", "family", "arch", "pretrained"):
+        t.add_column(col)
+    for r in shown.itertuples():
+        t.add_row(r.name, r.family, r.arch, r.pretrained)
+    console.print(t)
+    if len(shown) < len(df):
+        console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    sys.exit(app())

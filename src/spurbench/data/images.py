@@ -1,0 +1,52 @@
+"""Reading images that may be broken, huge or hostile, without stopping a long run.
+
+A bad file (unreadable, truncated, not an image, a decompression bomb) yields a placeholder
+tensor and a reason string; the caller records the reason and excludes the image from metrics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+#: Pixels above which an image is refused as a possible decompression bomb (≈ 16k × 11k).
+MAX_PIXELS = 178_956_970
+
+
+def load_rgb(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image as RGB, raising on anything suspicious."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise Image.DecompressionBombError(
+                    f"{im.width}x{im.height} pixels exceeds the limit of {max_pixels}"
+                )
+            im.load()
+            return im.convert("RGB")
+
+
+class ImageFiles(Dataset):
+    """Torch dataset over file paths: returns (position, tensor, reason or '')."""
+
+    def __init__(
+        self, paths: Sequence[str], transform: Callable[[Any], torch.Tensor], size: tuple[int, int]
+    ) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
+        try:
+            return i, self.transform(load_rgb(self.paths[i])), ""
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+            return i, torch.zeros(3, *self.size), reason

@@ -1,0 +1,191 @@
+"""Accuracy metrics with the CounterAnimal paper's conventions, and their uncertainty.
+
+The headline is **class-balanced**: the mean over classes of each class's accuracy on a group
+(common or counter), and the drop = balanced common − balanced counter; the per-image accuracy
+is reported beside it. Intervals: exact Clopper–Pearson for per-image accuracies (a binomial
+proportion), and a stratified bootstrap for the balanced accuracies and the drop. Resampling a
+(class, group) cell of n binary outcomes with k correct draws Binomial(n, k/n) correct, so the
+bootstrap is drawn directly from binomials — exact in distribution and fully vectorised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from spurbench.data.dataset import COMMON, COUNTER
+
+LEVEL = 0.95
+N_BOOT = 2000
+
+
+def clopper_pearson(
+    k: np.ndarray | int, n: np.ndarray | int, level: float = LEVEL
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact binomial interval for k successes out of n (same as scipy's binomtest 'exact')."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    alpha = 1.0 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, stats.beta.ppf(alpha / 2, k, n - k + 1), 0.0)
+        hi = np.where(k < n, stats.beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+    return lo, hi
+
+
+def class_balanced_accuracy(correct: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over classes of the per-class accuracy."""
+    correct = np.asarray(correct, dtype=float)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    return float(np.mean([correct[labels == c].mean() for c in classes]))
+
+
+@dataclass
+class CellCounts:
+    """Correct / total per (class, group) cell."""
+
+    labels: np.ndarray
+    groups: np.ndarray
+    n: np.ndarray
+    k: np.ndarray
+
+
+def cell_counts(labels: np.ndarray, groups: np.ndarray, correct: np.ndarray) -> CellCounts:
+    df = pd.DataFrame({"label": labels, "group": groups, "correct": np.asarray(correct, int)})
+    agg = df.groupby(["label", "group"], sort=True)["correct"].agg(["size", "sum"]).reset_index()
+    return CellCounts(
+        agg["label"].to_numpy(),
+        agg["group"].astype(str).to_numpy(),
+        agg["size"].to_numpy(),
+        agg["sum"].to_numpy(),
+    )
+
+
+def _balanced(acc: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of per-class accuracies over the cells in ``mask`` (last axis = cells)."""
+    return acc[..., mask].mean(axis=-1)
+
+
+def _pooled(k: np.ndarray, n: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return k[..., mask].sum(axis=-1) / n[mask].sum()
+
+
+def bootstrap_cells(cells: CellCounts, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """(n_boot, n_cells) resampled correct counts, each cell resampled within itself."""
+    rng = np.random.default_rng(seed)
+    p = cells.k / cells.n
+    return rng.binomial(cells.n, p, size=(n_boot, len(cells.n)))
+
+
+def summarize(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    correct: np.ndarray,
+    correct_top5: np.ndarray | None = None,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Overall metrics per group (balanced and per-image), the drop, and the worst cell.
+
+    Returns tidy rows: ``metric, group, value, ci_low, ci_high, n``. Balanced values are
+    bootstrap intervals (percentile), per-image values Clopper–Pearson.
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups).astype(str)
+    correct = np.asarray(correct, dtype=bool)
+    cells = cell_counts(labels, groups, correct)
+    boot = bootstrap_cells(cells, n_boot, seed)
+    acc = cells.k / cells.n
+    boot_acc = boot / cells.n
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    rows = []
+    for g in sorted(set(cells.groups)):
+        m = cells.groups == g
+        n_img, k_img = int(cells.n[m].sum()), int(cells.k[m].sum())
+        lo, hi = clopper_pearson(k_img, n_img, level)
+        rows.append(("accuracy", g, k_img / n_img, float(lo), float(hi), n_img))
+        b = _balanced(boot_acc, m)
+        rows.append(
+            (
+                "balanced_accuracy",
+                g,
+                float(_balanced(acc, m)),
+                *np.percentile(b, q).tolist(),
+                int(m.sum()),
+            )
+        )
+        if correct_top5 is not None:
+            sel = groups == g
+            k5 = int(np.asarray(correct_top5, bool)[sel].sum())
+            lo5, hi5 = clopper_pearson(k5, n_img, level)
+            rows.append(("top5_accuracy", g, k5 / n_img, float(lo5), float(hi5), n_img))
+    if COMMON in cells.groups and COUNTER in cells.groups:
+        pair = np.isin(cells.labels, cells.labels[cells.groups == COMMON]) & np.isin(
+            cells.labels, cells.labels[cells.groups == COUNTER]
+        )
+        mc = pair & (cells.groups == COMMON)
+        mx = pair & (cells.groups == COUNTER)
+        d_bal = _balanced(acc, mc) - _balanced(acc, mx)
+        b_bal = _balanced(boot_acc, mc) - _balanced(boot_acc, mx)
+        rows.append(
+            (
+                "drop",
+                "common-counter",
+                float(d_bal),
+                *np.percentile(b_bal, q).tolist(),
+                int(mc.sum()),
+            )
+        )
+        d_img = _pooled(cells.k, cells.n, mc) - _pooled(cells.k, cells.n, mx)
+        b_img = _pooled(boot, cells.n, mc) - _pooled(boot, cells.n, mx)
+        rows.append(
+            (
+                "drop_per_image",
+                "common-counter",
+                float(d_img),
+                *np.percentile(b_img, q).tolist(),
+                int(cells.n[mc | mx].sum()),
+            )
+        )
+    worst = int(np.argmin(acc))
+    lo, hi = clopper_pearson(cells.k[worst], cells.n[worst], level)
+    rows.append(
+        (
+            "worst_cell_accuracy",
+            f"{cells.labels[worst]}/{cells.groups[worst]}",
+            float(acc[worst]),
+            float(lo),
+            float(hi),
+            int(cells.n[worst]),
+        )
+    )
+    return pd.DataFrame(rows, columns=["metric", "group", "value", "ci_low", "ci_high", "n"])
+
+
+def per_class(
+    labels: np.ndarray, groups: np.ndarray, correct: np.ndarray, level: float = LEVEL
+) -> pd.DataFrame:
+    """Accuracy per (class, group) with Clopper–Pearson intervals, and per-class drops."""
+    cells = cell_counts(np.asarray(labels), np.asarray(groups).astype(str), correct)
+    lo, hi = clopper_pearson(cells.k, cells.n, level)
+    df = pd.DataFrame(
+        {
+            "label": cells.labels,
+            "group": cells.groups,
+            "n": cells.n,
+            "correct": cells.k,
+            "accuracy": cells.k / cells.n,
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+    )
+    wide = df.pivot(index="label", columns="group", values="accuracy")
+    if COMMON in wide and COUNTER in wide:
+        drops = (wide[COMMON] - wide[COUNTER]).dropna()
+        df["drop"] = df["label"].map(drops)
+    return df

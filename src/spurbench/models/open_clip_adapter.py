@@ -1,0 +1,141 @@
+"""open_clip models: every ``list_pretrained()`` pair, ``hf-hub:``, ``local-dir:`` and local files.
+
+Source: open_clip (Ilharco et al., https://github.com/mlfoundations/open_clip, MIT licence); the
+zero-shot head follows its ``build_zero_shot_classifier``: per class, the normalised text
+embeddings of every template are averaged and re-normalised, logits = exp(logit_scale) · cos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spurbench.data.classes import ClassList
+from spurbench.errors import UnknownModelError, closest
+from spurbench.models.base import Features, LinearHead, ModelAdapter, PreprocessConfig
+from spurbench.models.checkpoints import guarded_load
+from spurbench.models.spec import RANDOM, ModelSpec
+
+TEXT_BATCH = 256
+
+
+class OpenClipAdapter(ModelAdapter):
+    zero_shot = True
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu") -> None:
+        import open_clip
+
+        self.spec = spec
+        self.device = torch.device(device)
+        model_name, pretrained = _resolve(spec)
+        with guarded_load(spec.name, pretrained if pretrained else model_name):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, device=self.device, weights_only=True
+            )
+        self.module = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+        size = cfg.get("size", model.visual.image_size)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        self.preprocess_cfg = PreprocessConfig(
+            size=tuple(int(s) for s in size),
+            mean=tuple(cfg.get("mean", ())),
+            std=tuple(cfg.get("std", ())),
+            interpolation=str(cfg.get("interpolation", "bicubic")),
+            resize_mode=str(cfg.get("resize_mode", "shortest")),
+            extra={"transform": repr(preprocess)},
+        )
+
+    # -- images -----------------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor) -> Features:
+        visual = self.module.visual
+        images = images.to(self.device)
+        proj = getattr(visual, "proj", None)
+        if isinstance(proj, torch.Tensor):
+            # ViT: run the tower without its projection to read the pre-head representation,
+            # then apply the projection exactly as open_clip's forward does.
+            visual.proj = None
+            try:
+                pre = visual(images)
+            finally:
+                visual.proj = proj
+            emb = pre @ proj
+        else:
+            pre = emb = visual(images)
+        return Features(pre.float().cpu(), emb.float().cpu())
+
+    def projection(self) -> np.ndarray | None:
+        proj = getattr(self.module.visual, "proj", None)
+        return proj.detach().float().cpu().numpy() if isinstance(proj, torch.Tensor) else None
+
+    # -- text head --------------------------------------------------------------------------
+    def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
+        weight = self.text_classifier(classes.names, templates)
+        scale = float(self.module.logit_scale.detach().exp())
+        bias = getattr(self.module, "logit_bias", None)
+        bias_arr = None
+        if isinstance(bias, torch.Tensor):
+            bias_arr = np.full(len(classes), float(bias.reshape(-1)[0]), dtype=np.float32)
+        return LinearHead(weight, bias_arr, scale, normalize_input=True)
+
+    @torch.inference_mode()
+    def text_classifier(self, names: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+        """(n_classes, d_E) mean of normalised prompt embeddings per class, re-normalised."""
+        prompts = [t.format(c=n) for n in names for t in templates]
+        chunks = []
+        for start in range(0, len(prompts), TEXT_BATCH):
+            tokens = self.tokenizer(prompts[start : start + TEXT_BATCH]).to(self.device)
+            chunks.append(self.module.encode_text(tokens, normalize=True).float().cpu())
+        emb = torch.cat(chunks).reshape(len(names), len(templates), -1).mean(dim=1)
+        emb = emb / emb.norm(dim=1, keepdim=True)
+        return emb.numpy().astype(np.float32)
+
+
+def _resolve(spec: ModelSpec) -> tuple[str, str | None]:
+    """(open_clip model name, pretrained) — or a clear error naming the closest known pairs."""
+    import open_clip
+
+    arch = spec.arch
+    if arch.startswith(("hf-hub:", "local-dir:")):
+        if arch.startswith("local-dir:"):
+            folder = Path(arch[len("local-dir:") :])
+            if not (folder / "open_clip_config.json").is_file():
+                raise UnknownModelError(
+                    f"{folder} is not an open_clip model folder: it needs open_clip_config.json "
+                    "and open_clip_model.safetensors (open_clip's local-dir layout)."
+                )
+        return arch, None
+    known_archs = open_clip.list_models()
+    if arch not in known_archs:
+        hint = closest(arch, known_archs)
+        raise UnknownModelError(
+            f"Unknown open_clip architecture {arch!r}."
+            + (f" Closest: {', '.join(hint)}." if hint else "")
+            + " Run `spurbench models --family open_clip` for the list."
+        )
+    tag = spec.pretrained
+    if tag is None:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UnknownModelError(
+            f"{arch!r} needs weights: write '{arch},<tag>' with a tag among {tags[:8]}, "
+            f"'{arch},/path/to/checkpoint', or '{arch},{RANDOM}' for random init."
+        )
+    if tag == RANDOM:
+        return arch, None
+    if Path(tag).expanduser().exists() or "/" in tag or tag.endswith((".pt", ".bin", ".pth")):
+        path = Path(tag).expanduser()
+        if not path.is_file():
+            raise UnknownModelError(f"Checkpoint file {path} does not exist.")
+        return arch, str(path)
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags:
+        hint = closest(tag, tags)
+        raise UnknownModelError(
+            f"Unknown pretrained tag {tag!r} for {arch}."
+            + (f" Closest: {', '.join(hint)}." if hint else f" Known tags: {', '.join(tags)}.")
+        )
+    return arch, tag

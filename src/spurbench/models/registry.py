@@ -1,0 +1,83 @@
+"""Model registry: one factory from names to adapters, and a searchable list of known names.
+
+Built explicitly (a dict of family → adapter class), never filled by import side effects.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pandas as pd
+
+from spurbench.errors import SpurbenchError, UnknownModelError
+from spurbench.models.base import ModelAdapter
+from spurbench.models.spec import FAMILIES, ModelSpec, parse_model_name
+
+
+def _adapter_class(family: str) -> type[ModelAdapter]:
+    if family == "open_clip":
+        from spurbench.models.open_clip_adapter import OpenClipAdapter
+
+        return OpenClipAdapter
+    if family == "timm":
+        from spurbench.models.supervised import TimmAdapter
+
+        return TimmAdapter
+    if family == "torchvision":
+        from spurbench.models.supervised import TorchvisionAdapter
+
+        return TorchvisionAdapter
+    if family == "hf_clip":
+        from spurbench.models.hf_clip import HFClipAdapter
+
+        return HFClipAdapter
+    raise UnknownModelError(f"Unknown model family {family!r}; known: {FAMILIES}.")
+
+
+def create_model(name: str | ModelSpec, device: str = "cpu") -> ModelAdapter:
+    """Load a model by name (see :mod:`spurbench.models.spec` for the accepted spellings)."""
+    spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
+    adapter = _adapter_class(spec.family)(spec, device=device)
+    adapter.module.eval()
+    return adapter
+
+
+def list_models(pattern: str | None = None, family: str | None = None) -> pd.DataFrame:
+    """Known (family, arch, pretrained, name) rows, filtered by a glob on the name or arch.
+
+    open_clip: every ``list_pretrained()`` pair; timm: every model with pretrained weights;
+    torchvision: every classification model and weight enum. Hugging Face CLIP ids are open-ended
+    and not listed.
+    """
+    rows: list[tuple[str, str, str]] = []
+    if family in (None, "open_clip"):
+        import open_clip
+
+        rows += [("open_clip", a, t) for a, t in open_clip.list_pretrained()]
+    if family in (None, "timm"):
+        import timm
+
+        for n in timm.list_models(pretrained=True):
+            arch, _, tag = n.partition(".")
+            rows.append(("timm", arch, tag))
+    if family in (None, "torchvision"):
+        import torchvision
+
+        for arch in torchvision.models.list_models(module=torchvision.models):
+            rows += [
+                ("torchvision", arch, w.name) for w in torchvision.models.get_model_weights(arch)
+            ]
+    if family not in (None, *FAMILIES):
+        raise SpurbenchError(f"Unknown family {family!r}; choose one of {FAMILIES}.")
+    df = pd.DataFrame(rows, columns=["family", "arch", "pretrained"])
+    df["name"] = [ModelSpec(f, a, p or None).name for f, a, p in rows]
+    if pattern:
+        pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+        pat = pat.lower()
+        df = df[
+            [
+                fnmatch.fnmatch(n.lower(), pat) or fnmatch.fnmatch(a.lower(), pat)
+                for n, a in zip(df["name"], df["arch"], strict=True)
+            ]
+        ]
+    return df.reset_index(drop=True)

@@ -1,0 +1,140 @@
+"""One contract, tested once over every model family (timm's test_models.py in spirit).
+
+Each family is a real architecture at random init and a tiny input size. The head's logits are
+checked against an independent forward of the underlying library, not against our own code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from spurbench.data.classes import ClassList, imagenet_classes
+from spurbench.models import Features, LinearHead, create_model
+
+FAMILIES = ["open_clip", "hf_clip", "timm", "torchvision"]
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_clip_dir, tiny_hf_clip_dir):
+    return {
+        "open_clip": create_model(f"local-dir:{tiny_clip_dir}"),
+        "hf_clip": create_model(f"hf:{tiny_hf_clip_dir}"),
+        "timm": create_model("timm:test_vit,random"),
+        "torchvision": create_model("torchvision:resnet18:random"),
+    }
+
+
+def _batch(adapter, n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, *adapter.preprocess_cfg.size, generator=g)
+
+
+def _classes(adapter):
+    if adapter.zero_shot:
+        return ClassList(("ostrich", "black swan", "polar bear"), (9, 100, 296), "openai")
+    return imagenet_classes().subset([9, 100, 296])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_contract_shapes_and_determinism(adapters, family):
+    adapter = adapters[family]
+    assert adapter.spec.family == family
+    x = _batch(adapter)
+    with torch.inference_mode():
+        a, b = adapter.encode_images(x), adapter.encode_images(x)
+    assert isinstance(a, Features)
+    assert a.pre_head.dtype == torch.float32 and a.embedding.dtype == torch.float32
+    assert a.pre_head.shape[0] == a.embedding.shape[0] == 3
+    assert torch.equal(a.embedding, b.embedding), "CPU inference must be deterministic"
+    head = adapter.head(_classes(adapter), ["a photo of a {c}."])
+    assert isinstance(head, LinearHead)
+    assert head.weight.shape == (3, a.embedding.shape[1])
+    proj = adapter.projection()
+    if proj is not None:  # embedding = pre_head @ P when the last map is linear
+        np.testing.assert_allclose(a.pre_head.numpy() @ proj, a.embedding.numpy(), atol=1e-5)
+    assert len(adapter.fingerprint) == 32 and adapter.fingerprint == adapter.fingerprint
+
+
+@pytest.mark.parametrize("family", ["timm", "torchvision"])
+def test_supervised_logits_equal_direct_forward(adapters, family):
+    adapter = adapters[family]
+    x = _batch(adapter)
+    with torch.inference_mode():
+        direct = adapter.module(x).numpy()
+        feats = adapter.encode_images(x)
+    head = adapter.head(imagenet_classes(), [])
+    np.testing.assert_allclose(head.logits(feats.embedding.numpy()), direct, rtol=1e-4, atol=1e-4)
+    # a class subset picks exactly those rows, by ImageNet index
+    sub = adapter.head(imagenet_classes("wordnet").subset([296, 9]), [])
+    np.testing.assert_allclose(
+        sub.logits(feats.embedding.numpy()), direct[:, [296, 9]], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_open_clip_zero_shot_equals_build_zero_shot_classifier(adapters):
+    adapter = adapters["open_clip"]
+    names = ["ostrich", "black swan", "polar bear", "tench"]
+    templates = ["a photo of a {c}.", "a sketch of the {c}.", "itap of a {c}."]
+    x = _batch(adapter, 5)
+    with torch.inference_mode():
+        ref_w = open_clip.build_zero_shot_classifier(
+            adapter.module,
+            adapter.tokenizer,
+            names,
+            [t.replace("{c}", "{}") for t in templates],
+            num_classes_per_batch=2,
+        )
+        img = adapter.module.encode_image(x, normalize=True)
+        ref_logits = (adapter.module.logit_scale.exp() * img @ ref_w).numpy()
+        feats = adapter.encode_images(x)
+    head = adapter.head(ClassList(tuple(names)), templates)
+    np.testing.assert_allclose(head.weight, ref_w.T.numpy(), atol=1e-5)
+    np.testing.assert_allclose(head.logits(feats.embedding.numpy()), ref_logits, atol=1e-4)
+    assert (head.logits(feats.embedding.numpy()).argmax(1) == ref_logits.argmax(1)).all()
+
+
+def test_hf_clip_logits_equal_transformers_forward(adapters):
+    adapter = adapters["hf_clip"]
+    names = ("cat", "dog", "ostrich")
+    x = _batch(adapter, 4)
+    tok = adapter.tokenizer(
+        [f"a photo of a {n}." for n in names], return_tensors="pt", padding=True
+    )
+    with torch.inference_mode():
+        out = adapter.module(
+            input_ids=tok.input_ids, attention_mask=tok.attention_mask, pixel_values=x
+        )
+        feats = adapter.encode_images(x)
+    head = adapter.head(ClassList(names), ["a photo of a {c}."])
+    np.testing.assert_allclose(
+        head.logits(feats.embedding.numpy()), out.logits_per_image.numpy(), atol=1e-4
+    )
+
+
+def test_fingerprint_changes_with_weights(tiny_clip_dir, tmp_path):
+    from tests.conftest import save_tiny_clip
+
+    other = save_tiny_clip(tmp_path / "other", seed=1)
+    a = create_model(f"local-dir:{tiny_clip_dir}")
+    b = create_model(f"local-dir:{tiny_clip_dir}")
+    c = create_model(f"local-dir:{other}")
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_open_clip_local_checkpoint_path(tmp_path):
+    """'ARCH,/path/to/ckpt' loads a user's checkpoint file, as clip_benchmark users write it."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    model = open_clip.create_model("RN50")
+    ckpt = tmp_path / "rn50.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    adapter = create_model(f"RN50,{ckpt}")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(
+            adapter.encode_images(x).embedding, model.eval().encode_image(x), atol=1e-5
+        )

@@ -1,0 +1,75 @@
+"""Model names: parsing, closest-name errors, and the offline weights message."""
+
+from __future__ import annotations
+
+import pytest
+
+from spurbench.errors import UnknownModelError, WeightsUnavailableError
+from spurbench.models import create_model, list_models, parse_model_name
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "arch", "pretrained"),
+    [
+        ("ViT-B-32,laion2b_s34b_b79k", "open_clip", "ViT-B-32", "laion2b_s34b_b79k"),
+        ("ViT-B-32,/ckpt/x.pt", "open_clip", "ViT-B-32", "/ckpt/x.pt"),
+        ("hf-hub:timm/ViT-B-16-SigLIP", "open_clip", "hf-hub:timm/ViT-B-16-SigLIP", None),
+        ("hf:openai/clip-vit-base-patch32", "hf_clip", "openai/clip-vit-base-patch32", None),
+        ("timm:resnet50.a1_in1k", "timm", "resnet50.a1_in1k", None),
+        ("resnet50.a1_in1k", "timm", "resnet50.a1_in1k", None),
+        ("torchvision:resnet50:IMAGENET1K_V2", "torchvision", "resnet50", "IMAGENET1K_V2"),
+        ("resnet50:IMAGENET1K_V2", "torchvision", "resnet50", "IMAGENET1K_V2"),
+        ("torchvision:vit_b_16", "torchvision", "vit_b_16", None),
+    ],
+)
+def test_parse(name, family, arch, pretrained):
+    spec = parse_model_name(name)
+    assert (spec.family, spec.arch, spec.pretrained) == (family, arch, pretrained)
+    assert parse_model_name(spec.name) == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ViT-B-33,openai", "ViT-B-32"),
+        ("ViT-B-32,laion2b_s34b_b78k", "laion2b_s34b_b79k"),
+        ("timm:resnet51,random", "resnet50"),
+        ("torchvision:resnet50:IMAGENET1K_V3", "IMAGENET1K_V2"),
+        ("torchvision:resnet5:random", "resnet50"),
+    ],
+)
+def test_unknown_names_suggest_closest(name, expected):
+    with pytest.raises(UnknownModelError, match=expected):
+        create_model(name)
+
+
+def test_arch_without_weights_explains_how_to_name_them():
+    with pytest.raises(UnknownModelError, match="ViT-B-32,random"):
+        create_model("ViT-B-32")
+
+
+def test_unreachable_weights_give_actionable_error(monkeypatch, tmp_path):
+    """No network: the user learns how to pass a local file, not a hub traceback."""
+    import open_clip
+
+    def offline(*args, **kwargs):
+        raise RuntimeError(
+            "Failed to download file (open_clip_pytorch_model.bin): Name or service not known"
+        )
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    with pytest.raises(WeightsUnavailableError, match="local file"):
+        create_model("ViT-B-32,laion400m_e31")
+
+
+def test_list_models_covers_every_open_clip_pair():
+    import open_clip
+
+    df = list_models(family="open_clip")
+    assert len(df) == len(open_clip.list_pretrained())
+    assert "ViT-B-32,laion400m_e31" in set(df["name"])
+    tv = list_models("resnet50*", family="torchvision")
+    assert set(tv["name"]) == {
+        "torchvision:resnet50:IMAGENET1K_V1",
+        "torchvision:resnet50:IMAGENET1K_V2",
+    }
