@@ -73,3 +73,21 @@ def test_list_models_covers_every_open_clip_pair():
         "torchvision:resnet50:IMAGENET1K_V1",
         "torchvision:resnet50:IMAGENET1K_V2",
     }
+
+
+def test_quick_gelu_tags_are_built_with_quick_gelu(monkeypatch):
+    """Tags trained with QuickGELU must not silently get GELU (open_clip only warns)."""
+    import open_clip
+
+    seen = {}
+
+    def fake(name, pretrained=None, **kwargs):
+        seen[(name, pretrained)] = kwargs["force_quick_gelu"]
+        raise RuntimeError("Failed to download (test stops here)")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake)
+    for name in ("ViT-B-32,laion400m_e31", "ViT-B-32,laion2b_s34b_b79k", "RN50,openai"):
+        with pytest.raises(WeightsUnavailableError):
+            create_model(name)
+    assert seen == {("ViT-B-32", "laion400m_e31"): True,
+                    ("ViT-B-32", "laion2b_s34b_b79k"): False, ("RN50", "openai"): True}

@@ -124,10 +124,10 @@ def summarize(
             k5 = int(np.asarray(correct_top5, bool)[sel].sum())
             lo5, hi5 = clopper_pearson(k5, n_img, level)
             rows.append(("top5_accuracy", g, k5 / n_img, float(lo5), float(hi5), n_img))
-    if COMMON in cells.groups and COUNTER in cells.groups:
-        pair = np.isin(cells.labels, cells.labels[cells.groups == COMMON]) & np.isin(
-            cells.labels, cells.labels[cells.groups == COUNTER]
-        )
+    pair = np.isin(cells.labels, cells.labels[cells.groups == COMMON]) & np.isin(
+        cells.labels, cells.labels[cells.groups == COUNTER]
+    )
+    if pair.any():  # the drop is defined over classes that have both groups
         mc = pair & (cells.groups == COMMON)
         mx = pair & (cells.groups == COUNTER)
         d_bal = _balanced(acc, mc) - _balanced(acc, mx)
