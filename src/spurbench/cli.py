@@ -230,3 +230,7 @@ def models_cmd(
 
 def main() -> None:  # pragma: no cover - entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

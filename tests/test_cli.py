@@ -1,0 +1,138 @@
+"""The CLI end to end on a generated CounterAnimal folder, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from spurbench.cli import app
+from spurbench.store import ResultsStore
+
+runner = CliRunner()
+
+
+def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path):
+    store = tmp_path / "r.duckdb"
+    args = [
+        "eval",
+        "-m",
+        f"local-dir:{tiny_clip_dir}",
+        "-d",
+        str(counteranimal_dir),
+        "--protocol",
+        "1v1000,1v20,1vN",
+        "--store",
+        str(store),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-q",
+    ]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "drop" in out.output and "1v20" in out.output
+    summary = ResultsStore(store).summary()
+    assert sorted(summary.protocol) == ["1v1000", "1v20", "1vN"]
+    assert (summary.n_images == 27).all()
+    # rerunning the same evaluation replaces its rows instead of duplicating them
+    assert runner.invoke(app, args).exit_code == 0
+    rs = ResultsStore(store)
+    assert len(rs.runs()) == 3
+    assert len(rs.query("SELECT * FROM predictions")) == 3 * 27
+    run_1v20 = summary.loc[summary.protocol == "1v20", "run_id"].iloc[0]
+    cand = rs.artifact(run_1v20, "candidates")
+    assert set(cand) == {"9", "100", "296"} and all(len(v) == 20 for v in cand.values())
+
+    out = runner.invoke(app, ["results", "--store", str(store)])
+    assert out.exit_code == 0 and "1v1000" in out.output
+    out = runner.invoke(
+        app, ["results", "--store", str(store), "--export", str(tmp_path / "x"), "--format", "json"]
+    )
+    assert out.exit_code == 0
+    metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
+    assert {m["metric"] for m in metrics} >= {"balanced_accuracy", "drop", "accuracy"}
+    assert len(pd.read_json(tmp_path / "x" / "predictions.json")) == 81
+
+
+def test_predictions_allow_recomputing_metrics(tiny_clip_dir, counteranimal_dir, tmp_path):
+    """Stored top-k predictions are enough to recompute accuracy without the model."""
+    store = tmp_path / "r.duckdb"
+    runner.invoke(
+        app,
+        [
+            "eval",
+            "-m",
+            f"local-dir:{tiny_clip_dir}",
+            "-d",
+            str(counteranimal_dir),
+            "--protocol",
+            "1vN",
+            "--store",
+            str(store),
+            "-q",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
+    rs = ResultsStore(store)
+    run_id = rs.runs().run_id.iloc[0]
+    preds = rs.predictions(run_id)
+    top1 = preds.topk_labels.map(lambda v: v[0])
+    per_image = (top1 == preds.label).groupby(preds.group_name).mean()
+    stored = rs.metrics([run_id], "overall").query("metric == 'accuracy'").set_index("group_name")
+    for g, v in per_image.items():
+        assert stored.loc[g, "value"] == v
+
+
+def test_errors_are_one_line_without_traceback(tmp_path, counteranimal_dir):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spurbench.cli",
+            "eval",
+            "-m",
+            "ViT-B-33,openai",
+            "-d",
+            str(counteranimal_dir),
+            "--store",
+            str(tmp_path / "s.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "Unknown open_clip architecture 'ViT-B-33'" in proc.stderr and "ViT-B-32" in proc.stderr
+
+
+def test_custom_classes_refuse_1v1000_before_loading_a_model(tmp_path):
+    import numpy as np
+
+    from tests.conftest import write_image
+
+    rng = np.random.default_rng(0)
+    for cls in ("zorp", "blick"):
+        write_image(tmp_path / "d" / cls / "g" / "a.png", rng)
+    out = runner.invoke(
+        app,
+        [
+            "eval",
+            "-m",
+            "nonexistent-model,x",
+            "-d",
+            str(tmp_path / "d"),
+            "--store",
+            str(tmp_path / "s.duckdb"),
+        ],
+    )
+    assert out.exit_code == 2 and "needs ImageNet-1k labels" in out.output
+
+
+def test_models_lists_and_filters():
+    out = runner.invoke(app, ["models", "ViT-B-32,laion400m*", "--family", "open_clip"])
+    assert out.exit_code == 0 and "laion400m_e31" in out.output
