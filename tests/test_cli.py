@@ -136,3 +136,12 @@ def test_custom_classes_refuse_1v1000_before_loading_a_model(tmp_path):
 def test_models_lists_and_filters():
     out = runner.invoke(app, ["models", "ViT-B-32,laion400m*", "--family", "open_clip"])
     assert out.exit_code == 0 and "laion400m_e31" in out.output
+
+
+def test_theory_writes_grid_and_figure(tmp_path):
+    out = runner.invoke(app, ["theory", "--out", str(tmp_path), "--p-spu", "0.5,0.9",
+                              "--mu-spu", "1", "--seeds", "1", "--n", "4000"])
+    assert out.exit_code == 0, out.output
+    df = pd.read_csv(tmp_path / "theory_grid.csv")
+    assert len(df) == 2 * 1 * 2  # p values x mu values x objectives (one seed)
+    assert (tmp_path / "theory_grid.png").stat().st_size > 10_000
