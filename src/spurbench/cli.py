@@ -70,6 +70,12 @@ def eval_cmd(
         str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
     ] = "openai",
     split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    classes: Annotated[
+        Path | None, typer.Option(help="Class names file (one per line) for a manifest.")
+    ] = None,
+    allow_outside_root: Annotated[
+        bool, typer.Option(help="Trust manifest paths outside the dataset root.")
+    ] = False,
     reference: Annotated[
         str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
     ] = None,
@@ -103,6 +109,8 @@ def eval_cmd(
             templates=templates,
             name_set=name_set,
             split=split,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
             store=store,
             cache_dir=cache_dir,
             batch_size=batch_size,

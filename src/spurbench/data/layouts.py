@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from spurbench.data.classes import ClassList, imagenet_classes, imagenet_index_of
+from spurbench.data.classes import (
+    ClassList,
+    imagenet_classes,
+    imagenet_index_of,
+    read_class_file,
+)
 from spurbench.data.dataset import COMMON, COUNTER, ImageDataset
 from spurbench.errors import DatasetError
 
@@ -35,9 +40,16 @@ def open_dataset(
     name_set: str = "openai",
     split: str | None = None,
     root: str | Path | None = None,
+    classes: ClassList | str | Path | None = None,
     allow_outside_root: bool = False,
 ) -> ImageDataset:
-    """Open a dataset folder or manifest file; the layout is recognised from what is there."""
+    """Open a dataset folder or manifest file; the layout is recognised from what is there.
+
+    ``classes`` (a ClassList or a file with one name per line) is the label space of a manifest
+    whose integer labels index a custom class list, or whose names must match a fixed list.
+    """
+    if isinstance(classes, str | Path):
+        classes = read_class_file(classes)
     text = str(source)
     if text.startswith("hf:"):
         raise DatasetError(
@@ -47,12 +59,18 @@ def open_dataset(
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq", ".tsv"):
         ds = load_manifest(
-            path, root=root, name_set=name_set, allow_outside_root=allow_outside_root
+            path,
+            root=root,
+            name_set=name_set,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
         )
     elif path.is_dir():
         manifest = path / "manifest.csv"
         if manifest.is_file() and not _has_class_folders(path):
-            ds = load_manifest(manifest, name_set=name_set, allow_outside_root=allow_outside_root)
+            ds = load_manifest(
+                manifest, name_set=name_set, classes=classes, allow_outside_root=allow_outside_root
+            )
         else:
             ds = load_folder(path, name_set=name_set)
     else:
@@ -223,6 +241,12 @@ def _labels(
     if numeric.notna().all() and (numeric == numeric.round()).all():
         ints = numeric.astype(int).tolist()
         classes = classes or imagenet_classes(name_set)
+        out_of_range = sorted({i for i in ints if not 0 <= i < len(classes)})
+        if out_of_range:
+            raise DatasetError(
+                f"Integer labels {out_of_range[:10]} are outside the class list of "
+                f"{len(classes)} classes (integers are ImageNet indices unless --classes is given)."
+            )
         return ints, classes
     names = raw.astype(str).tolist()
     if classes is None:

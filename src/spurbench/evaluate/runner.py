@@ -63,6 +63,8 @@ def evaluate(
     templates: str | list[str] | None = "paper",
     name_set: str = "openai",
     split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
     store: ResultsStore | str | Path | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
@@ -89,7 +91,13 @@ def evaluate(
     dataset = (
         data
         if isinstance(data, ImageDataset)
-        else open_dataset(data, name_set=name_set, split=split)
+        else open_dataset(
+            data,
+            name_set=name_set,
+            split=split,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
+        )
     )
     protocols = tuple(protocols)
     for protocol in protocols:
