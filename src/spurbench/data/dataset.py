@@ -30,6 +30,10 @@ class ImageDataset:
     root: Path
     table: pd.DataFrame
     classes: ClassList
+    #: Classes the dataset can contain, when it covers only part of the label space (ImageNet-R
+    #: and -A cover 200 ImageNet classes): every protocol then restricts logits to this subset,
+    #: the standard way, so accuracies are comparable with published ones.
+    label_subset: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED if c not in self.table.columns]
@@ -84,7 +88,9 @@ class ImageDataset:
         cols = ["image_id", "label", "group", "background", "split"]
         h.update(pd.util.hash_pandas_object(self.table[cols], index=False).values.tobytes())
         h.update(self.classes.digest().encode())
+        h.update(repr(self.label_subset).encode())
         return h.hexdigest()[:16]
 
     def filter(self, mask: pd.Series, name: str | None = None) -> ImageDataset:
-        return ImageDataset(name or self.name, self.root, self.table[mask].copy(), self.classes)
+        return ImageDataset(name or self.name, self.root, self.table[mask].copy(), self.classes,
+                            self.label_subset)

@@ -174,6 +174,8 @@ def _candidates(
 ) -> dict[int, np.ndarray]:
     present = dataset.present_labels
     if protocol == "1v1000":
+        if dataset.label_subset is not None:
+            return {y: np.array(sorted(dataset.label_subset)) for y in present}
         return P.candidates_all(len(dataset.classes), present)
     if protocol == "1vN":
         return P.candidates_present(present)

@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE TABLE IF NOT EXISTS skipped (run_id VARCHAR, image_id VARCHAR, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS artifacts (run_id VARCHAR, kind VARCHAR, content JSON);
+CREATE TABLE IF NOT EXISTS probe_runs (
+    probe_id VARCHAR PRIMARY KEY, created_at TIMESTAMP, model VARCHAR, fingerprint VARCHAR,
+    dataset VARCHAR, dataset_hash VARCHAR, probe VARCHAR, config JSON
+);
+CREATE TABLE IF NOT EXISTS probes (
+    probe_id VARCHAR, probe VARCHAR, metric VARCHAR, key VARCHAR, value DOUBLE, extra JSON
+);
 """
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
@@ -134,6 +141,43 @@ class ResultsStore:
                 con.execute("ROLLBACK")
                 raise
 
+    def write_probe(self, record: dict[str, Any], rows: pd.DataFrame) -> None:
+        """Store one probe run (``record`` keyed by ``probe_id``) and its tidy result rows.
+
+        ``rows`` has columns ``metric, key, value`` and optionally ``extra`` (JSON text); one
+        probe run is one (model, dataset, probe, config), so re-running it replaces its rows.
+        """
+        probe_id = record["probe_id"]
+        rec = pd.DataFrame(
+            [{**record, "config": json.dumps(record.get("config", {}), default=str)}]
+        )
+        rows = rows.assign(probe_id=probe_id, probe=record["probe"])
+        if "extra" not in rows:
+            rows = rows.assign(extra="{}")
+        rows = rows[["probe_id", "probe", "metric", "key", "value", "extra"]]
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in ("probe_runs", "probes"):
+                    con.execute(f"DELETE FROM {table} WHERE probe_id = ?", [probe_id])
+                for table, df in (("probe_runs", rec), ("probes", rows)):
+                    con.register("incoming", df)
+                    cols = ", ".join(df.columns)
+                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
+                    con.unregister("incoming")
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def probe_results(self, probe: str | None = None) -> pd.DataFrame:
+        """Probe rows joined with their run (model, dataset)."""
+        sql = (
+            "SELECT r.model, r.dataset, r.fingerprint, p.* FROM probes p "
+            "JOIN probe_runs r USING (probe_id)"
+        )
+        return self.query(sql + (" WHERE p.probe = ?" if probe else ""), [probe] if probe else [])
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with self._connect() as con:
             return con.execute(sql, params or []).df()
@@ -184,7 +228,7 @@ class ResultsStore:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for table in (*_TABLES, "summary"):
+        for table in (*_TABLES, "probe_runs", "probes", "summary"):
             df = self.summary() if table == "summary" else self.query(f"SELECT * FROM {table}")
             target = out / f"{table}.{fmt}"
             with atomic_path(target) as tmp:
