@@ -34,6 +34,9 @@ class ImageDataset:
     #: and -A cover 200 ImageNet classes): every protocol then restricts logits to this subset,
     #: the standard way, so accuracies are comparable with published ones.
     label_subset: tuple[int, ...] | None = None
+    #: Accepted predictions per label, when several classes of the label space count as right
+    #: (ObjectNet's classes each map to a set of ImageNet classes).
+    label_sets: dict[int, tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED if c not in self.table.columns]
@@ -89,8 +92,16 @@ class ImageDataset:
         h.update(pd.util.hash_pandas_object(self.table[cols], index=False).values.tobytes())
         h.update(self.classes.digest().encode())
         h.update(repr(self.label_subset).encode())
+        if self.label_sets is not None:
+            h.update(repr(sorted(self.label_sets.items())).encode())
         return h.hexdigest()[:16]
 
     def filter(self, mask: pd.Series, name: str | None = None) -> ImageDataset:
-        return ImageDataset(name or self.name, self.root, self.table[mask].copy(), self.classes,
-                            self.label_subset)
+        return ImageDataset(
+            name or self.name,
+            self.root,
+            self.table[mask].copy(),
+            self.classes,
+            self.label_subset,
+            self.label_sets,
+        )

@@ -2,10 +2,17 @@
 
 A bad file (unreadable, truncated, not an image, a decompression bomb) yields a placeholder
 tensor and a reason string; the caller records the reason and excludes the image from metrics.
+
+Files from the web are opened defensively: only regular files (a FIFO or device named
+``x.jpg`` would block or never end), only common raster formats (Pillow would otherwise hand an
+EPS file named ``.jpg`` to Ghostscript, a separate interpreter with a history of exploits), and
+the pixel count is checked from the header before anything is decoded.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,13 +23,18 @@ from torch.utils.data import Dataset
 
 #: Pixels above which an image is refused as a possible decompression bomb (≈ 16k × 11k).
 MAX_PIXELS = 178_956_970
+#: Pillow formats an image may have (recognised by content, whatever the file name says).
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO")
 
 
 def load_rgb(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image as RGB, raising on anything suspicious."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
+        with Image.open(path, formats=FORMATS) as im:
             if im.width * im.height > max_pixels:
                 raise Image.DecompressionBombError(
                     f"{im.width}x{im.height} pixels exceeds the limit of {max_pixels}"

@@ -232,8 +232,15 @@ def _score(
     top, top_scores = P.restricted_topk(logits, mask, TOPK)
     top_labels = needed[top]
     y = labels[ok]
-    correct = top_labels[:, 0] == y
-    correct5 = (top_labels == y[:, None]).any(axis=1)
+    if dataset.label_sets is None:
+        correct = top_labels[:, 0] == y
+        correct5 = (top_labels == y[:, None]).any(axis=1)
+    else:  # several labels count as right (ObjectNet classes map to sets of ImageNet classes)
+        accepted = [np.asarray(dataset.label_sets[int(t)]) for t in y]
+        correct = np.array([t in a for t, a in zip(top_labels[:, 0], accepted, strict=True)])
+        correct5 = np.array(
+            [np.isin(row, a).any() for row, a in zip(top_labels, accepted, strict=True)]
+        )
     kept = table[ok]
     predictions = pd.DataFrame(
         {
