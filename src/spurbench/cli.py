@@ -80,6 +80,12 @@ def eval_cmd(
         str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
     ] = None,
     candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    question: Annotated[
+        str | None, typer.Option(help="LVLMs: the question asked (default: the paper's).")
+    ] = None,
+    answer_template: Annotated[
+        str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
@@ -97,11 +103,47 @@ def eval_cmd(
           --reference ViT-B-32,laion400m_e31
 
         spurbench eval -m local-dir:./my_clip -d manifest.csv --protocol 1vN
+
+        spurbench eval -m lvlm:llava-hf/llava-1.5-7b-hf -d data/ --protocol 1v20
+          --reference ViT-B-32,laion400m_e31
     """
     from spurbench.evaluate import evaluate
+    from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    common = dict(
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        store=store,
+        cache_dir=cache_dir,
+        candidates=candidates,
+        device=device,
+        show_progress=not quiet,
+    )
     for name in model:
+        if parse_model_name(name).family == "lvlm":
+            from spurbench.evaluate.lvlm import evaluate_lvlm
+            from spurbench.models.lvlm import load_lvlm
+
+            adapter = load_lvlm(name, device, notify=console.print)
+            results = [
+                evaluate_lvlm(
+                    adapter,
+                    data,
+                    p,
+                    reference=reference,
+                    question=question,
+                    answer_template=answer_template,
+                    templates=templates,
+                    **common,
+                )
+                for p in protocols
+            ]
+            for r in results:
+                _print_result(r)
+            continue
         results = evaluate(
             name,
             data,
@@ -236,6 +278,66 @@ def models_cmd(
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
 
 
+@app.command("demo")
+@friendly
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Output folder (world, models, store).")] = Path(
+        "spurbench_out/demo"
+    ),
+    classes: Annotated[int, typer.Option(help="Number of animal classes.")] = 10,
+    backgrounds: Annotated[int, typer.Option(help="Number of background types.")] = 6,
+    rho: Annotated[float, typer.Option(help="P(common background) in training.")] = 0.9,
+    image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the world and of training.")] = 0,
+    clip_steps: Annotated[
+        int, typer.Option(help="Contrastive training steps of the tiny CLIP.")
+    ] = 200,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Tour spurbench offline on a synthetic world whose spurious feature is planted.
+
+    Generates the world, trains a tiny CLIP, a tiny supervised classifier and a fine-tuned CLIP
+    on CPU (cached: a second run is fast), evaluates them on the counter-background split and
+    prints the drop. With the default rho = 0.9 the planted shortcut shows as a positive drop;
+    `--rho` 1/backgrounds removes it.
+    """
+    import dataclasses
+
+    from spurbench.demo import run_demo
+    from spurbench.synth.train import TrainConfig
+    from spurbench.synth.world import WorldConfig
+
+    try:
+        world_cfg = WorldConfig(
+            n_classes=classes, n_backgrounds=backgrounds, rho=rho, image_size=image_size, seed=seed
+        )
+    except ValueError as e:
+        raise SpurbenchError(f"Invalid world: {e}") from None
+    train_cfg = dataclasses.replace(TrainConfig(), seed=seed, clip_steps=clip_steps)
+    result = run_demo(out, world_cfg, train_cfg, show_progress=not quiet)
+    t = Table(
+        title=f"Synthetic CounterAnimal (rho={rho}, {classes} classes, "
+        f"{backgrounds} backgrounds) · 1-vs-{classes}",
+        title_justify="left",
+    )
+    for col in ("model", "common", "counter", "drop", "drop 95% CI", "images"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for r in result.table.itertuples():
+        t.add_row(
+            r.model,
+            _pct(r.common),
+            _pct(r.counter),
+            f"[bold]{_pct(r.drop)}[/]",
+            f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
+            str(r.n_images),
+        )
+    console.print(t)
+    console.print(
+        f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
+        f"{result.store}`)\nTable: {out / 'demo_results.csv'}"
+    )
+
+
 @app.command("theory")
 @friendly
 def theory_cmd(
@@ -290,6 +392,16 @@ def theory_cmd(
         )
     console.print(t)
     console.print(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}")
+
+
+def _register_stage_commands() -> None:
+    """Commands whose option parsing lives beside their stage (still thin: parse, call, print)."""
+    from spurbench.suite_command import suite_cmd
+
+    app.command("suite")(suite_cmd)
+
+
+_register_stage_commands()
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -27,6 +27,10 @@ def _adapter_class(family: str) -> type[ModelAdapter]:
         from spurbench.models.supervised import TorchvisionAdapter
 
         return TorchvisionAdapter
+    if family == "lvlm":
+        from spurbench.models.lvlm import LVLMAdapter
+
+        return LVLMAdapter
     if family == "hf_clip":
         from spurbench.models.hf_clip import HFClipAdapter
 

@@ -10,6 +10,8 @@ Accepted forms (the registry in :mod:`spurbench.models.registry` resolves them):
   ``timm:local-dir:/path``.
 * torchvision: ``torchvision:resnet50`` (default weights), ``torchvision:resnet50:IMAGENET1K_V2``
   or the bare ``resnet50:IMAGENET1K_V2``; ``torchvision:resnet50:random`` for random init.
+* Vision-language chat models scored by answer likelihood (LLaVA-style, transformers):
+  ``lvlm:llava-hf/llava-1.5-7b-hf`` or a local folder.
 * A folder path alone: its config file says which family it is.
 """
 
@@ -20,7 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FAMILIES = ("open_clip", "hf_clip", "timm", "torchvision")
+FAMILIES = ("open_clip", "hf_clip", "timm", "torchvision", "lvlm")
+LVLM_MODEL_TYPES = ("llava", "llava_next")
 RANDOM = "random"
 
 
@@ -43,6 +46,8 @@ class ModelSpec:
             return f"torchvision:{self.arch}" + (f":{self.pretrained}" if self.pretrained else "")
         if self.family == "timm":
             return f"timm:{self.arch}" + (f",{self.pretrained}" if self.pretrained else "")
+        if self.family == "lvlm":
+            return f"lvlm:{self.arch}"
         return f"hf:{self.arch}"
 
     @property
@@ -58,6 +63,8 @@ def parse_model_name(name: str) -> ModelSpec:
     name = name.strip()
     if name.startswith("open_clip:"):
         name = name[len("open_clip:") :]
+    if name.startswith("lvlm:"):
+        return ModelSpec("lvlm", name[len("lvlm:") :])
     if name.startswith("hf:"):
         return ModelSpec("hf_clip", name[3:])
     if name.startswith("timm:"):
@@ -99,5 +106,7 @@ def _spec_for_folder(path: Path) -> ModelSpec:
             return ModelSpec("timm", f"local-dir:{path}")
         if cfg.get("model_type") == "clip":
             return ModelSpec("hf_clip", str(path))
+        if cfg.get("model_type") in LVLM_MODEL_TYPES:
+            return ModelSpec("lvlm", str(path))
     # Unknown folder: let the open_clip loader say precisely what is missing.
     return ModelSpec("open_clip", f"local-dir:{path}")

@@ -1,0 +1,271 @@
+"""Evaluate vision-language chat models on grouped datasets by answer likelihood.
+
+The CounterAnimal paper (Wang, Lin et al., NeurIPS 2024, arXiv:2403.11497) evaluates LVLMs
+(MiniGPT-4 Vicuna-7B, LLaVA-1.5-7B) on the 1-vs-20 protocol: each image is asked "What is the
+main object in the image?", each of its class's 20 candidates is scored by the language-modelling
+loss of "A <name>.", and the lowest-loss candidate is the prediction. Their published rows are in
+the reference testbed (``reference/counteranimal_models.csv``, family ``lvlm``).
+
+This module produces the same :class:`~spurbench.evaluate.runner.RunResult`, the same
+predictions columns and the same store rows as the feature-based runner, by reusing its record
+and metrics helpers, so reports, the testbed comparison and queries treat LVLM runs like any
+other. ``topk_scores`` are negative losses (higher is better, as for logits). The 20 candidates
+come from a candidates file or from a reference model's confusions (the paper used CLIP
+ViT-B/32 LAION-400M) computed by the runner's own candidate code; 1-vs-N uses the classes
+present. 1-vs-1000 is refused: the paper does not run LVLMs on it and it costs 1000 answers per
+image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spurbench.data.classes import resolve_templates
+from spurbench.data.dataset import ImageDataset
+from spurbench.data.images import load_rgb
+from spurbench.data.layouts import open_dataset
+from spurbench.errors import ClassListError
+from spurbench.evaluate import metrics as M
+from spurbench.evaluate import protocols as P
+from spurbench.evaluate.runner import (
+    TOPK,
+    RunResult,
+    _candidates,
+    _metrics_rows,
+    _run_record,
+    _with_run,
+)
+from spurbench.features.cache import default_cache_dir, encode_dataset
+from spurbench.models.base import ModelAdapter
+from spurbench.models.lvlm import LVLMAdapter, load_lvlm
+from spurbench.models.registry import create_model
+from spurbench.progress import progress_bar
+from spurbench.store.results import ResultsStore
+
+LVLM_PROTOCOLS = ("1v20", "1vN")
+#: The paper's reference model for picking the 20 confusable candidates.
+PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
+#: Images per batch of the reference model's feature pass (the runner's default).
+REFERENCE_BATCH = 64
+
+
+def evaluate_lvlm(
+    model: str | LVLMAdapter,
+    data: str | Path | ImageDataset,
+    protocol: str = "1v20",
+    *,
+    candidates: str | Path | None = None,
+    reference: str | ModelAdapter | None = None,
+    question: str | None = None,
+    answer_template: str | None = None,
+    reduction: str | None = None,
+    batch_size: int | None = None,
+    templates: str | list[str] | None = "paper",
+    name_set: str = "openai",
+    split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
+    store: ResultsStore | str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    n_boot: int = M.N_BOOT,
+    seed: int = 0,
+    device: str = "cpu",
+    show_progress: bool = True,
+) -> RunResult:
+    """Evaluate an LVLM on ``data`` under ``protocol`` (``1v20`` or ``1vN``) and store the run.
+
+    Args:
+        model: ``lvlm:<hub id or folder>`` (or a bare one) or an :class:`LVLMAdapter`.
+        data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
+        candidates: a JSON file of 1-vs-20 candidate sets ({label: [labels]}) to use as is.
+        reference: the model whose confusions pick the 1-vs-20 candidates (paper:
+            ``ViT-B-32,laion400m_e31``), with ``templates`` for its zero-shot head.
+        question, answer_template, reduction: the prompt and score (default: the adapter's,
+            i.e. the paper's "What is the main object in the image?" / "A {c}." / mean loss).
+        batch_size: candidate answers per batched forward (default: all of an image's).
+        store: a results store (or its path) to write to; None writes nothing.
+    """
+    dataset = (
+        data
+        if isinstance(data, ImageDataset)
+        else open_dataset(
+            data,
+            name_set=name_set,
+            split=split,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
+        )
+    )
+    if protocol not in LVLM_PROTOCOLS:
+        raise ClassListError(
+            f"Protocol {protocol!r} is not available for vision-language chat models; choose "
+            f"among {LVLM_PROTOCOLS} (the paper evaluates LVLMs on 1v20; 1v1000 would score "
+            "1000 answers per image)."
+        )
+    P.check_protocol(protocol, dataset)
+    if protocol == "1v20" and candidates is None and reference is None:
+        raise ClassListError(
+            "1-vs-20 needs each class's 20 confusable labels: pass "
+            f"reference={PAPER_REFERENCE!r} (the paper's) or a candidates file."
+        )
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    adapter = model if isinstance(model, LVLMAdapter) else load_lvlm(model, device=device)
+    if isinstance(store, str | Path):
+        store = ResultsStore(store)
+    question = question or adapter.question
+    answer_template = answer_template or adapter.answer_template
+    reduction = reduction or adapter.reduction
+
+    cand = _lvlm_candidates(
+        protocol, dataset, candidates, reference, templates, cache, device, show_progress
+    )
+    table = dataset.table
+    labels = table["label"].to_numpy().astype(int)
+    names = dataset.classes.names
+    ok = np.zeros(len(table), dtype=bool)
+    errors = [""] * len(table)
+    top_labels: list[np.ndarray] = []
+    top_scores: list[np.ndarray] = []
+    with progress_bar(f"LVLM {protocol}", len(table), enabled=show_progress) as bar:
+        for i, path in enumerate(table["path"]):
+            try:
+                image = load_rgb(str(path))
+            except Exception as e:
+                errors[i] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+                bar.advance()
+                continue
+            options = cand.get(int(labels[i]))
+            if options is None:  # the reference could read none of this class's images
+                errors[i] = "no candidate set for this label"
+                bar.advance()
+                continue
+            loss = adapter.score_candidates(
+                [image],
+                question,
+                [[names[c] for c in options]],
+                answer_template=answer_template,
+                reduction=reduction,
+                batch_size=batch_size,
+            )[0]
+            order = np.argsort(loss, kind="stable")[:TOPK]  # ties: lower label index first
+            top_labels.append(np.asarray(options)[order])
+            top_scores.append(-loss[order])
+            ok[i] = True
+            bar.advance()
+    if not ok.any():
+        raise ClassListError(f"No image of {dataset.name!r} could be read; see the skipped list.")
+
+    kept = table[ok]
+    y = labels[ok]
+    tops = np.stack(top_labels)
+    correct = tops[:, 0] == y
+    correct5 = (tops == y[:, None]).any(axis=1)
+    predictions = pd.DataFrame(
+        {
+            "image_id": kept["image_id"].to_numpy(),
+            "label": y,
+            "class_name": kept["class_name"].to_numpy(),
+            "group_name": kept["group"].astype(str).to_numpy(),
+            "background": kept["background"].astype(str).to_numpy(),
+            "topk_labels": list(tops.astype(int)),
+            "topk_scores": list(np.stack(top_scores).astype(np.float32)),
+            "correct": correct,
+            "correct_top5": correct5,
+        }
+    )
+    skipped = pd.DataFrame(
+        {
+            "image_id": table.loc[~ok, "image_id"].to_numpy(),
+            "reason": [e for e, good in zip(errors, ok, strict=True) if not good],
+        }
+    )
+    groups = predictions["group_name"].to_numpy()
+    summary = M.summarize(y, groups, correct, correct5, n_boot=n_boot, seed=seed)
+    per_class = M.per_class(y, groups, correct)
+    per_class["class_name"] = [names[i] for i in per_class["label"]]
+    scoring = {
+        "scoring": "answer_likelihood",
+        "question": question,
+        "answer_template": answer_template,
+        "reduction": reduction,
+        "chat_template_sha": adapter.chat_template_digest,
+        "dtype": str(adapter.dtype).removeprefix("torch."),
+    }
+    cand_json = {str(k): v.tolist() for k, v in sorted(cand.items())}
+    run_id = hashlib.sha256(
+        json.dumps(
+            [
+                adapter.fingerprint,
+                adapter.name,
+                dataset.digest(),
+                protocol,
+                {k: v for k, v in scoring.items() if k != "dtype"},
+                name_set,
+                cand_json if protocol == "1v20" else None,
+            ]
+        ).encode()
+    ).hexdigest()[:16]
+    result = RunResult(
+        run_id,
+        protocol,
+        adapter.name,
+        dataset.name,
+        summary,
+        per_class,
+        predictions,
+        skipped,
+        {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
+    )
+    if store is not None:
+        record = _run_record(
+            result, adapter, dataset, protocol, (question, answer_template), name_set
+        )
+        record["config"]["scoring"] = scoring
+        store.write_run(
+            record,
+            _with_run(result.predictions, result.run_id),
+            _metrics_rows(result),
+            _with_run(result.skipped, result.run_id),
+            {"candidates": result.candidates} if protocol == "1v20" else None,
+        )
+    return result
+
+
+def _lvlm_candidates(
+    protocol: str,
+    dataset: ImageDataset,
+    candidates_path: str | Path | None,
+    reference: str | ModelAdapter | None,
+    templates: str | list[str] | None,
+    cache: Path,
+    device: str,
+    show_progress: bool,
+) -> dict[int, np.ndarray]:
+    """The label sets each class is scored among: the runner's candidate code, not a copy."""
+    if protocol == "1vN":
+        return P.candidates_present(dataset.present_labels)
+    if candidates_path is not None:
+        return P.load_candidates(candidates_path, dataset.present_labels)
+    ref = reference if isinstance(reference, ModelAdapter) else create_model(reference, device)
+    feats = encode_dataset(
+        ref, dataset, cache, batch_size=REFERENCE_BATCH, show_progress=show_progress
+    )
+    return _candidates(
+        protocol,
+        dataset,
+        ref,
+        feats,
+        resolve_templates(templates),
+        cache,
+        reference=ref,
+        candidates_path=None,
+        batch_size=REFERENCE_BATCH,
+        num_workers=0,
+        show_progress=show_progress,
+        device=device,
+    )

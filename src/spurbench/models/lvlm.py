@@ -1,0 +1,764 @@
+"""Vision-language chat models (LLaVA-1.5 / LLaVA-NeXT style) scored by answer likelihood.
+
+Why: the CounterAnimal paper (Wang, Lin et al., *A Sober Look at the Robustness of CLIPs to
+Spurious Features*, NeurIPS 2024, arXiv:2403.11497, section on large vision-language models)
+evaluates MiniGPT-4 (Vicuna-7B) and LLaVA-1.5-7B on the 1-vs-20 protocol by asking each image
+"What is the main object in the image?" and scoring every candidate answer "A <object name>." by
+its language-modelling loss; the prediction is the lowest-loss candidate. Free-form descriptions
+did worse and yes/no prompts hallucinate, so likelihood ranking is the paper's protocol.
+
+How: the image and the chat-templated question are the same for every candidate, and in a
+causal LM the keys/values of a prefix do not depend on what follows. So the image + prompt
+prefix runs **once** per image with ``use_cache=True`` (the vision tower, the projector and
+~600 prefix tokens: nearly all the compute), and all of that image's candidate answers then run
+in **one** batched forward of a few tokens each that reuses the prefix's ``DynamicCache``
+(repeated along the batch with the cache's own ``batch_repeat_interleave``). Candidates of
+different lengths are right-padded; padding is masked out of the attention and of the loss.
+The result equals one full forward per candidate (tested to 1e-4 against the model's own
+``forward(labels=...)``) at a fraction of the cost (``benchmarks/bench_lvlm_prefix.py``).
+
+Model, processor and chat template all come from the checkpoint (hub id or local folder),
+loaded with ``use_safetensors=True``: pickled ``.bin`` weights are refused. Before any weight
+is read, the parameter count (from the config, on the meta device) times the bytes per
+parameter, plus the KV cache of a prefix and a batch of candidates, is compared with the free
+memory of the target device; a model that cannot fit is refused with a :class:`SpurbenchError`
+unless forced. bf16 on GPU, fp32 on CPU (bf16 matmuls are several times slower on the CPUs
+this project measured). Peak-memory arithmetic for a 7B model: ``docs/lvlm_memory.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from spurbench.data.classes import ClassList
+from spurbench.errors import SpurbenchError, UnsafeCheckpointError
+from spurbench.models.base import Features, LinearHead, ModelAdapter, PreprocessConfig
+from spurbench.models.checkpoints import guarded_load
+from spurbench.models.spec import ModelSpec
+
+#: The paper's question and answer format (Wang et al. 2024, LVLM evaluation, 1-vs-20).
+DEFAULT_QUESTION = "What is the main object in the image?"
+DEFAULT_ANSWER = "A {c}."
+#: "mean": the language-modelling loss of the answer tokens (cross-entropy averaged over them,
+#: what ``forward(labels=...)`` returns: the paper's score). "sum": the answer's total negative
+#: log-likelihood, which favours short names.
+REDUCTIONS = ("mean", "sum")
+#: Prompt tokens besides the image assumed by the memory estimate (question + template).
+PROMPT_TOKENS_ESTIMATE = 64
+#: Candidate batch assumed by the memory estimate when none is given (the 1-vs-20 protocol).
+DEFAULT_CANDIDATES = 20
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+_ANSWER_MARK = "SPURBENCHANSWERMARK"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What loading and scoring will need on the target device, from the config alone."""
+
+    n_params: int
+    bytes_per_param: int
+    weight_bytes: int
+    kv_bytes: int  # prefix KV cache + its copies for one batch of candidates
+    available_bytes: int | None  # free RAM (CPU) or free GPU memory; None when unknown
+    where: str
+
+    @property
+    def needed_bytes(self) -> int:
+        return self.weight_bytes + self.kv_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.available_bytes is None or self.needed_bytes <= self.available_bytes
+
+    def message(self, name: str, dtype: torch.dtype) -> str:
+        avail = "unknown" if self.available_bytes is None else _gb(self.available_bytes)
+        return (
+            f"{name}: {_count(self.n_params)} parameters × {self.bytes_per_param} bytes "
+            f"({str(dtype).removeprefix('torch.')}) = {_gb(self.weight_bytes)} of weights, "
+            f"+ {_gb(self.kv_bytes)} of KV cache for one image prefix and a batch of candidates "
+            f"= {_gb(self.needed_bytes)} needed; {avail} available on {self.where}."
+        )
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def available_memory(device: torch.device) -> tuple[int | None, str]:
+    """Free memory of ``device`` in bytes: GPU free memory, or the OS's available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"GPU {torch.cuda.get_device_name(device)}"
+    try:  # MemAvailable counts reclaimable page cache, unlike free pages
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "CPU RAM"
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "CPU RAM"
+    except (ValueError, OSError, AttributeError):
+        return None, "CPU RAM"
+
+
+def estimate_memory(
+    config: Any,
+    dtype: torch.dtype,
+    device: torch.device,
+    n_candidates: int = DEFAULT_CANDIDATES,
+) -> MemoryEstimate:
+    """Parameters counted on the meta device (no allocation), KV cache from the text config.
+
+    The KV cache holds the prefix (image tokens + prompt) once, then ``n_candidates`` copies of
+    it during the candidate forward (plus a few answer tokens each).
+    """
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        meta = AutoModelForImageTextToText.from_config(config)
+    n_params = sum(p.numel() for p in meta.parameters())
+    del meta
+    bpp = torch.finfo(dtype).bits // 8
+    text = config.get_text_config(decoder=True)
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    per_token = text.num_hidden_layers * 2 * kv_heads * head_dim * bpp
+    prefix = _image_tokens(config) + PROMPT_TOKENS_ESTIMATE
+    kv = per_token * prefix * (1 + n_candidates)
+    available, where = available_memory(device)
+    return MemoryEstimate(n_params, bpp, n_params * bpp, kv, available, where)
+
+
+def _image_tokens(config: Any) -> int:
+    """Image placeholder tokens per image (LLaVA-NeXT: base image + its largest tile grid)."""
+    vision = getattr(config, "vision_config", None)
+    base = getattr(config, "image_seq_length", None)
+    if base is None and vision is not None:
+        base = (vision.image_size // vision.patch_size) ** 2
+    base = int(base or 576)
+    grid = getattr(config, "image_grid_pinpoints", None)
+    if grid and vision is not None:
+        side = vision.image_size
+        return base * (1 + max((h // side) * (w // side) for h, w in grid))
+    return base
+
+
+def _default_notify(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+class LVLMAdapter(ModelAdapter):
+    """An image-text-to-text chat model; :meth:`score_candidates` ranks answers by likelihood.
+
+    It fills the :class:`ModelAdapter` contract as far as it goes: ``encode_images`` returns the
+    image tokens the language model sees (projector output), mean-pooled, so feature caches and
+    probes can read the LVLM's vision side; there is no linear head (``head`` raises), because
+    the paper classifies with an LVLM by answer likelihood (:mod:`spurbench.evaluate.lvlm`).
+
+    Args:
+        spec: ``ModelSpec("lvlm", <hub id or folder>)``.
+        device: ``cpu`` or ``cuda[:i]``.
+        dtype: ``float32`` / ``bfloat16`` / ``float16``; default bf16 on GPU, fp32 on CPU.
+        force: load even when the memory estimate says the model will not fit.
+        question, answer_template, reduction: defaults for :meth:`score_candidates`.
+        candidate_batch_size: candidates per batched forward (None: all of an image's at once);
+            lower it to bound the KV-cache copies on a small GPU.
+        chat_template: a Jinja template overriding the checkpoint's own.
+        notify: where the size message goes before loading (default: stderr).
+    """
+
+    zero_shot = False
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "cpu",
+        *,
+        dtype: str | torch.dtype | None = None,
+        force: bool = False,
+        question: str = DEFAULT_QUESTION,
+        answer_template: str = DEFAULT_ANSWER,
+        reduction: str = "mean",
+        candidate_batch_size: int | None = None,
+        chat_template: str | None = None,
+        notify: Callable[[str], None] | None = _default_notify,
+    ) -> None:
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        self.spec = spec
+        self.device = torch.device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        _check_reduction(reduction)
+        self.question = question
+        self.answer_template = answer_template
+        self.reduction = reduction
+        self.candidate_batch_size = candidate_batch_size
+        source = spec.arch
+        with guarded_load(self.name, source):
+            config = AutoConfig.from_pretrained(source)
+        self.memory = estimate_memory(
+            config, self.dtype, self.device, candidate_batch_size or DEFAULT_CANDIDATES
+        )
+        message = self.memory.message(self.name, self.dtype)
+        if not self.memory.fits and not force:
+            raise SpurbenchError(
+                f"Refusing to load: {message} Use a GPU, dtype='bfloat16' (halves the weights), "
+                "a smaller candidate_batch_size (the KV cache), or force=True to try anyway."
+            )
+        if notify is not None:
+            notify(f"Loading {message}")
+        load_kw: dict[str, Any] = {"dtype": self.dtype, "use_safetensors": True}
+        if importlib.util.find_spec("accelerate") is not None:
+            load_kw["device_map"] = str(self.device)  # straight to the device, no RAM staging
+        with _safetensors_only(self.name, source), guarded_load(self.name, source):
+            self.processor = AutoProcessor.from_pretrained(source)
+            self.module = AutoModelForImageTextToText.from_pretrained(
+                source, config=config, **load_kw
+            )
+        self.module.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.chat_template = chat_template or _own_chat_template(self.processor, self.name)
+        params = inspect.signature(self.module.forward).parameters
+        # transformers 5 renamed ``past_key_values`` to ``cache`` (the old name is deprecated).
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_last = "logits_to_keep" in params
+        self._image_token_id = _image_token_id(self.processor, config)
+        self._ids_memo: dict[str, list[int]] = {}
+        self._prompt_memo: dict[str, tuple[str, str]] = {}
+        self.preprocess = self._pixel_values
+        self.preprocess_cfg = _preprocess_cfg(self.processor)
+
+    @property
+    def name(self) -> str:
+        return f"lvlm:{self.spec.arch}"
+
+    @property
+    def chat_template_digest(self) -> str:
+        return hashlib.sha256(self.chat_template.encode()).hexdigest()[:16]
+
+    # -- the ModelAdapter contract -------------------------------------------------------------
+
+    def _pixel_values(self, image: Image.Image) -> torch.Tensor:
+        return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def encode_images(self, images: torch.Tensor) -> Features:
+        """The projected image tokens the LM reads, mean-pooled (fixed-size processors only)."""
+        out = self.module.get_image_features(pixel_values=images.to(self.device, self.dtype))
+        tokens = getattr(out, "pooler_output", out)
+        emb = torch.stack([t.float().reshape(-1, t.shape[-1]).mean(0) for t in tokens]).cpu()
+        return Features(emb, emb.clone())
+
+    def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
+        raise SpurbenchError(
+            f"{self.name} is a vision-language chat model: it has no linear head. It is "
+            "evaluated by answer likelihood (spurbench.evaluate.lvlm.evaluate_lvlm, protocols "
+            "1v20 or 1vN)."
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "chat_template_sha": self.chat_template_digest,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def prompt(self, question: str | None = None) -> str:
+        """The chat-templated user turn (image + question) ending in the generation prompt."""
+        return self._prompt_parts(question or self.question)[0]
+
+    def answer_separator(self, question: str | None = None) -> str:
+        """What the chat template puts between the generation prompt and the answer (" ")."""
+        return self._prompt_parts(question or self.question)[1]
+
+    def _prompt_parts(self, question: str) -> tuple[str, str]:
+        """(prompt, separator) rendered by the chat template, once per question."""
+        if question not in self._prompt_memo:
+            conv = _conversation(question)
+            prompt = self.processor.apply_chat_template(
+                conv, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template
+            )
+            conv.append({"role": "assistant", "content": [{"type": "text", "text": _ANSWER_MARK}]})
+            full = self.processor.apply_chat_template(
+                conv, tokenize=False, chat_template=self.chat_template
+            )
+            sep = " "  # a template whose turns do not extend the generation prompt
+            if full.startswith(prompt) and _ANSWER_MARK in full[len(prompt) :]:
+                sep = full[len(prompt) : full.index(_ANSWER_MARK, len(prompt))]
+            self._prompt_memo[question] = (prompt, sep)
+        return self._prompt_memo[question]
+
+    def full_text(
+        self, candidate: str, question: str | None = None, template: str | None = None
+    ) -> str:
+        """Prompt + answer, the text whose answer tokens are scored (no end-of-turn token)."""
+        answer = (template or self.answer_template).format(c=candidate)
+        return self.prompt(question) + self.answer_separator(question) + answer
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score_candidates(
+        self,
+        images: Sequence[Image.Image],
+        question: str | None,
+        candidates: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        answer_template: str | None = None,
+        reduction: str | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Loss of each candidate answer per image, shape (n_images, n_candidates): lower wins.
+
+        Args:
+            images: PIL images.
+            question: the question (None: the adapter's, by default the paper's).
+            candidates: class names, one list for all images or one list per image; each is
+                formatted with ``answer_template`` (default "A {c}."). Ragged per-image lists
+                are padded with ``inf`` on the right.
+            reduction: ``mean`` (the answer's LM loss, the paper's) or ``sum`` (total NLL).
+            batch_size: candidates per batched forward (default: all of an image's at once).
+        """
+        reduction = reduction or self.reduction
+        _check_reduction(reduction)
+        per_image = _per_image(candidates, len(images))
+        template = answer_template or self.answer_template
+        plan = self._plan(question, sorted({c for cs in per_image for c in cs}), template)
+        width = max((len(cs) for cs in per_image), default=0)
+        out = np.full((len(images), width), np.inf)
+        chunk = batch_size or self.candidate_batch_size
+        for i, (image, names) in enumerate(zip(images, per_image, strict=True)):
+            if names:
+                rows = [plan.row[n] for n in names]
+                out[i, : len(names)] = self._score_image(image, plan, rows, reduction, chunk)
+        return out
+
+    def _ids(self, text: str) -> list[int]:
+        """Token ids of a text, as the processor's tokenizer makes them (memoised)."""
+        if text not in self._ids_memo:
+            self._ids_memo[text] = list(self.tokenizer(text)["input_ids"])
+        return self._ids_memo[text]
+
+    def _plan(self, question: str | None, names: list[str], template: str) -> _Plan:
+        """Tokenise prompt and prompt+answer texts once; find the shared prefix to cache.
+
+        Tokenisation is done on the whole prompt+answer text (so the answer's first token is
+        what the tokenizer really makes after the prompt), with the image placeholder
+        unexpanded. The scored tokens of a candidate are those after its longest common prefix
+        with the prompt's tokens; the cached prefix stops one token before the earliest of
+        them, so every scored token is predicted inside the candidate batch.
+        """
+        prompt = self.prompt(question)
+        prompt_ids = self._ids(prompt)
+        if self._image_token_id not in prompt_ids:
+            raise SpurbenchError(
+                f"The chat template of {self.name} put no image placeholder in the prompt "
+                f"{prompt!r}; pass a chat_template that renders {{'type': 'image'}} content."
+            )
+        image_pos = len(prompt_ids) - 1 - prompt_ids[::-1].index(self._image_token_id)
+        fulls, lcps = {}, {}
+        for name in names:
+            ids = self._ids(self.full_text(name, question, template))
+            lcp = _common_prefix(prompt_ids, ids)
+            if lcp >= len(ids):
+                raise SpurbenchError(f"The answer for {name!r} adds no token to the prompt.")
+            fulls[name], lcps[name] = ids, lcp
+        cut = min(lcps.values()) - 1 if names else len(prompt_ids) - 1
+        if cut <= image_pos:
+            raise SpurbenchError(
+                "The answers change how the prompt itself is tokenised up to the image; the "
+                "prefix cannot be shared. Use another question or answer template."
+            )
+        rows = {n: (fulls[n][cut:], lcps[n] - cut) for n in names}
+        return _Plan(prompt, prompt_ids, image_pos, cut, rows)
+
+    def _score_image(
+        self,
+        image: Image.Image,
+        plan: _Plan,
+        rows: list[tuple[list[int], int]],
+        reduction: str,
+        chunk: int | None,
+    ) -> np.ndarray:
+        """One prefix forward for the image, then its candidates in batched forwards."""
+        inputs = self.processor(images=[image], text=[plan.prompt], return_tensors="pt")
+        ids = inputs.pop("input_ids")[0].tolist()
+        for key in ("attention_mask", "token_type_ids", "mm_token_type_ids"):
+            inputs.pop(key, None)
+        extra = len(ids) - len(plan.prompt_ids)  # image placeholder expanded to n tokens
+        p = plan.image_pos
+        if ids[:p] != plan.prompt_ids[:p] or ids[p + 1 + extra :] != plan.prompt_ids[p + 1 :]:
+            raise SpurbenchError(
+                f"The processor of {self.name} tokenises the prompt differently from its "
+                "tokenizer (beyond expanding the image placeholder); prefix reuse is unsafe."
+            )
+        prefix_len = plan.cut + extra
+        image_inputs = {
+            k: v.to(self.device, self.dtype if v.is_floating_point() else None)
+            for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
+        prefix = torch.tensor([ids[:prefix_len]], device=self.device)
+        kw = {"logits_to_keep": 1} if self._keep_last else {}
+        out = self.module(
+            input_ids=prefix,
+            attention_mask=torch.ones_like(prefix),
+            use_cache=True,
+            **image_inputs,
+            **kw,
+        )
+        cache = getattr(out, self._cache_arg, None)
+        if cache is None:
+            cache = out.past_key_values
+        step = chunk or len(rows)
+        losses = []
+        for s in range(0, len(rows), step):
+            last = s + step >= len(rows)
+            # The candidate forward appends to the cache it is given: keep a pristine copy of
+            # the prefix while more chunks will need it.
+            chunk_cache = cache if last else copy.deepcopy(cache)
+            losses.append(self._score_rows(chunk_cache, prefix_len, rows[s : s + step], reduction))
+        return np.concatenate(losses)
+
+    def _score_rows(
+        self, cache: Any, prefix_len: int, rows: list[tuple[list[int], int]], reduction: str
+    ) -> np.ndarray:
+        """NLL of each row's answer tokens, given a cache holding the prefix for one image."""
+        n, width = len(rows), max(len(t) for t, _ in rows)
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        tokens = torch.full((n, width), pad, dtype=torch.long)
+        scored = torch.zeros((n, width), dtype=torch.bool)  # scored[i, t]: token t is an answer
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, (tail, first) in enumerate(rows):
+            tokens[i, : len(tail)] = torch.tensor(tail)
+            mask[i, : len(tail)] = 1
+            scored[i, first : len(tail)] = True
+        cache.batch_repeat_interleave(n)
+        tokens, mask, scored = (t.to(self.device) for t in (tokens, mask, scored))
+        attention = torch.cat(
+            [torch.ones((n, prefix_len), dtype=torch.long, device=self.device), mask], dim=1
+        )
+        out = self.module(
+            input_ids=tokens,
+            attention_mask=attention,
+            use_cache=True,
+            **{self._cache_arg: cache},
+        )
+        # logits at position t predict token t + 1
+        logp = out.logits[:, :-1].float().log_softmax(-1)
+        target = tokens[:, 1:]
+        token_nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        weight = scored[:, 1:].float()
+        nll = (token_nll * weight).sum(1)
+        if reduction == "mean":
+            nll = nll / weight.sum(1)
+        return nll.double().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    prompt: str
+    prompt_ids: list[int]
+    image_pos: int  # last image placeholder in prompt_ids (unexpanded)
+    cut: int  # prompt tokens (unexpanded) in the cached prefix
+    row: dict[str, tuple[list[int], int]]  # name -> (tokens from cut, first scored index)
+
+
+def load_lvlm(name: str, device: str = "cpu", **kwargs: Any) -> LVLMAdapter:
+    """Load ``lvlm:<hub id or folder>`` (or a bare hub id / folder) as an :class:`LVLMAdapter`."""
+    arch = name.removeprefix("lvlm:")
+    return LVLMAdapter(ModelSpec("lvlm", arch), device=device, **kwargs)
+
+
+def _conversation(question: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _per_image(
+    candidates: Sequence[str] | Sequence[Sequence[str]], n_images: int
+) -> list[list[str]]:
+    if all(isinstance(c, str) for c in candidates):
+        return [list(candidates)] * n_images  # type: ignore[arg-type]
+    per = [list(c) for c in candidates]
+    if len(per) != n_images:
+        raise SpurbenchError(f"{len(per)} candidate lists for {n_images} images.")
+    return per
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise SpurbenchError(f"Unknown reduction {reduction!r}; choose one of {REDUCTIONS}.")
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise SpurbenchError(f"Unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}.")
+    return _DTYPES[dtype]
+
+
+def _own_chat_template(processor: Any, name: str) -> str:
+    template = getattr(processor, "chat_template", None) or getattr(
+        processor.tokenizer, "chat_template", None
+    )
+    if not template:
+        raise SpurbenchError(
+            f"{name} ships no chat template (processor or tokenizer). Pass chat_template=... "
+            "with the model's conversation format."
+        )
+    return template
+
+
+def _image_token_id(processor: Any, config: Any) -> int:
+    got = getattr(processor, "image_token_id", None)
+    if got is None:
+        got = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    if got is None:
+        raise SpurbenchError("Cannot tell which token is the image placeholder of this model.")
+    return int(got)
+
+
+def _preprocess_cfg(processor: Any) -> PreprocessConfig:
+    ip = processor.image_processor
+    crop = getattr(ip, "crop_size", None)
+    size = getattr(ip, "size", None)
+    if getattr(ip, "do_center_crop", False) and crop:
+        hw = (int(_field(crop, "height")), int(_field(crop, "width")))
+    else:
+        edge = _field(size, "shortest_edge") or _field(size, "height") or 0
+        hw = (int(edge), int(_field(size, "width") or edge))
+    resample = getattr(ip, "resample", 3)
+    return PreprocessConfig(
+        size=hw,
+        mean=tuple(float(v) for v in (getattr(ip, "image_mean", None) or ())),
+        std=tuple(float(v) for v in (getattr(ip, "image_std", None) or ())),
+        interpolation=_RESAMPLE.get(int(getattr(resample, "value", resample) or 3), "bicubic"),
+        resize_mode=_size_text(size),
+        extra={"processor": type(processor).__name__, "image_processor": type(ip).__name__},
+    )
+
+
+def _size_text(size: Any) -> str:
+    """A transformers size (int, dict or SizeDict) as 'shortest_edge=336'."""
+    if size is None or isinstance(size, int):
+        return f"shortest_edge={size}"
+    keys = ("shortest_edge", "longest_edge", "height", "width")
+    return ",".join(f"{k}={_field(size, k)}" for k in keys if _field(size, k) is not None)
+
+
+def _field(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return value.get(key)
+    return getattr(value, key, None)
+
+
+@contextmanager
+def _safetensors_only(name: str, source: str) -> Iterator[None]:
+    """Turn 'no safetensors file' into a message saying why pickled weights are refused."""
+    try:
+        yield
+    except OSError as e:
+        if "safetensors" not in str(e).lower():
+            raise
+        raise UnsafeCheckpointError(
+            f"{name}: no safetensors weights in {source}. spurbench loads only safetensors "
+            "(pickled .bin files can run code when loaded); convert the checkpoint with "
+            "transformers' save_pretrained(safe_serialization=True) in a trusted environment."
+        ) from None
+
+
+#: LLaVA-1.5's conversation format (llava-hf/llava-1.5-7b-hf chat template), for random models.
+LLAVA_15_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}"
+    "{{ message['role'].upper() + ': '}}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def llava_15_7b_config() -> Any:
+    """The architecture of ``llava-hf/llava-1.5-7b-hf`` (Vicuna-7B + CLIP ViT-L/14-336 + MLP).
+
+    For memory arithmetic and random-init benchmarks at the real size; 7,063,427,072 parameters.
+    """
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            projection_dim=768,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32064,
+            max_position_embeddings=4096,
+        ),
+        image_token_id=32000,
+        image_seq_length=576,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+
+
+def save_random_llava(
+    folder: str | Path,
+    *,
+    config: Any = None,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_width: int = 32,
+    vision_layers: int = 2,
+    text_width: int = 64,
+    text_layers: int = 2,
+    vocab_size: int = 600,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+) -> Path:
+    """A random-init LLaVA-1.5-architecture checkpoint, saved as users receive real ones.
+
+    CLIP vision tower + MLP projector + Llama LM, a Llama-style BPE tokenizer (``▁`` word
+    prefix, ``<s>`` prepended) trained offline on the prompt and the ImageNet class names, a
+    ``LlavaProcessor`` with a ``CLIPImageProcessor`` and LLaVA-1.5's chat template. The image
+    becomes ``(image_size / patch_size)²`` placeholder tokens, as in LLaVA-1.5 (576 at 336 px).
+    ``config`` (a ``LlavaConfig``, e.g. :func:`llava_15_7b_config`) replaces the size arguments;
+    its special-token ids are set to the tokenizer's. ``device`` is where the weights are
+    initialised (a GPU initialises billions of parameters in seconds). For tests, benchmarks
+    and offline smoke runs: nothing is downloaded.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    from spurbench.data.classes import imagenet_classes
+
+    folder = Path(folder)
+    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    bpe.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    names = imagenet_classes("wordnet").names
+    corpus = [
+        f"USER: \n{DEFAULT_QUESTION} ASSISTANT:",
+        *(DEFAULT_ANSWER.format(c=n) for n in names),
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special)
+    bpe.train_from_iterator(corpus, trainer)
+    ids = {t: bpe.token_to_id(t) for t in special}
+    bpe.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", ids["<s>"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    if config is None:
+        config = LlavaConfig(
+            vision_config=CLIPVisionConfig(
+                hidden_size=vision_width,
+                intermediate_size=2 * vision_width,
+                num_hidden_layers=vision_layers,
+                num_attention_heads=2,
+                image_size=image_size,
+                patch_size=patch_size,
+            ),
+            text_config=LlamaConfig(
+                hidden_size=text_width,
+                intermediate_size=2 * text_width,
+                num_hidden_layers=text_layers,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=bpe.get_vocab_size(),
+                max_position_embeddings=max(512, 2 * (image_size // patch_size) ** 2),
+            ),
+            image_seq_length=(image_size // patch_size) ** 2,
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+        )
+    if config.text_config.vocab_size < bpe.get_vocab_size():
+        raise SpurbenchError("The config's vocabulary is smaller than the tokenizer's.")
+    config.image_token_id = ids["<image>"]
+    config.text_config.bos_token_id = ids["<s>"]
+    config.text_config.eos_token_id = ids["</s>"]
+    config.text_config.pad_token_id = ids["<pad>"]
+    side, patch = config.vision_config.image_size, config.vision_config.patch_size
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        num_additional_image_tokens=1,  # CLIP's CLS, dropped by the "default" strategy
+        chat_template=LLAVA_15_CHAT_TEMPLATE,
+    )
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(config)
+    model.to(dtype).save_pretrained(folder)
+    del model
+    processor.save_pretrained(folder)
+    return folder
