@@ -1,0 +1,164 @@
+"""Tiny-model training: checkpoints reload bit for bit through the libraries' own loaders, training
+is deterministic, and the zoo is cached. A few optimiser steps each: correctness, not accuracy
+(the accuracy ground truth is measured through spurbench's evaluation pipeline elsewhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from spurbench.synth import train as T
+from spurbench.synth.world import World, WorldConfig, generate_world
+
+pytestmark = pytest.mark.slow
+
+WORLD = WorldConfig(n_classes=3, n_backgrounds=3, n_train_per_class=24, n_test_per_cell=2)
+CFG = T.TrainConfig(clip_steps=3, classifier_steps=3, finetune_steps=2, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return generate_world(WORLD, tmp_path_factory.mktemp("synth") / "world")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(world: World) -> T.TrainedModel:
+    return T.train_tiny_clip(world, CFG)
+
+
+def _test_batch(world: World, transform) -> torch.Tensor:
+    from PIL import Image
+
+    paths = world.paths(world.split("test"))[:6]
+    return torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+
+
+@torch.no_grad()
+def test_tiny_clip_reloads_through_open_clip_local_dir(
+    world: World, tiny_clip: T.TrainedModel, tmp_path: Path
+) -> None:
+    import open_clip
+
+    folder = T.save_open_clip(tiny_clip, tmp_path / "clip")
+    saved = json.loads((folder / "open_clip_config.json").read_text())
+    assert set(saved) == {"model_cfg", "preprocess_cfg"}
+    assert {"embed_dim", "vision_cfg", "text_cfg"} <= set(saved["model_cfg"])
+    assert (folder / "open_clip_model.safetensors").is_file()
+
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+    model.eval()
+    assert tokenizer.context_length == CFG.context_length
+
+    images = _test_batch(world, preprocess)
+    assert images.shape[1:] == (3, WORLD.image_size, WORLD.image_size)
+    texts = tokenizer([f"a photo of a {c}." for c in world.class_names])
+    assert torch.equal(model.encode_image(images), tiny_clip.model.encode_image(images))
+    assert torch.equal(model.encode_text(texts), tiny_clip.model.encode_text(texts))
+    assert torch.equal(model.logit_scale, tiny_clip.model.logit_scale)
+
+
+@torch.no_grad()
+def test_tiny_classifier_reloads_through_timm_local_dir(world: World, tmp_path: Path) -> None:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    trained = T.train_tiny_classifier(world, CFG)
+    folder = T.save_timm(trained, tmp_path / "cls", world)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["num_classes"] == WORLD.n_classes
+    assert cfg["label_names"] == world.class_names
+    assert cfg["imagenet_indices"] == world.imagenet_indices
+    pre = cfg["pretrained_cfg"]
+    assert pre["input_size"] == [3, WORLD.image_size, WORLD.image_size]
+    assert {"mean", "std", "interpolation", "crop_pct"} <= set(pre)
+    assert (folder / "model.safetensors").is_file()
+
+    model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    assert model.pretrained_cfg["label_names"] == world.class_names
+    transform = create_transform(**resolve_data_config({}, model=model))
+    images = _test_batch(world, transform)
+    assert torch.equal(model(images), trained.model(images))
+
+
+@torch.no_grad()
+def test_finetuned_twin_changes_only_the_image_tower(
+    world: World, tiny_clip: T.TrainedModel, tmp_path: Path
+) -> None:
+    base_dir = T.save_open_clip(tiny_clip, tmp_path / "clip")
+    twin = T.finetune_tiny_clip(base_dir, world, CFG)
+    twin_dir = T.save_open_clip(twin, tmp_path / "twin")
+    model, preprocess, tokenizer = T.load_open_clip(twin_dir)
+
+    images = _test_batch(world, preprocess)
+    texts = tokenizer([f"a photo of a {c}." for c in world.class_names])
+    assert torch.equal(model.encode_image(images), twin.model.encode_image(images))
+    assert torch.equal(model.encode_text(texts), tiny_clip.model.encode_text(texts))
+    assert not torch.equal(model.encode_image(images), tiny_clip.model.encode_image(images))
+
+
+def test_training_is_deterministic(world: World, tiny_clip: T.TrainedModel) -> None:
+    again = T.train_tiny_clip(world, CFG).model.state_dict()
+    first = tiny_clip.model.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = T.train_tiny_clip(world, T.TrainConfig(**{**CFG.__dict__, "seed": 1})).model
+    assert not torch.equal(other.state_dict()["visual.conv1.weight"], first["visual.conv1.weight"])
+
+
+def test_train_zoo_writes_every_model_and_hits_the_cache(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zoo = T.train_zoo(world, CFG, tmp_path, progress=False, threads=1)
+    assert list(zoo) == list(T.ZOO_MODELS)
+    for name, folder in zoo.items():
+        record = json.loads((folder / "spurbench_train.json").read_text())
+        assert record["model"] == name and record["world_key"] == WORLD.key()
+    assert not list(zoo[T.TINY_CLIP].parent.glob(".*tmp-*"))  # no temporary folders left
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again instead of using the cache")
+
+    for fn in ("train_tiny_clip", "train_tiny_classifier", "finetune_tiny_clip"):
+        monkeypatch.setattr(T, fn, boom)
+    assert T.train_zoo(world, CFG, tmp_path, progress=False) == zoo
+
+    # a different training config is a different cache entry
+    with pytest.raises(AssertionError, match="cache"):
+        T.train_zoo(world, T.TrainConfig(**{**CFG.__dict__, "seed": 5}), tmp_path, progress=False)
+
+
+def test_train_zoo_trains_the_base_clip_for_a_requested_twin(world: World, tmp_path: Path) -> None:
+    cfg = T.TrainConfig(**{**CFG.__dict__, "models": (T.TINY_CLIP_FT,)})
+    zoo = T.train_zoo(world, cfg, tmp_path, progress=False, threads=1)
+    assert list(zoo) == [T.TINY_CLIP_FT]
+    assert (T.zoo_dir(world, cfg, tmp_path) / T.TINY_CLIP / "spurbench_train.json").is_file()
+
+
+def test_cell_accuracy_helpers(world: World, tiny_clip: T.TrainedModel, tmp_path: Path) -> None:
+    folder = T.save_open_clip(tiny_clip, tmp_path / "clip")
+    acc = T.zero_shot_cell_accuracy(folder, world)
+    assert set(acc) == {"common", "counter", "other", "all", "drop"}
+    assert all(0.0 <= acc[k] <= 1.0 for k in ("common", "counter", "other", "all"))
+    assert acc["drop"] == pytest.approx(acc["common"] - acc["counter"])
+
+
+def test_class_names_are_open_clip_imagenet_names() -> None:
+    """The world spells the names out (importing open_clip is slow); they must match it."""
+    from open_clip import IMAGENET_CLASSNAMES
+
+    from spurbench.synth.world import COUNTERANIMAL_CLASSES
+
+    assert len(COUNTERANIMAL_CLASSES) == 20
+    assert all(IMAGENET_CLASSNAMES[i] == name for i, name in COUNTERANIMAL_CLASSES)
+
+
+def test_train_config_key_and_presets() -> None:
+    assert CFG.key() == T.TrainConfig(**CFG.__dict__).key()
+    assert CFG.key() != T.TrainConfig(**{**CFG.__dict__, "seed": 1}).key()
+    fast = T.TrainConfig.fast(seed=2)
+    assert fast.seed == 2 and fast.clip_steps < T.TrainConfig().clip_steps
+    with pytest.raises(ValueError):
+        T.TrainConfig(models=("resnet",))
