@@ -3,6 +3,9 @@
 Numerical core of the probes of Crabbé et al., *Interpreting CLIP: Insights on the Robustness to
 ImageNet Distribution Shifts* (TMLR 2024), as pure functions on numpy feature matrices H
 (n_images × d_H), heads W (n_classes × d_H) with bias b, and labels y.
+
+:func:`probe` (in :mod:`spurbench.probes.run`) runs them on a model and a dataset from the
+evaluation's feature cache and stores the results.
 """
 
 from spurbench.probes.concepts import (
@@ -26,13 +29,24 @@ from spurbench.probes.outliers import (
     random_rotation,
 )
 from spurbench.probes.pruning import DEFAULT_FRACTIONS, max_prunable_fraction, pruning_curve
+from spurbench.probes.run import (
+    PROBES,
+    PreHeadClassifier,
+    ProbeConfigError,
+    ProbeResult,
+    probe,
+)
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "PROBES",
     "Directions",
     "KurtosisAccumulator",
     "KurtosisSummary",
     "OutlierReport",
+    "PreHeadClassifier",
+    "ProbeConfigError",
+    "ProbeResult",
     "activation_kurtosis",
     "binary_concepts",
     "concept_direction_scores",
@@ -44,6 +58,7 @@ __all__ = [
     "max_prunable_fraction",
     "outlier_dimensions",
     "privileged_directions",
+    "probe",
     "pruning_curve",
     "random_rotation",
     "top_concepts_per_direction",

@@ -1,0 +1,382 @@
+"""``spurbench probe``: the representation probes of Crabbé et al. from the command line.
+
+Crabbé, Rodríguez, Shankar, Zappella & Blaas, *Interpreting CLIP: Insights on the Robustness to
+ImageNet Distribution Shifts* (TMLR 2024; arXiv:2310.13040). A thin layer over
+:func:`spurbench.probes.run.probe`: it parses options, probes each model in turn (features come
+from the evaluation's cache), prints one table per probe across models — so models can be
+compared side by side, including the concepts only one of them encodes — and optionally exports
+everything as CSV and JSON. Results also go to the results store beside the evaluations.
+
+Registered by the CLI as ``app.command("probe")(probe_cmd)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spurbench.errors import SpurbenchError
+from spurbench.probes.concepts import unique_concepts
+from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
+
+__all__ = ["probe_cmd"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Kept fractions shown in the pruning summary (the full curve is in the store and --out).
+SHOWN_FRACTIONS = (0.1, 0.2, 0.5)
+#: Directions listed per model in the directions table.
+SHOWN_DIRECTIONS = 5
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Input errors as one line and exit code 2, as every spurbench command does."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpurbenchError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+@_friendly
+def probe_cmd(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
+    ],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+    ],
+    probe_names: Annotated[
+        str, typer.Option("--probe", help=f"Comma list among {','.join(PROBES)}.")
+    ] = ",".join(PROBES),
+    concepts: Annotated[
+        str | None,
+        typer.Option(
+            "--concepts",
+            help="Comma list of concept columns of the dataset table "
+            "(default: shape,colour,texture,background where present, else background,group).",
+        ),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="Class set of the head: 1vN (dataset classes), 1v1000 (the paper's ImageNet "
+            "head) or 1v20."
+        ),
+    ] = "1vN",
+    templates: Annotated[
+        str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
+    ] = "paper",
+    name_set: Annotated[
+        str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
+    ] = "openai",
+    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
+    ] = None,
+    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    ap_threshold: Annotated[
+        float, typer.Option(help="AP at which a concept counts as encoded.")
+    ] = 0.9,
+    tolerance: Annotated[
+        float, typer.Option(help="Accuracy loss allowed when pruning (0.01 = 1 point).")
+    ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Rotation-control and probe-fold seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
+        "spurbench.duckdb"
+    ),
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Feature cache (default: $SPURBENCH_CACHE or ~/.cache/spurbench)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the results as CSV and JSON here.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Probe what models represent: outlier features, privileged directions, pruning, concepts.
+
+    Reads the features an evaluation cached (or encodes them once), and stores one probe run per
+    model, dataset and probe beside the evaluations.
+
+    Examples:
+
+        spurbench probe -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --protocol 1v1000
+
+        spurbench probe -m local-dir:./clip_a -m local-dir:./clip_b -d world/manifest.csv
+          --split test --concepts shape,colour,texture,background --out probes/
+    """
+    names = _split(probe_names) or []
+    results: list[ProbeResult] = []
+    for name in model:
+        results.append(
+            probe(
+                name,
+                data,
+                probes=names,
+                concept_columns=_split(concepts),
+                protocol=protocol,
+                templates=templates,
+                name_set=name_set,
+                split=split,
+                store=store,  # opened by probe() once the request is validated
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                num_workers=workers,
+                device=device,
+                reference=reference,
+                candidates=candidates,
+                seed=seed,
+                ap_threshold=ap_threshold,
+                prune_tolerance=tolerance,
+                show_progress=not quiet,
+            )
+        )
+    _print_kurtosis(results)
+    _print_directions(results)
+    _print_pruning(results)
+    _print_concepts(results)
+    for r in results:
+        for note in r.notes:
+            console.print(f"[yellow]{r.model}[/]: {note}", highlight=False)
+    if out is not None:
+        for path in write_outputs(results, out):
+            console.print(f"wrote {path}")
+    console.print(f"Probe results stored in [bold]{store}[/].")
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def _print_kurtosis(results: list[ProbeResult]) -> None:
+    if not any(r.kurtosis or r.outliers for r in results):
+        return
+    t = Table(
+        title="Outlier features · kurtosis of each image's activations (3 = Gaussian); "
+        "'rotated' is the random-rotation control (≈ 3 when outliers are axis-aligned)",
+        title_justify="left",
+    )
+    cols = ("model", "space", "dim", "mean κ", "median κ", "mean κ rotated", "per-dim κ (mean)",
+            "outlier dims", "max/median |h|")  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "space") else "right")
+    for r in results:
+        for space in SPACES:
+            k = r.kurtosis.get(space)
+            o = r.outliers.get(space)
+            dims = "" if o is None else _dims(o.dims.tolist())
+            t.add_row(
+                r.model,
+                space,
+                str(k.dim if k else (o.mean_abs_activation.size if o else "")),
+                _f(k.mean_image_kurtosis if k else None),
+                _f(k.median_image_kurtosis if k else None),
+                _f(k.mean_image_kurtosis_rotated if k else None),
+                _f(k.mean_dimension_kurtosis if k else None),
+                dims,
+                _f(o.max_median_ratio if o else None, 1),
+            )
+    console.print(t)
+
+
+def _dims(dims: list[int], n: int = 6) -> str:
+    if not dims:
+        return "none"
+    shown = ", ".join(str(d) for d in dims[:n])
+    return f"{len(dims)}: {shown}" + (" …" if len(dims) > n else "")
+
+
+def _print_directions(results: list[ProbeResult]) -> None:
+    shown = [r for r in results if r.directions is not None and "directions" in r.probes]
+    if not shown:
+        return
+    t = Table(
+        title="Privileged directions of the head W_H (SVD), ranked by importance = "
+        "σᵢ/Σσ · E|cos(h, vᵢ)|",
+        title_justify="left",
+    )
+    cols = ("model", "top-1 / top-10 share %", "rank", "SVD index", "σ", "importance",
+            "share %", "E|cos|", "top concept (AP)")  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "top concept (AP)") else "right")
+    for r in shown:
+        d = r.directions
+        assert d is not None
+        total = float(d.importance.sum()) or float("nan")
+        top = _top_concept_by_direction(r)
+        n = min(SHOWN_DIRECTIONS, len(d))
+        for i in range(n):
+            first = i == 0
+            t.add_row(
+                r.model if first else "",
+                f"{_pct(d.concentration(1))} / {_pct(d.concentration(10))}" if first else "",
+                str(i),
+                str(int(d.original_index[i])),
+                _f(float(d.singular_values[i]), 3),
+                f"{float(d.importance[i]):.4g}",
+                _pct(float(d.importance[i]) / total),
+                _f(float(d.mean_abs_cos[i]), 3),
+                top.get(i, ""),
+                end_section=i == n - 1,
+            )
+    console.print(t)
+
+
+def _top_concept_by_direction(r: ProbeResult) -> dict[int, str]:
+    s = r.concept_direction_scores
+    if s is None or s.empty:
+        return {}
+    best = s.sort_values(["direction", "ap"], ascending=[True, False]).drop_duplicates("direction")
+    return {int(x.direction): f"{x.concept} ({x.ap:.2f})" for x in best.itertuples()}
+
+
+def _print_pruning(results: list[ProbeResult]) -> None:
+    shown = [r for r in results if r.pruning is not None]
+    if not shown:
+        return
+    t = Table(
+        title="Pruning: accuracy (%) keeping only the k most important directions "
+        "('least' keeps the least important: the control)",
+        title_justify="left",
+    )
+    cols = ["model", "directions", "full"]
+    cols += [f"top {int(100 * f)}%" for f in SHOWN_FRACTIONS]
+    cols += [f"least {int(100 * SHOWN_FRACTIONS[-1])}%", "max prunable"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "model" else "right")
+    for r in shown:
+        curve = r.pruning
+        assert curve is not None
+        most, least = curve[curve["keep"] == "most"], curve[curve["keep"] == "least"]
+        n_dir = int(most["n_directions"].iloc[0])
+        full = float(most.loc[most["k"] == n_dir, "accuracy"].iloc[0])
+        t.add_row(
+            r.model,
+            str(n_dir),
+            _pct(full),
+            *[_at_fraction(most, f) for f in SHOWN_FRACTIONS],
+            _at_fraction(least, SHOWN_FRACTIONS[-1]),
+            f"{_pct(r.max_prunable_fraction)}% (±{100 * r.prune_tolerance:g} pt)",
+        )
+    console.print(t)
+
+
+def _at_fraction(curve: pd.DataFrame, fraction: float) -> str:
+    """Accuracy at the sampled k closest to ``fraction`` of the directions kept, with that k.
+
+    k is shown because with few directions the closest sample can be far from ``fraction``.
+    """
+    if curve.empty:
+        return ""
+    row = curve.loc[(curve["fraction_kept"] - fraction).abs().idxmin()]
+    return f"{_pct(float(row['accuracy']))} (k={int(row['k'])})"
+
+
+def _print_concepts(results: list[ProbeResult]) -> None:
+    shown = [r for r in results if r.concepts is not None]
+    if not shown:
+        return
+    views = ("directions", "linear_probe")
+    unique = {v: unique_concepts({r.model: r.encoded_concepts(v) for r in shown}) for v in views}
+    threshold = shown[0].ap_threshold
+    t = Table(
+        title=f"Concepts encoded (AP ≥ {threshold:g}) by a privileged direction, and by a "
+        "cross-validated linear probe",
+        title_justify="left",
+    )
+    for c in ("model", "concepts", "by directions", "unique", "by linear probe", "unique ",
+              "encoded by directions"):  # fmt: skip
+        t.add_column(c, justify="left" if c in ("model", "encoded by directions") else "right")
+    for r in shown:
+        assert r.concepts is not None
+        enc = r.concepts[r.concepts["encoded_by_direction"].astype(bool)]
+        enc = enc.sort_values("direction_ap", ascending=False)
+        pairs = list(zip(enc["concept"], enc["direction_ap"], strict=True))
+        listed = ", ".join(f"{c} ({a:.2f})" for c, a in pairs[:6])
+        listed += " …" if len(pairs) > 6 else ""
+        t.add_row(
+            r.model,
+            str(len(r.concepts)),
+            str(len(r.encoded_concepts("directions"))),
+            str(len(unique["directions"][r.model])) if len(shown) > 1 else "",
+            str(len(r.encoded_concepts("linear_probe"))),
+            str(len(unique["linear_probe"][r.model])) if len(shown) > 1 else "",
+            listed or "none",
+        )
+    console.print(t)
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
+    """Write the tidy rows (CSV, JSON), pruning curves and concept tables of every model."""
+    from spurbench.atomic import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    frames: dict[str, pd.DataFrame] = {
+        "probe_rows": pd.concat([r.rows for r in results], ignore_index=True),
+        "pruning_curve": _stack(results, "pruning"),
+        "concepts": _stack(results, "concepts"),
+    }
+    written = []
+    for name, df in frames.items():
+        if df.empty and name != "probe_rows":
+            continue
+        for fmt in ("csv", "json"):
+            target = out / f"{name}.{fmt}"
+            with atomic_path(target) as tmp:
+                if fmt == "csv":
+                    df.to_csv(tmp, index=False)
+                else:
+                    records = df.to_dict(orient="records")
+                    if name == "probe_rows":
+                        for rec in records:
+                            rec["extra"] = json.loads(rec["extra"])
+                    tmp.write_text(
+                        json.dumps(json_safe(records), indent=1, allow_nan=False, default=str)
+                    )
+            written.append(target)
+    return written
+
+
+def _stack(results: list[ProbeResult], attr: str) -> pd.DataFrame:
+    frames = [
+        getattr(r, attr).assign(model=r.model, dataset=r.dataset)
+        for r in results
+        if getattr(r, attr) is not None
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,293 @@
+"""The probes wired into the product: feature-cache reuse, the pre-head head, the store, the CLI.
+
+Ground truth comes from outside the probe code: the evaluation path's predictions (computed on
+embeddings through the model's own head), ``scipy.stats.kurtosis`` on the cached features, and a
+dataset whose concept labels are planted in the pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from scipy.stats import kurtosis
+from typer.testing import CliRunner
+
+from spurbench.data.layouts import open_dataset
+from spurbench.evaluate import evaluate
+from spurbench.features.cache import encode_dataset
+from spurbench.heads.cached import head_for
+from spurbench.models import create_model
+from spurbench.probes import PROBES, ProbeConfigError, probe
+from spurbench.probes.command import probe_cmd
+from spurbench.store import ResultsStore
+from tests.conftest import save_tiny_clip, write_image
+
+
+class Counter:
+    """Count calls to an adapter's image encoder and head builder (the adapter stays real)."""
+
+    def __init__(self, adapter) -> None:
+        self.encode = self.head = 0
+        encode, head = adapter.encode_images, adapter.head
+
+        def counted_encode(x):
+            self.encode += 1
+            return encode(x)
+
+        def counted_head(*a, **k):
+            self.head += 1
+            return head(*a, **k)
+
+        adapter.encode_images, adapter.head = counted_encode, counted_head
+
+
+@pytest.fixture(scope="module")
+def probed(tiny_clip_dir, tmp_path_factory):
+    """Evaluate a tiny CLIP on a CounterAnimal folder, then probe it on the same cache."""
+    from tests.conftest import make_counteranimal
+
+    tmp = tmp_path_factory.mktemp("probed")
+    data = make_counteranimal(tmp / "CounterAnimal", n_common=8, n_counter=7)
+    model = create_model(f"local-dir:{tiny_clip_dir}")
+    kw = dict(cache_dir=tmp / "cache", show_progress=False, batch_size=16)
+    (evaluated,) = evaluate(model, data, ["1vN"], n_boot=20, **kw)
+    counter = Counter(model)
+    store = ResultsStore(tmp / "r.duckdb")
+    result = probe(model, data, store=store, **kw)
+    return dict(
+        model=model, data=data, kw=kw, evaluated=evaluated, counter=counter, store=store,
+        result=result, tmp=tmp,
+    )  # fmt: skip
+
+
+def test_probe_after_evaluation_does_not_run_the_model(probed):
+    assert probed["counter"].encode == 0  # features from the evaluation's cache
+    assert probed["counter"].head == 0  # text head from the evaluation's head cache
+    assert probed["result"].probes == PROBES
+    assert probed["result"].n_images == 3 * 15
+
+
+def test_pre_head_logits_give_the_evaluation_predictions(probed):
+    model, result = probed["model"], probed["result"]
+    ds = open_dataset(probed["data"])
+    feats = encode_dataset(model, ds, probed["kw"]["cache_dir"], show_progress=False)
+    H = feats.pre_head[feats.ok]
+    head = result.head
+    assert head.composed and head.normalized and head.weight.shape == (3, H.shape[1])
+    # W_H = s·W·Pᵀ, built here independently from the adapter's own head and projection
+    own = head_for(model, ds.classes.subset(head.labels), ("A photo of {c}.",), None)
+    W_H = own.scale * own.weight.astype(np.float64) @ model.projection().T.astype(np.float64)
+    np.testing.assert_allclose(head.weight, W_H, rtol=1e-6, atol=1e-8)
+    pre_head_pred = head.labels[(H @ W_H.T).argmax(axis=1)]
+    evaluated = np.stack(probed["evaluated"].predictions["topk_labels"])[:, 0]
+    np.testing.assert_array_equal(pre_head_pred, evaluated)
+    assert result.value("directions", "head_argmax_agreement") == 1.0
+    # the full-rank pruning row is the evaluation's per-image accuracy
+    curve = result.pruning[result.pruning["keep"] == "most"]
+    full = curve.loc[curve["k"] == curve["n_directions"], "accuracy"].iloc[0]
+    assert full == pytest.approx(probed["evaluated"].predictions["correct"].mean())
+
+
+def test_store_round_trip_and_kurtosis_matches_scipy(probed):
+    model, result, store = probed["model"], probed["result"], probed["store"]
+    ds = open_dataset(probed["data"])
+    feats = encode_dataset(model, ds, probed["kw"]["cache_dir"], show_progress=False)
+    stored = store.probe_results()
+    assert set(stored["probe"]) == set(PROBES)
+    assert (stored["fingerprint"] == model.fingerprint).all()
+    assert set(stored["probe_id"]) == set(result.probe_ids.values())
+    # every tidy row round-trips (value, and extra as JSON)
+    cols = ["probe", "metric", "key"]
+    merged = result.rows.merge(stored, on=cols, suffixes=("", "_db"), validate="one_to_one")
+    assert len(merged) == len(result.rows) == len(stored)
+    np.testing.assert_allclose(merged["value_db"], merged["value"], equal_nan=True)
+    for mine, theirs in zip(merged["extra"], merged["extra_db"], strict=True):
+        assert json.loads(mine) == json.loads(theirs)
+    # kurtosis in the store equals scipy's on the cached features, in both spaces
+    kurt = store.probe_results("kurtosis").set_index(["metric", "key"])["value"]
+    for space, X in (("pre_head", feats.pre_head), ("embedding", feats.embedding)):
+        expected = kurtosis(X[feats.ok].astype(np.float64), axis=1, fisher=False).mean()
+        assert kurt[("mean_image_kurtosis", space)] == pytest.approx(expected, rel=1e-6)
+    # the tidy rows carry what the issue asks for
+    rows = result.rows.set_index(["probe", "metric", "key"])["value"]
+    assert ("directions", "concentration_top1", "") in rows
+    assert ("pruning", "max_prunable_fraction", "") in rows
+    assert ("concepts", "n_encoded", "directions") in rows
+    assert rows[("pruning", "accuracy", "3")] == rows[("pruning", "unpruned_accuracy", "")]
+    # rerunning replaces the probe runs instead of duplicating them
+    probe(model, probed["data"], store=store, probes=["kurtosis"], **probed["kw"])
+    assert len(store.probe_results()) == len(stored)
+    assert len(store.query("SELECT * FROM probe_runs")) == len(PROBES)
+
+
+def test_supervised_head_keeps_its_bias_and_exact_logits(counteranimal_dir, tmp_path):
+    model = create_model("timm:test_vit,random")
+    kw = dict(cache_dir=tmp_path / "cache", show_progress=False, batch_size=32)
+    (evaluated,) = evaluate(model, counteranimal_dir, ["1v1000"], n_boot=20, **kw)
+    result = probe(model, counteranimal_dir, protocol="1v1000", probes=["pruning"], **kw)
+    head = result.head
+    assert not head.composed and head.bias is not None and len(head.labels) == 1000
+    ds = open_dataset(counteranimal_dir)
+    feats = encode_dataset(model, ds, kw["cache_dir"], show_progress=False)
+    own = head_for(model, ds.classes, (), None)
+    np.testing.assert_allclose(
+        head.logits(feats.pre_head), own.logits(feats.embedding), rtol=1e-5, atol=1e-5
+    )
+    assert result.pruning["unpruned_accuracy"].iloc[0] == pytest.approx(
+        evaluated.predictions["correct"].mean()
+    )
+    assert set(result.probe_ids) == {"pruning"}  # directions computed, not stored
+
+
+def _planted_manifest(root: Path, n: int = 160, seed: int = 0) -> Path:
+    """Images whose background colour is the concept 'colour'; 'noise' is a random label.
+
+    'noise' is balanced within each colour, so it carries no information about the pixels.
+    """
+    rng = np.random.default_rng(seed)
+    colours = {"red": (230, 30, 30), "blue": (30, 30, 230)}
+    noise = np.concatenate([rng.permutation(np.arange(n // 2) % 2) for _ in range(2)])
+    rows = []
+    for i in range(n):
+        colour = "red" if i < n // 2 else "blue"
+        path = root / "images" / f"{i:03d}.png"
+        write_image(path, rng, size=32, base=colours[colour])
+        rows.append(
+            {
+                "path": f"images/{i:03d}.png",
+                "label": ["cat", "dog"][int(rng.integers(2))],
+                "colour": colour,
+                "noise": "ab"[noise[i]],
+            }
+        )
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def test_planted_concept_is_found_random_concept_is_not(tiny_clip_dir, tmp_path):
+    manifest = _planted_manifest(tmp_path / "planted")
+    result = probe(
+        f"local-dir:{tiny_clip_dir}",
+        manifest,
+        probes=["concepts"],
+        concept_columns=["colour", "noise"],
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    c = result.concepts.set_index("concept")
+    assert set(c.index) == {"colour=blue", "colour=red", "noise=a", "noise=b"}
+    assert c.loc["colour=red", "probe_ap"] >= 0.95 and c.loc["colour=blue", "probe_ap"] >= 0.95
+    assert {"colour=red", "colour=blue"} <= result.encoded_concepts("linear_probe")
+    # AP averaged over small folds sits above prevalence even for a random ranking (by about
+    # (1 − p)·ln(n₊)/n₊ with n₊ positives per fold), hence a loose band.
+    for name in ("noise=a", "noise=b"):
+        assert abs(c.loc[name, "probe_ap"] - c.loc[name, "prevalence"]) < 0.2
+        assert not c.loc[name, "encoded_by_probe"]
+    # the direction view ran too, over the 2-class head's directions
+    assert c["direction"].notna().all() and result.concept_direction_scores["direction"].max() < 2
+
+
+def test_bad_requests_are_user_errors(counteranimal_dir, tiny_clip_dir, tmp_path):
+    from spurbench.errors import DatasetError
+
+    with pytest.raises(ProbeConfigError, match="Unknown probe"):
+        probe(f"local-dir:{tiny_clip_dir}", counteranimal_dir, probes=["kurtoses"])
+    with pytest.raises(DatasetError, match="no concept column"):
+        probe(
+            f"local-dir:{tiny_clip_dir}",
+            counteranimal_dir,
+            probes=["concepts"],
+            concept_columns=["shape"],
+            cache_dir=tmp_path,
+        )
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("probe")(probe_cmd)
+
+    @app.callback()
+    def main() -> None:  # a group, so the command is invoked by name as in spurbench
+        pass
+
+    return app
+
+
+def test_cli_two_models_tables_store_and_export(probed, tiny_clip_dir, tmp_path):
+    other = save_tiny_clip(tmp_path / "other_clip", seed=1)
+    store, out = tmp_path / "p.duckdb", tmp_path / "out"
+    common = ["-d", str(probed["data"]), "--store", str(store),
+              "--cache-dir", str(probed["kw"]["cache_dir"]), "-q"]  # fmt: skip
+    models = ["-m", f"local-dir:{tiny_clip_dir}", "-m", f"local-dir:{other}"]
+    res = CliRunner().invoke(_cli(), ["probe", *models, *common, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for title in ("Outlier features", "Privileged directions", "Pruning", "Concepts encoded"):
+        assert title in res.output
+    assert "rotated" in res.output and "unique" in res.output
+    stored = ResultsStore(store).probe_results()
+    assert stored["fingerprint"].nunique() == 2 and set(stored["probe"]) == set(PROBES)
+    rows = json.loads((out / "probe_rows.json").read_text())
+    assert {r["model"] for r in rows} == {f"local-dir:{other}", f"local-dir:{tiny_clip_dir}"}
+    assert isinstance(rows[0]["extra"], dict)
+    assert len(pd.read_csv(out / "probe_rows.csv")) == len(rows) == len(stored)
+    assert set(pd.read_csv(out / "pruning_curve.csv")["keep"]) == {"most", "least"}
+    assert (out / "concepts.json").is_file()
+
+    bad = CliRunner().invoke(_cli(), ["probe", *models, *common, "--probe", "kurtosis,nope"])
+    assert bad.exit_code == 2 and "Unknown probe" in bad.output
+    bad = CliRunner().invoke(_cli(), ["probe", *models, *common, "--concepts", "shape"])
+    assert bad.exit_code == 2 and "no concept column" in bad.output
+
+
+def _random_init_twin(trained: Path, folder: Path, seed: int = 1) -> Path:
+    """The trained model's architecture at random init, in the same local-dir layout."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    config = json.loads((trained / "open_clip_config.json").read_text())
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**config["model_cfg"])
+    folder.mkdir(parents=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / "open_clip_model.safetensors"),
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_background_concept_encoded_in_trained_tiny_clip(tmp_path):
+    world_mod = pytest.importorskip("spurbench.synth.world", reason="synthetic world not built")
+    train_mod = pytest.importorskip("spurbench.synth.train", reason="synthetic zoo not built")
+    if not hasattr(world_mod, "generate_world") or not hasattr(train_mod, "train_zoo"):
+        pytest.skip("spurbench.synth lacks generate_world / train_zoo")
+    world = world_mod.generate_world(world_mod.WorldConfig.fast(rho=0.9), tmp_path / "world")
+    cfg = train_mod.TrainConfig.fast(models=("tiny_clip",))
+    trained = train_mod.train_zoo(world, cfg, tmp_path / "zoo", progress=False)["tiny_clip"]
+    control = _random_init_twin(trained, tmp_path / "random_clip")
+    kw = dict(
+        split="test",
+        probes=["concepts"],
+        concept_columns=["background", "shape"],
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    result = probe(f"local-dir:{trained}", world.root / "manifest.csv", **kw)
+    c = result.concepts.set_index("concept")
+    backgrounds = [f"background={b}" for b in world.backgrounds]
+    # every background is linearly decodable from the trained CLIP's representation
+    assert set(backgrounds) <= result.encoded_concepts("linear_probe")
+    assert (c.loc[backgrounds, "probe_ap"] >= 0.9).all()
+    # ... and training is what the probe sees: the class shapes are encoded after training,
+    # not at random init (a random ViT already separates background textures, so backgrounds
+    # alone cannot tell the two apart)
+    shapes = lambda r: {x for x in r.encoded_concepts("linear_probe") if x.startswith("shape=")}  # noqa: E731
+    random_init = probe(f"local-dir:{control}", world.root / "manifest.csv", **kw)
+    assert len(shapes(result)) >= len(shapes(random_init)) + 5
