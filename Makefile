@@ -18,7 +18,7 @@ demo: $(BIN)/.installed
 	$(BIN)/spurbench demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

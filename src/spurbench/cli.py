@@ -334,7 +334,7 @@ def demo_cmd(
     console.print(t)
     console.print(
         f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
-        f"{result.store}`)\nTable: {out / 'demo_results.csv'}"
+        f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
     )
 
 
@@ -396,8 +396,12 @@ def theory_cmd(
 
 def _register_stage_commands() -> None:
     """Commands whose option parsing lives beside their stage (still thin: parse, call, print)."""
+    from spurbench.probes.command import probe_cmd
+    from spurbench.report.command import report_cmd
     from spurbench.suite_command import suite_cmd
 
+    app.command("probe")(probe_cmd)
+    app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
 
 

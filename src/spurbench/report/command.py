@@ -1,0 +1,101 @@
+"""``spurbench report``: option parsing for :func:`spurbench.report.html.build_report`.
+
+Kept beside the report (the lead registers it with ``app.command("report")(report_cmd)``) so
+the CLI module stays a list of thin commands.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+__all__ = ["report_cmd"]
+
+console = Console()
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The CLI's :func:`spurbench.cli.friendly`, looked up when the command runs.
+
+    Importing ``spurbench.cli`` at module level would be circular once ``cli`` registers this
+    command while it is itself being imported.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from spurbench.cli import friendly
+
+        return friendly(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+@_friendly
+def report_cmd(
+    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
+        "spurbench.duckdb"
+    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Report folder (index.html, figures/, ...).")
+    ] = Path("spurbench_out/report"),
+    with_published: Annotated[
+        bool,
+        typer.Option(
+            "--with-published/--no-published",
+            help="Place ImageNet-label runs (1v1000, 1v20) among the published CounterAnimal "
+            "models.",
+        ),
+    ] = True,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Only models matching this glob or substring; repeat."),
+    ] = None,
+    thumbnails: Annotated[
+        bool, typer.Option("--thumbnails/--no-thumbnails", help="Embed image thumbnails.")
+    ] = True,
+    transform: Annotated[
+        str, typer.Option(help="Axis scale of the trends: logit or probit.")
+    ] = "logit",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the trend bands.")] = 1000,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the report in the default browser.")
+    ] = False,
+) -> None:
+    """Write a self-contained HTML report of a results store, with PNG/SVG figures and summary.md.
+
+    Examples:
+
+        spurbench report --store spurbench.duckdb --out report/
+
+        spurbench report -m 'ViT-B-32*' -m resnet50 --no-published --open
+    """
+    from spurbench.errors import SpurbenchError
+    from spurbench.report.html import ReportOptions, build_report
+
+    if transform not in ("logit", "probit"):
+        raise SpurbenchError(f"--transform must be logit or probit, got {transform!r}.")
+    if n_boot < 10:
+        raise SpurbenchError(f"--n-boot must be at least 10, got {n_boot}.")
+    options = ReportOptions(
+        models=model or None,
+        with_published=with_published,
+        thumbnails=thumbnails,
+        transform=transform,  # type: ignore[arg-type]
+        n_boot=n_boot,
+    )
+    result = build_report(store, out, options)
+    console.print(
+        f"Report of {len(result.data.runs)} runs: [bold]{result.html}[/]\n"
+        f"Summary: {result.summary} · table: {result.table} · "
+        f"{len(result.figures)} figure files in {result.html.parent / 'figures'}",
+        highlight=False,
+    )
+    if open_:
+        import webbrowser
+
+        webbrowser.open(result.html.resolve().as_uri())

@@ -1,0 +1,101 @@
+"""``summary.md``: the report's numbers as Markdown, for a README, an issue or a paper draft.
+
+It is rendered from the same :class:`~spurbench.report.tables.Table` rows as the HTML page, so
+the two always agree; figures are linked as the PNG files written beside it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spurbench.report.tables import KIND_LABELS, Table
+
+if TYPE_CHECKING:
+    from spurbench.report.html import ReportPage
+
+__all__ = ["markdown_table", "render_summary"]
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(table: Table, first_column_full: bool = False) -> str:
+    """A GitHub-flavoured Markdown table; numeric columns right-aligned.
+
+    ``first_column_full`` prints the first cell's hover text (the full model name) instead of
+    its display text, because a Markdown reader has no hover.
+    """
+    numeric = table.numeric or [False] * len(table.columns)
+    lines = [
+        "| " + " | ".join(_escape(c) for c in table.columns) + " |",
+        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+    ]
+    for row in table.rows:
+        cells = [c.full for c in row]
+        if first_column_full and row[0].title:
+            cells[0] = f"`{row[0].title}`"
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def render_summary(page: ReportPage) -> str:
+    """The Markdown summary of a built page."""
+    ctx = page.context()
+    out = [
+        f"# {ctx['title']}",
+        "",
+        f"Store `{ctx['store']}` · {ctx['n_runs']} runs of {ctx['n_models']} models · "
+        f"datasets: {', '.join(ctx['datasets'])} · protocols: {', '.join(ctx['protocols'])} · "
+        f"generated {ctx['generated']} by spurbench {ctx['version']}.",
+        "",
+        "Accuracies are class-balanced top-1 (mean over classes) in percent; the drop is common "
+        "minus counter accuracy in points; brackets are "
+        f"{ctx['level']:.0%} confidence intervals. ER is effective robustness: counter accuracy "
+        "minus what the baseline trend predicts at the model's common accuracy.",
+        "",
+        "## Models",
+        "",
+        markdown_table(ctx["models"], first_column_full=True),
+        "",
+    ]
+    if ctx["fits"]:
+        out += [
+            "## Baseline trends",
+            "",
+            "| Comparison | Family | Baseline models | n | Slope | Intercept | r |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for f in ctx["fits"]:
+            out.append(
+                f"| {_escape(f.panel)} | {KIND_LABELS.get(f.family, f.family)} | {f.baseline} "
+                f"| {f.n} | {f.slope:.3f} | {f.intercept:.3f} | {f.r:.3f} |"
+            )
+        out += [
+            "",
+            f"Trends are OLS fits on {ctx['options'].transform}-transformed accuracies "
+            "(Taori et al. 2020).",
+            "",
+        ]
+    for view in ctx["panels"]:
+        if view["panel"].note:
+            out += [f"*{view['panel'].title}:* {view['panel'].note}", ""]
+    tables = ctx["probe"].get("tables", {}) if ctx["probe"] else {}
+    titles = {
+        "probe-kurtosis": "Outlier features (kurtosis)",
+        "probe-directions": "Privileged directions",
+        "probe-pruning": "Pruning",
+        "probe-concepts": "Concepts",
+    }
+    if tables:
+        out += ["## Probes", ""]
+        for key, table in tables.items():
+            out += [f"### {titles[key]}", "", markdown_table(table), "", table.note, ""]
+    out += ["## Figures", ""]
+    for fig in page.figures:
+        rel = fig.rel(page.root)
+        name = fig.files.png.name
+        out.append(f"- [{name}]({rel['png']}) ([SVG]({rel['svg']})): {fig.caption}")
+    if ctx["notes"]:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in ctx["notes"]]
+    return "\n".join(out).rstrip() + "\n"
