@@ -124,3 +124,22 @@ def save_tiny_hf_clip(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hf_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_hf_clip(tmp_path_factory.mktemp("models") / "tiny_hf_clip")
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of generated worlds and trained tiny zoos for the whole test session.
+
+    Worlds and zoos are keyed by their configs, so tests asking for the same (world, training)
+    pair share one training run instead of each paying for their own.
+    """
+    return tmp_path_factory.mktemp("synth")
+
+
+def trained_world(cache: Path, world_cfg, train_cfg):
+    """(World, {model name: checkpoint folder}) for the configs, generated/trained once."""
+    from spurbench.synth.train import train_zoo
+    from spurbench.synth.world import generate_world
+
+    world = generate_world(world_cfg, cache / "worlds" / world_cfg.key())
+    return world, train_zoo(world, train_cfg, cache / "models", progress=False)

@@ -263,14 +263,14 @@ def _random_init_twin(trained: Path, folder: Path, seed: int = 1) -> Path:
 
 
 @pytest.mark.slow
-def test_background_concept_encoded_in_trained_tiny_clip(tmp_path):
-    world_mod = pytest.importorskip("spurbench.synth.world", reason="synthetic world not built")
-    train_mod = pytest.importorskip("spurbench.synth.train", reason="synthetic zoo not built")
-    if not hasattr(world_mod, "generate_world") or not hasattr(train_mod, "train_zoo"):
-        pytest.skip("spurbench.synth lacks generate_world / train_zoo")
-    world = world_mod.generate_world(world_mod.WorldConfig.fast(rho=0.9), tmp_path / "world")
+def test_background_concept_encoded_in_trained_tiny_clip(tmp_path, synth_cache):
+    from spurbench.synth import train as train_mod
+    from spurbench.synth import world as world_mod
+    from tests.conftest import trained_world
+
     cfg = train_mod.TrainConfig.fast(models=("tiny_clip",))
-    trained = train_mod.train_zoo(world, cfg, tmp_path / "zoo", progress=False)["tiny_clip"]
+    world, zoo = trained_world(synth_cache, world_mod.WorldConfig.fast(rho=0.9), cfg)
+    trained = zoo["tiny_clip"]
     control = _random_init_twin(trained, tmp_path / "random_clip")
     kw = dict(
         split="test",

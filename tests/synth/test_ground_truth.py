@@ -9,29 +9,25 @@ clearly positive; and the drop must grow with rho.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from spurbench.evaluate import evaluate
-from spurbench.synth.train import TrainConfig, train_zoo
-from spurbench.synth.world import WorldConfig, generate_world
+from spurbench.synth.train import TrainConfig
+from spurbench.synth.world import WorldConfig
+from tests.conftest import trained_world
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def drops(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ground_truth")
-    base = WorldConfig.fast()
-    rhos = (base.uniform_rho, 0.5, 0.9)
-    train_cfg = dataclasses.replace(TrainConfig.fast(), models=("tiny_clip",))
+def drops(synth_cache):
+    rhos = (WorldConfig.fast().uniform_rho, 0.5, 0.9)
+    train_cfg = TrainConfig.fast(models=("tiny_clip",))
     out = {}
     for rho in rhos:
-        world = generate_world(WorldConfig.fast(rho=rho), root / f"world-{rho:.3f}")
-        zoo = train_zoo(world, train_cfg, root / "models", progress=False)
+        world, zoo = trained_world(synth_cache, WorldConfig.fast(rho=rho), train_cfg)
         (res,) = evaluate(f"local-dir:{zoo['tiny_clip']}", world.counteranimal_root, ["1vN"],
-                          cache_dir=root / "cache", show_progress=False)
+                          cache_dir=synth_cache / "features", show_progress=False)
         s = res.summary.set_index(["metric", "group"])
         out[rho] = s.loc[("drop", "common-counter")]
         out[rho, "common"] = s.loc[("balanced_accuracy", "common")].value
@@ -46,7 +42,7 @@ def test_no_correlation_no_drop(drops):
 
 
 def test_strong_correlation_clear_drop(drops):
-    rhos, out = drops
+    _, out = drops
     d = out[0.9]
     assert d.ci_low > 0, d
     assert d.value > 0.10
