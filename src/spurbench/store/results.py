@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from spurbench.atomic import is_disk_full
 from spurbench.errors import StoreError
 
 DEFAULT_PATH = "spurbench.duckdb"
@@ -62,21 +63,50 @@ _SUMMARY_COLUMNS = (  # alias, metric, group, field
 )
 
 
+_DISK_FULL_MARKERS = ("No space left", "Disk full", "disk is full", "Disk quota exceeded")
+
+
+@contextmanager
+def _transaction(con: Any) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on any failure without hiding the failure.
+
+    When the commit itself fails (a full disk while DuckDB writes its WAL), DuckDB has already
+    dropped the transaction and ROLLBACK raises "no transaction is active"; that secondary
+    error must not replace the real one, which says what the user has to fix.
+    """
+    import duckdb
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
 class ResultsStore:
     """Open (creating if needed) a results database at ``path``."""
 
     def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
         with self._connect() as con:
             con.execute(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
+        """One connection under the store's file lock; failures become :class:`StoreError`.
+
+        A full disk is the usual way a week-long sweep dies while writing; DuckDB reports it as
+        an IOException (or, mid-transaction, as a failed commit), the lock file as an OSError.
+        Either way the user gets one line saying so, and the unfinished transaction is gone.
+        """
         import duckdb
 
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 con = duckdb.connect(str(self.path))
                 try:
@@ -88,8 +118,18 @@ class ResultsStore:
                 f"The results store {self.path} stayed locked for {LOCK_TIMEOUT_S}s by another "
                 "spurbench process. Wait for it, or use another --store path."
             ) from None
-        except duckdb.IOException as e:
-            raise StoreError(f"Could not write the results store {self.path}: {e}") from None
+        except (OSError, duckdb.Error) as e:
+            if is_disk_full(e) or any(m in str(e) for m in _DISK_FULL_MARKERS):
+                raise StoreError(
+                    f"No space left on device while writing the results store {self.path}: "
+                    "this run was not stored, earlier results are intact. Free some space and "
+                    "rerun (cached features make the rerun quick)."
+                ) from None
+            if isinstance(e, OSError | duckdb.IOException):
+                raise StoreError(
+                    f"Could not open or write the results store {self.path}: {e}"
+                ) from None
+            raise
 
     def write_run(
         self,
@@ -119,27 +159,21 @@ class ResultsStore:
             if skipped is not None
             else pd.DataFrame(columns=["run_id", "image_id", "reason"])
         )
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for table in _TABLES:
-                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                for table, df in (
-                    ("runs", run_df),
-                    ("predictions", predictions),
-                    ("metrics", metrics),
-                    ("skipped", skipped),
-                    ("artifacts", art),
-                ):
-                    if len(df):
-                        con.register("incoming", df)
-                        cols = ", ".join(df.columns)
-                        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
-                        con.unregister("incoming")
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, _transaction(con):
+            for table in _TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            for table, df in (
+                ("runs", run_df),
+                ("predictions", predictions),
+                ("metrics", metrics),
+                ("skipped", skipped),
+                ("artifacts", art),
+            ):
+                if len(df):
+                    con.register("incoming", df)
+                    cols = ", ".join(df.columns)
+                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
+                    con.unregister("incoming")
 
     def write_probe(self, record: dict[str, Any], rows: pd.DataFrame) -> None:
         """Store one probe run (``record`` keyed by ``probe_id``) and its tidy result rows.
@@ -155,20 +189,14 @@ class ResultsStore:
         if "extra" not in rows:
             rows = rows.assign(extra="{}")
         rows = rows[["probe_id", "probe", "metric", "key", "value", "extra"]]
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for table in ("probe_runs", "probes"):
-                    con.execute(f"DELETE FROM {table} WHERE probe_id = ?", [probe_id])
-                for table, df in (("probe_runs", rec), ("probes", rows)):
-                    con.register("incoming", df)
-                    cols = ", ".join(df.columns)
-                    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
-                    con.unregister("incoming")
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, _transaction(con):
+            for table in ("probe_runs", "probes"):
+                con.execute(f"DELETE FROM {table} WHERE probe_id = ?", [probe_id])
+            for table, df in (("probe_runs", rec), ("probes", rows)):
+                con.register("incoming", df)
+                cols = ", ".join(df.columns)
+                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
+                con.unregister("incoming")
 
     def probe_results(self, probe: str | None = None) -> pd.DataFrame:
         """Probe rows joined with their run (model, dataset)."""

@@ -100,6 +100,10 @@ class WorldConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # rho=1 and rho=1.0 must give the same key
+        object.__setattr__(self, "rho", float(self.rho))
+        frac = float(self.caption_background_fraction)
+        object.__setattr__(self, "caption_background_fraction", frac)
         if not 1 <= self.n_classes <= len(COUNTERANIMAL_INDICES):
             raise ValueError(f"n_classes must be in [1, {len(COUNTERANIMAL_INDICES)}]")
         if not 3 <= self.n_backgrounds <= len(BACKGROUND_NAMES):
