@@ -396,6 +396,7 @@ def theory_cmd(
 
 def _register_stage_commands() -> None:
     """Commands whose option parsing lives beside their stage (still thin: parse, call, print)."""
+    from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
     from spurbench.suite_command import suite_cmd
@@ -403,6 +404,7 @@ def _register_stage_commands() -> None:
     app.command("probe")(probe_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
+    app.add_typer(curate_app, name="curate")
 
 
 _register_stage_commands()

@@ -1,0 +1,575 @@
+"""``spurbench curate``: build a CounterAnimal-style dataset from a labelled photo pool.
+
+A thin layer over :mod:`spurbench.curate.pipeline`: each subcommand parses options, runs one
+step on a work folder and prints what it found. The CLI mounts it with
+``app.add_typer(curate_app, name="curate")``.
+
+Typical session::
+
+    spurbench curate clean    --pool photos/ --work cur/ -r ViT-B-32,laion400m_e31
+    spurbench curate tag      --work cur/ --tagger ViT-L-14,openai
+    (look at cur/review.html, correct cur/review.csv)
+    spurbench curate review   --work cur/ --apply cur/review.csv
+    spurbench curate discover --work cur/ -r ViT-B-32,laion400m_e31 --held-out ViT-B-16,openai
+    spurbench curate export   --work cur/ --out MyCounterAnimal/
+    spurbench curate diagnose -m ViT-B-16,openai --work cur/
+
+or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounterAnimal/ -r ...``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spurbench.curate.cleaning import NEAR_DISTANCE
+from spurbench.curate.diagnose import diagnose
+from spurbench.curate.discovery import Discovery, DiscoveryConfig
+from spurbench.curate.pipeline import (
+    Runtime,
+    clean_step,
+    curate,
+    discover_step,
+    export_step,
+    review_step,
+    tag_step,
+)
+from spurbench.curate.pool import source_counts
+from spurbench.curate.tagging import DEFAULT_PROMPTS, DEFAULT_THRESHOLD, read_vocabulary
+from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML, PoolSpec, Workspace
+from spurbench.errors import SpurbenchError
+
+__all__ = ["curate_app"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+curate_app = typer.Typer(
+    name="curate",
+    help="Build a CounterAnimal-style dataset from any labelled photo pool: tag backgrounds, "
+    "clean, discover spurious backgrounds, export with a datasheet, diagnose models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Input errors as one line and exit code 2, as every spurbench command does."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpurbenchError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# -- shared options ------------------------------------------------------------------------------
+WorkOpt = Annotated[Path, typer.Option("--work", "-w", help="Curation work folder.")]
+PoolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pool",
+        "-p",
+        help="Photo pool (manifest or class folders); needed the first time a work folder is used.",
+    ),
+]
+BgColumnOpt = Annotated[
+    str,
+    typer.Option(help="Manifest column with background labels; 'none' ignores the pool's."),
+]
+LabelsOpt = Annotated[
+    Path | None, typer.Option(help="Labels CSV (image_id, background) a person edited.")
+]
+NameSetOpt = Annotated[str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")]
+SplitOpt = Annotated[str | None, typer.Option(help="Only rows of this manifest split.")]
+ClassesOpt = Annotated[Path | None, typer.Option(help="Class names file for a manifest.")]
+OutsideOpt = Annotated[bool, typer.Option(help="Trust manifest paths outside the pool root.")]
+RefOpt = Annotated[
+    list[str],
+    typer.Option("--reference", "-r", help="Reference model selecting pairs; repeat for several."),
+]
+HeldOutOpt = Annotated[
+    list[str] | None,
+    typer.Option("--held-out", help="Evaluation model kept out of selection; repeatable."),
+]
+ProtocolOpt = Annotated[
+    str, typer.Option(help="auto (1v1000 for ImageNet labels, else 1vN), 1v1000 or 1vN.")
+]
+TemplatesOpt = Annotated[
+    str, typer.Option(help="Class prompts: 'paper' (\"A photo of {c}.\"), 'openai' or a file.")
+]
+BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+TaggerOpt = Annotated[
+    str | None, typer.Option(help="CLIP model tagging backgrounds [default: first reference].")
+]
+VocabOpt = Annotated[
+    str, typer.Option(help="Backgrounds: 'paper' (the 14), a comma list, or a file.")
+]
+PromptOpt = Annotated[
+    list[str] | None,
+    typer.Option("--prompt", help="Background prompt with {bg}; repeat to ensemble."),
+]
+ThresholdOpt = Annotated[
+    float, typer.Option(help="Softmax confidence below which a tag goes to review.")
+]
+NearOpt = Annotated[
+    int, typer.Option(help="pHash Hamming distance for near duplicates; -1 turns it off.")
+]
+NoiseKOpt = Annotated[int, typer.Option(help="Label noise: label outside every model's top k.")]
+GapOpt = Annotated[
+    float, typer.Option(help="Keep a class if best − worst accuracy exceeds this (0.05 = paper).")
+]
+MinGroupOpt = Annotated[int, typer.Option(help="Backgrounds with fewer images are ineligible.")]
+CiOpt = Annotated[
+    bool, typer.Option(help="Also require the Clopper–Pearson intervals to separate.")
+]
+LevelOpt = Annotated[float, typer.Option(help="Confidence level of the intervals.")]
+
+
+def _command(ctx: typer.Context) -> list[str]:
+    """The invocation as a rebuildable argument list (recorded in the datasheet)."""
+    args = [ctx.command_path]
+    for key, value in ctx.params.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False or value == []:
+            continue
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, list | tuple):
+            args += [f"{flag}={v}" for v in value]
+        else:
+            args.append(f"{flag}={value}")
+    return args
+
+
+def _workspace(
+    work: Path,
+    pool: str | None,
+    background_column: str,
+    labels: Path | None,
+    name_set: str,
+    split: str | None,
+    classes: Path | None,
+    allow_outside_root: bool,
+) -> Workspace:
+    if pool is None:
+        return Workspace.open(work)
+    spec = PoolSpec(
+        source=pool,
+        background_column=None if background_column.lower() == "none" else background_column,
+        labels=str(labels) if labels else None,
+        name_set=name_set,
+        split=split,
+        classes=str(classes) if classes else None,
+        allow_outside_root=allow_outside_root,
+    )
+    return Workspace.create(work, spec)
+
+
+def _runtime(cache_dir: Path | None, batch_size: int, device: str, quiet: bool) -> Runtime:
+    return Runtime(cache_dir, batch_size, device, show_progress=not quiet)
+
+
+def _review_note(ws: Workspace, n: int) -> None:
+    if n:
+        console.print(
+            f"{n} images to review: open {ws.path(REVIEW_HTML)}, correct {ws.path(REVIEW_CSV)}, "
+            f"then `spurbench curate review --work {ws.root} --apply {ws.path(REVIEW_CSV)}`."
+        )
+
+
+# -- steps ---------------------------------------------------------------------------------------
+@curate_app.command("tag")
+@_friendly
+def tag_cmd(
+    ctx: typer.Context,
+    work: WorkOpt,
+    pool: PoolOpt = None,
+    tagger: Annotated[str | None, typer.Option(help="CLIP model tagging backgrounds.")] = None,
+    vocabulary: VocabOpt = "paper",
+    prompt: PromptOpt = None,
+    threshold: ThresholdOpt = DEFAULT_THRESHOLD,
+    retag: Annotated[bool, typer.Option(help="Re-tag earlier automatic labels too.")] = False,
+    background_column: BgColumnOpt = "background",
+    labels: LabelsOpt = None,
+    name_set: NameSetOpt = "openai",
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tag missing backgrounds zero-shot; low-confidence images go to the review files.
+
+    Labels given with the pool (a manifest column, background folders, --labels) are kept as
+    `manual` and never re-tagged; with all images labelled no model is loaded.
+    """
+    ws = _workspace(
+        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
+    )
+    result = tag_step(
+        ws,
+        tagger,
+        vocabulary=read_vocabulary(vocabulary),
+        prompts=tuple(prompt) if prompt else DEFAULT_PROMPTS,
+        threshold=threshold,
+        retag=retag,
+        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        command=_command(ctx),
+    )
+    s = result.summary()
+    if result.skipped:
+        console.print("Every image has a background label: nothing to tag.")
+    else:
+        console.print(
+            f"Tagged {s['n_tagged']} images with {s['tagger']}; "
+            f"{s['n_low_confidence']} below confidence {threshold:g}."
+        )
+    console.print(f"Label sources: {s['sources']}")
+    _review_note(ws, ws.last("tag")["summary"]["n_to_review"])  # type: ignore[index]
+
+
+@curate_app.command("review")
+@_friendly
+def review_cmd(
+    ctx: typer.Context,
+    work: WorkOpt,
+    apply: Annotated[Path, typer.Option("--apply", help="The edited review CSV.")],
+) -> None:
+    """Feed a corrected review CSV back: its labels become `reviewed`, `exclude=yes` excludes."""
+    ws = Workspace.open(work)
+    counts = review_step(ws, apply, command=_command(ctx))
+    console.print(
+        f"{counts['labelled']} labels reviewed ({counts['changed']} changed), "
+        f"{counts['excluded']} images excluded, {counts['blank']} rows left blank."
+    )
+    _review_note(ws, counts["n_to_review"])
+
+
+@curate_app.command("clean")
+@_friendly
+def clean_cmd(
+    ctx: typer.Context,
+    work: WorkOpt,
+    pool: PoolOpt = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option("--reference", "-r", help="Models flagging likely label noise; repeatable."),
+    ] = None,
+    near_distance: NearOpt = NEAR_DISTANCE,
+    noise_k: NoiseKOpt = 5,
+    protocol: ProtocolOpt = "auto",
+    templates: TemplatesOpt = "paper",
+    background_column: BgColumnOpt = "background",
+    labels: LabelsOpt = None,
+    name_set: NameSetOpt = "openai",
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Drop unreadable files and exact/near duplicates (listed); flag likely label noise."""
+    ws = _workspace(
+        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
+    )
+    report = clean_step(
+        ws,
+        references=reference or (),
+        near_distance=None if near_distance < 0 else near_distance,
+        noise_k=noise_k,
+        protocol=protocol,
+        templates=templates,
+        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        command=_command(ctx),
+    )
+    s = report.summary()
+    console.print(
+        f"{s['n_images']} images checked; dropped: {s['dropped'] or 'none'}; "
+        f"flagged as likely label noise: {s['label_noise_flagged']}."
+    )
+    _review_note(ws, ws.last("clean")["summary"]["n_to_review"])  # type: ignore[index]
+
+
+@curate_app.command("discover")
+@_friendly
+def discover_cmd(
+    ctx: typer.Context,
+    work: WorkOpt,
+    reference: RefOpt,
+    pool: PoolOpt = None,
+    held_out: HeldOutOpt = None,
+    gap: GapOpt = 0.05,
+    min_group_size: MinGroupOpt = 10,
+    require_ci: CiOpt = False,
+    level: LevelOpt = 0.95,
+    protocol: ProtocolOpt = "auto",
+    templates: TemplatesOpt = "paper",
+    background_column: BgColumnOpt = "background",
+    labels: LabelsOpt = None,
+    name_set: NameSetOpt = "openai",
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Spurious discovery: per class, the best (common) and worst (counter) background."""
+    ws = _workspace(
+        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
+    )
+    config = DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates)
+    result = discover_step(
+        ws,
+        reference,
+        held_out=held_out or (),
+        config=config,
+        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        command=_command(ctx),
+    )
+    print_discovery(result)
+
+
+@curate_app.command("export")
+@_friendly
+def export_cmd(
+    ctx: typer.Context,
+    work: WorkOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the new dataset.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export there.")] = False,
+) -> None:
+    """Write the selected pairs in the CounterAnimal layout with a manifest and a datasheet."""
+    ws = Workspace.open(work)
+    result = export_step(ws, out, name=name, overwrite=overwrite, command=_command(ctx))
+    c = result.datasheet["counts"]
+    console.print(
+        f"Exported {c['n_classes']} classes, {c['n_images']} images ({c['n_common']} common, "
+        f"{c['n_counter']} counter) to {result.root}; datasheet in DATASHEET.md / datasheet.json."
+    )
+
+
+@curate_app.command("diagnose")
+@_friendly
+def diagnose_cmd(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Pool or dataset with background labels."),
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option("--work", "-w", help="Use a curation folder's labels instead.")
+    ] = None,
+    background_column: BgColumnOpt = "background",
+    labels: LabelsOpt = None,
+    protocol: ProtocolOpt = "auto",
+    templates: TemplatesOpt = "paper",
+    level: LevelOpt = 0.95,
+    name_set: NameSetOpt = "openai",
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for one CSV per model.")
+    ] = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Accuracy of a model on every class × background group, with exact intervals."""
+    if (data is None) == (work is None):
+        raise SpurbenchError("Give exactly one of --data and --work.")
+    source = Workspace.open(work).pool() if work is not None else data
+    runtime = _runtime(cache_dir, batch_size, device, quiet)
+    for name in model:
+        d = diagnose(
+            name,
+            source,  # type: ignore[arg-type]
+            protocol=protocol,
+            templates=templates,
+            background_column=background_column,
+            labels=labels,
+            level=level,
+            name_set=name_set,
+            split=split,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
+            **runtime.kwargs(),
+        )
+        console.print(d.table())
+        if out is not None:
+            path = out / f"diagnosis-{_slug(d.model)}.csv"
+            d.to_csv(path)
+            console.print(f"wrote {path}")
+
+
+@curate_app.command("run")
+@_friendly
+def run_cmd(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Option("--pool", "-p", help="Photo pool (manifest or folders).")],
+    work: WorkOpt,
+    reference: RefOpt,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Export here (omit to stop before).")
+    ] = None,
+    held_out: HeldOutOpt = None,
+    tagger: TaggerOpt = None,
+    vocabulary: VocabOpt = "paper",
+    prompt: PromptOpt = None,
+    threshold: ThresholdOpt = DEFAULT_THRESHOLD,
+    near_distance: NearOpt = NEAR_DISTANCE,
+    flag_noise: Annotated[bool, typer.Option(help="Flag likely label noise for review.")] = True,
+    noise_k: NoiseKOpt = 5,
+    gap: GapOpt = 0.05,
+    min_group_size: MinGroupOpt = 10,
+    require_ci: CiOpt = False,
+    level: LevelOpt = 0.95,
+    protocol: ProtocolOpt = "auto",
+    templates: TemplatesOpt = "paper",
+    name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
+    background_column: BgColumnOpt = "background",
+    labels: LabelsOpt = None,
+    name_set: NameSetOpt = "openai",
+    split: SplitOpt = None,
+    classes: ClassesOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """The whole pipeline: clean → tag → discover → export, in one work folder.
+
+    Example:
+
+        spurbench curate run --pool photos/manifest.csv --work cur/ --out MyCounterAnimal/
+          -r ViT-B-32,laion400m_e31 --held-out ViT-B-16,openai --tagger ViT-L-14,openai
+    """
+    ws = _workspace(
+        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
+    )
+    result = curate(
+        ws.spec,
+        work,
+        out,
+        reference,
+        held_out=held_out or (),
+        tagger=tagger,
+        vocabulary=read_vocabulary(vocabulary),
+        prompts=tuple(prompt) if prompt else DEFAULT_PROMPTS,
+        threshold=threshold,
+        near_distance=None if near_distance < 0 else near_distance,
+        flag_noise=flag_noise,
+        noise_k=noise_k,
+        config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
+        name=name,
+        overwrite=overwrite,
+        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        command=_command(ctx),
+    )
+    s = result.cleaning.summary()
+    console.print(
+        f"Cleaning: dropped {s['dropped'] or 'none'}; "
+        f"{s['label_noise_flagged']} flagged as likely label noise."
+    )
+    console.print(f"Label sources: {source_counts(result.tagging.dataset)}")
+    print_discovery(result.discovery)
+    if result.export is not None:
+        c = result.export.datasheet["counts"]
+        console.print(
+            f"Exported {c['n_classes']} classes, {c['n_images']} images to {result.export.root}."
+        )
+    _review_note(result.workspace, result.workspace.last("tag")["summary"]["n_to_review"])  # type: ignore[index]
+
+
+# -- printing ------------------------------------------------------------------------------------
+def print_discovery(result: Discovery) -> None:
+    """The selected pairs (and why classes were dropped), then the selection-bias table."""
+    t = Table(
+        title="Spurious discovery (accuracy %, mean over reference models)", title_justify="left"
+    )
+    for col in (
+        "class",
+        "kept",
+        "common",
+        "acc",
+        "n",
+        "counter",
+        "acc ",
+        "n ",
+        "gap",
+        "CIs apart",
+        "why dropped",
+    ):
+        t.add_column(col, justify="right" if col.strip() in ("acc", "n", "gap") else "left")
+    for r in result.selection.itertuples():
+        t.add_row(
+            str(r.class_name),
+            "yes" if r.kept else "no",
+            str(r.common),
+            _pct(r.acc_common),
+            str(r.n_common),
+            str(r.counter),
+            _pct(r.acc_counter),
+            str(r.n_counter),
+            _pct(r.gap),
+            "yes" if r.ci_separated else "no",
+            str(r.reason),
+        )
+    console.print(t)
+    b = Table(
+        title="Drop on the selected pairs (class-balanced %); selection bias = reference "
+        "drop − model drop",
+        title_justify="left",
+    )
+    for col in ("model", "role", "classes", "common", "counter", "drop", "selection bias"):
+        b.add_column(col, justify="left" if col in ("model", "role") else "right")
+    for r in result.bias.itertuples():
+        b.add_row(
+            str(r.model),
+            str(r.role),
+            str(r.n_classes),
+            _pct(r.common),
+            _pct(r.counter),
+            _pct(r.drop),
+            _pct(r.selection_bias),
+        )
+    console.print(b)
+
+
+def _pct(x: float) -> str:
+    return "" if x is None or x != x else f"{100 * float(x):.1f}"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")[:80]
