@@ -186,8 +186,11 @@ def _print_result(r: Any) -> None:
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
     console.print(t)
     if len(r.skipped):
+        kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
+        by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
         console.print(
-            f"[yellow]{len(r.skipped)} unreadable images skipped[/] (reasons in the store)."
+            f"[yellow]{len(r.skipped)} unreadable images skipped[/] ({by_kind}); "
+            "per-file reasons in the store (spurbench results --export)."
         )
 
 

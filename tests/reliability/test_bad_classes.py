@@ -80,11 +80,6 @@ def test_custom_classes_refuse_imagenet_protocols(tmp_path, no_model_load):
     assert no_model_load == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_protocol (evaluate/protocols.py) lists the first five classes, not the ones "
-    "outside ImageNet-1k; fix proposed in the reliability report",
-)
 def test_class_outside_imagenet_is_named_among_many(counteranimal_dir, no_model_load):
     """One unknown class among many ImageNet ones: the message must name *that* class."""
     rng = np.random.default_rng(0)

@@ -42,8 +42,8 @@ _WORDLIKE = {"true", "false", "nan", "na", "null", "none", "inf", "infinity"}
 def _not_a_literal(s: str) -> bool:
     """Strings pandas could read as something else (a number, a boolean, a missing value).
 
-    Those are exercised separately, in the xfail tests below (pandas' type inference changes
-    them today).
+    Those are exercised separately, in ``test_cells_pandas_would_retype`` below (numbers that
+    are not integers are refused; words like "True" stay names).
     """
     return s.strip().lower() not in _WORDLIKE and pd.isna(pd.to_numeric(s, errors="coerce"))
 
@@ -150,11 +150,6 @@ def test_junk_bytes_give_dataset_error_or_a_dataset(content):
             load_manifest(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_manifest (data/layouts.py) lets pandas infer column types and does not check "
-    "path cells; fixes proposed in the reliability report",
-)
 @pytest.mark.parametrize(
     ("rows", "expect"),
     [
@@ -166,7 +161,7 @@ def test_junk_bytes_give_dataset_error_or_a_dataset(content):
         ([("a.png", "cat", "01")], "group 01"),  # the group becomes "1"
     ],
 )
-def test_known_manifest_parsing_gaps(tmp_path, rows, expect):
+def test_cells_pandas_would_retype(tmp_path, rows, expect):
     path = tmp_path / "m.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

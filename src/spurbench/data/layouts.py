@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from spurbench.data.classes import (
@@ -196,8 +197,13 @@ def load_manifest(
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
+            # dtype=str: a cell is what the file says ("01" stays "01", "True" stays a name);
+            # labels are typed below by one explicit rule instead of pandas' inference
             df = pd.read_csv(
-                path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False
+                path,
+                sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
             )
     except Exception as e:
         raise DatasetError(f"Could not read manifest {path}: {e}") from None
@@ -211,6 +217,11 @@ def load_manifest(
     base = Path(root).expanduser().resolve() if root else path.parent.resolve()
     df = df.copy()
     df["image_id"] = df["path"].astype(str)
+    bad = [p for p in df["image_id"] if not p.strip() or "\x00" in p]
+    if bad:
+        raise DatasetError(
+            f"Manifest {path} has {len(bad)} empty or NUL-containing paths, e.g. {bad[0]!r}."
+        )
     df["path"] = [_safe_path(base, p, allow_outside_root) for p in df["image_id"]]
     df["label"], classes = _labels(df, classes, name_set)
     df["class_name"] = [classes.names[i] for i in df["label"]]
@@ -236,19 +247,33 @@ def _safe_path(base: Path, rel: str, allow_outside_root: bool) -> str:
 def _labels(
     df: pd.DataFrame, classes: ClassList | None, name_set: str
 ) -> tuple[list[int], ClassList]:
+    """Labels are integer class indices when every cell is an integer, else class names.
+
+    Integers index ``classes`` (ImageNet-1k unless a class list is given). Booleans are names
+    ("True"/"False"), never 1/0; numbers that are not integers (``1.5``, ``inf``, ``1e400``)
+    are refused rather than guessed at.
+    """
     raw = df["label"]
-    numeric = pd.to_numeric(raw, errors="coerce")
-    if numeric.notna().all() and (numeric == numeric.round()).all():
-        ints = numeric.astype(int).tolist()
-        classes = classes or imagenet_classes(name_set)
-        out_of_range = sorted({i for i in ints if not 0 <= i < len(classes)})
-        if out_of_range:
-            raise DatasetError(
-                f"Integer labels {out_of_range[:10]} are outside the class list of "
-                f"{len(classes)} classes (integers are ImageNet indices unless --classes is given)."
-            )
-        return ints, classes
-    names = raw.astype(str).tolist()
+    if pd.api.types.is_bool_dtype(raw):
+        raw = raw.astype(str)
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.to_numpy(dtype=float)
+        bad = sorted({str(v) for v in values if not (np.isfinite(v) and v == round(v))})
+        if bad:
+            raise DatasetError(f"Labels must be integer class indices or names; got {bad[:10]}.")
+        return _indices([int(v) for v in values], classes, name_set)
+    text = raw.astype(str).str.strip()
+    if (text == "").any():
+        raise DatasetError(f"{int((text == '').sum())} manifest rows have an empty label.")
+    if text.str.fullmatch(r"[+-]?\d+").all():
+        return _indices([int(v) for v in text], classes, name_set)
+    numeric = pd.to_numeric(text, errors="coerce")
+    if numeric.notna().any() and not text.str.fullmatch(r"[+-]?\d+").any():
+        bad = sorted(set(text[numeric.notna()]))
+        raise DatasetError(
+            f"Labels must be integer class indices or names; these are neither: {bad[:10]}."
+        )
+    names = text.tolist()
     if classes is None:
         classes = ClassList(tuple(sorted(set(names))), None, "custom")
     index = {n: i for i, n in enumerate(classes.names)}
@@ -256,3 +281,17 @@ def _labels(
     if unknown:
         raise DatasetError(f"Labels not in the class list: {unknown[:10]}.")
     return [index[n] for n in names], classes
+
+
+def _indices(
+    ints: list[int], classes: ClassList | None, name_set: str
+) -> tuple[list[int], ClassList]:
+    """Check integer labels against the class list before they become array indices."""
+    classes = classes or imagenet_classes(name_set)
+    out_of_range = sorted({i for i in ints if not 0 <= i < len(classes)})
+    if out_of_range:
+        raise DatasetError(
+            f"Integer labels {out_of_range[:10]} are outside the class list of "
+            f"{len(classes)} classes (integers are ImageNet indices unless --classes is given)."
+        )
+    return ints, classes

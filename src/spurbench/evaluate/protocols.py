@@ -30,11 +30,36 @@ def check_protocol(protocol: str, dataset: ImageDataset) -> None:
     if protocol not in PROTOCOLS:
         raise ClassListError(f"Unknown protocol {protocol!r}; choose among {PROTOCOLS}.")
     if protocol in ("1v1000", "1v20") and not dataset.classes.is_imagenet:
-        raise ClassListError(
-            f"Protocol {protocol} needs ImageNet-1k labels, but {dataset.name!r} has its own "
-            f"classes ({', '.join(dataset.classes.names[:5])}...). Use --protocol 1vN, or label "
-            "the images with ImageNet indices ('<index> <name>' folders or integer labels)."
+        outside = _outside_imagenet(dataset)
+        named = (
+            f"these classes are not ImageNet-1k classes: {outside[:10]}"
+            + (f" (and {len(outside) - 10} more)" if len(outside) > 10 else "")
+            if outside
+            else "its class names match ImageNet names but carry no ImageNet indices "
+            f"({', '.join(dataset.classes.names[:5])}...)"
         )
+        raise ClassListError(
+            f"Protocol {protocol} needs ImageNet-1k labels, but in {dataset.name!r} {named}. "
+            "Use --protocol 1vN, or label the images with ImageNet indices ('<index> <name>' "
+            "folders or integer labels)."
+        )
+
+
+def _outside_imagenet(dataset: ImageDataset) -> list[str]:
+    """Names of the dataset's classes that no ImageNet-1k name (either name set) matches.
+
+    A folder named ``'<index> <name>'`` counts as ImageNet when its index is in range.
+    """
+    from spurbench.data.classes import imagenet_index_of
+
+    def known(name: str) -> bool:
+        head, _, rest = name.partition(" ")
+        if head.isdigit() and 0 <= int(head) < 1000:
+            return True
+        return imagenet_index_of(name) is not None or bool(rest and imagenet_index_of(rest))
+
+    present = [dataset.classes.names[i] for i in dataset.present_labels]
+    return sorted(n for n in present if not known(n))
 
 
 def candidates_all(n_labels: int, labels: list[int]) -> dict[int, np.ndarray]:

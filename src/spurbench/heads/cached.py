@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,8 +36,8 @@ def head_for(
             with np.load(path, allow_pickle=False) as z:
                 bias = z["bias"] if z["has_bias"] else None
                 return LinearHead(z["weight"], bias, float(z["scale"]), bool(z["normalize"]))
-        except (OSError, ValueError, KeyError):
-            pass  # corrupt cache entry: rebuild it
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # corrupt or truncated cache entry: rebuild it
     with torch.inference_mode():
         head = model.head(classes, templates)
     if path is not None:
