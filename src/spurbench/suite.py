@@ -6,8 +6,12 @@ on logit axes, fit a line of shift accuracy on ImageNet accuracy over a *baselin
 a model's ER is its shift accuracy minus the line's prediction at its ImageNet accuracy
 (:mod:`spurbench.report.effective_robustness`). The baseline Taori et al. use is models trained
 on ImageNet; here it is the supervised (not zero-shot) models in the results store when there
-are at least three, else the published reference numbers shipped with spurbench, and the table
-always says which one each ER column used and how many models it had.
+are at least three, else timm's published results for the models it trained on ImageNet-1k
+alone (:func:`spurbench.reference.testbed.load_timm_results`; ImageNetV2, Sketch, R and A), else
+(ObjectNet, which timm does not report) open_clip's published zero-shot results. The table
+always says which one each ER column used and how many models it had, and places each of the
+user's models among the published ones (:meth:`SuiteTable.standing`), so that one CLIP model
+evaluated on two datasets already has an ER and a rank.
 
 Numbers are made comparable with published ones the way imagenet-testbed and clip_benchmark make
 them: per-image top-1 accuracy, protocol 1-vs-1000 with the logits of ImageNet-R / -A / ObjectNet
@@ -61,7 +65,8 @@ PROTOCOL = "1v1000"
 #: Fewest baseline models a trend is fitted on (fit_baseline's own minimum).
 MIN_BASELINE = 3
 
-BaselineSource = Literal["auto", "store", "openclip"]
+BaselineSource = Literal["auto", "store", "timm", "openclip"]
+BASELINE_SOURCES: tuple[str, ...] = ("auto", "store", "timm", "openclip")
 
 
 # --- ObjectNet's border, as a preprocessing step of the model ------------------------------------
@@ -252,7 +257,7 @@ class Baseline:
     """The trend one ER column is measured against."""
 
     shifts: tuple[str, ...]  # y = mean accuracy over these shifts (one shift: that shift)
-    source: str  # "store", "openclip" or "given"
+    source: str  # "store", "timm", "openclip" or "given"
     description: str
     n: int
     fit: BaselineFit | None  # None when fewer than MIN_BASELINE models had the numbers
@@ -273,6 +278,10 @@ class SuiteTable:
     table: pd.DataFrame
     baselines: list[Baseline]
     transform: str
+    #: The published models (timm: one row per weights; open_clip), same accuracy columns plus
+    #: ``source`` ("timm" | "openclip"), ``group`` (how :meth:`standing` counts them) and
+    #: ``er_<shift>`` against the same per-shift trend as :attr:`table`, for the shifts it has.
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def notes(self) -> list[str]:
         """One line per trend used: which baseline, how many models."""
@@ -286,9 +295,42 @@ class SuiteTable:
             out.append(f"ER {b.target}: {b.description}, n={b.n} ({fit}; {self.transform} axes)")
         return out
 
+    def standing(self, model: str) -> list[str]:
+        """Where ``model`` sits among the published models, one line per shift with an ER.
+
+        For each published group (timm ImageNet-1k-only, timm with more data, open_clip
+        zero-shot), the share of its models whose ER on that shift, against the same trend, is
+        below the model's. This is what lets a user with one model and a few datasets read their
+        number: about half of the ImageNet-1k models lie above their own trend, while zero-shot
+        CLIP models lie far above it (Radford et al. 2021, Fig. 13).
+        """
+        rows = self.table[self.table["model"] == model]
+        if rows.empty or self.published.empty:
+            return []
+        row = rows.iloc[0]
+        out = []
+        for shift in SHIFTS:
+            col = f"er_{shift}"
+            if col not in self.published or pd.isna(row[col]):
+                continue
+            parts = []
+            for group, members in self.published.groupby("group", sort=False):
+                er = members[col].dropna()
+                if not er.empty:
+                    parts.append(f"{float((er < row[col]).mean()):.0%} of {len(er)} {group}")
+            if parts:
+                out.append(
+                    f"{model} ER {shift} {100 * row[col]:+.1f} pt: above " + ", ".join(parts)
+                )
+        return out
+
 
 _DESCRIPTIONS = {
     "store": "ImageNet-trained (supervised, not zero-shot) models in this store",
+    "timm": (
+        "timm's published results, models whose tag says ImageNet-1k only "
+        "(huggingface/pytorch-image-models results/; one row per weights)"
+    ),
     "openclip": (
         "open_clip's published zero-shot results (CLIP models, not ImageNet-trained: ER is "
         "the distance from the CLIP trend, not from Taori et al.'s ImageNet-model trend)"
@@ -304,6 +346,48 @@ def _openclip_baseline() -> pd.DataFrame:
     return pd.DataFrame(
         {"model": ref["model_name"], **{n: ref[SUITE[n].openclip_column] for n in SUITE_NAMES}}
     )
+
+
+#: Suite dataset -> column of timm_results.csv (percent); timm publishes no ObjectNet numbers.
+TIMM_COLUMNS: dict[str, str] = {
+    "imagenet": "imagenet_top1",
+    "imagenet-v2": "imagenetv2_top1",
+    "imagenet-sketch": "sketch_top1",
+    "imagenet-r": "imagenet_r_top1",
+    "imagenet-a": "imagenet_a_top1",
+}
+
+
+def timm_published(in1k_only: bool | None = True) -> pd.DataFrame:
+    """timm's published results as suite accuracies (fractions), one row per set of weights.
+
+    Columns: ``model`` (``timm:arch,tag``), ``in1k_only`` and the suite datasets (ObjectNet all
+    NaN). timm evaluates some weights at two resolutions; only the row at the larger
+    ``img_size`` is kept, so those weights count once in a trend rather than twice.
+    ``in1k_only=True`` (the ER baseline) keeps the models whose name says ImageNet-1k only
+    (:func:`~spurbench.reference.testbed.timm_in1k_only`); None keeps all.
+    """
+    from spurbench.reference.testbed import load_timm_results
+
+    ref = load_timm_results(in1k_only=in1k_only)
+    ref = ref.sort_values(["model", "img_size"]).drop_duplicates("model", keep="last")
+    out = pd.DataFrame({"model": ref["model_name"], "in1k_only": ref["in1k_only"]})
+    for name in SUITE_NAMES:
+        column = TIMM_COLUMNS.get(name)
+        out[name] = ref[column] / 100.0 if column else np.nan
+    return out.reset_index(drop=True)
+
+
+def _published() -> pd.DataFrame:
+    """Every published model the suite places the user's models among, with its group."""
+    timm = timm_published(in1k_only=None)
+    timm.insert(1, "source", "timm")
+    timm.insert(2, "group", "timm ImageNet-1k-only")
+    timm.loc[~timm["in1k_only"].astype(bool), "group"] = "timm more-data"
+    clip = _openclip_baseline()
+    clip.insert(1, "source", "openclip")
+    clip.insert(2, "group", "open_clip zero-shot")
+    return pd.concat([timm.drop(columns="in1k_only"), clip], ignore_index=True)
 
 
 def _points(frame: pd.DataFrame, shifts: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -331,27 +415,28 @@ def suite_table(
 ) -> SuiteTable:
     """The suite's results for every model in ``store``, with effective robustness.
 
-    ``baseline``: ``"store"`` (supervised models of the store), ``"openclip"`` (open_clip's
-    published results, CLIP models only), ``"auto"`` (the store's where it has at least
-    :data:`MIN_BASELINE` models with the numbers, else open_clip's; decided per ER column), or
-    a DataFrame with columns ``imagenet`` and shift names (fractions), one row per model, e.g.
-    a published ImageNet-model testbed.
+    ``baseline``: ``"store"`` (supervised models of the store), ``"timm"`` (timm's published
+    results for its ImageNet-1k-only models, :func:`timm_published`; no ObjectNet),
+    ``"openclip"`` (open_clip's published results, CLIP models only), ``"auto"`` (the first of
+    store, timm, open_clip with at least :data:`MIN_BASELINE` models having the numbers,
+    decided per ER column), or a DataFrame with columns ``imagenet`` and shift names
+    (fractions), one row per model, e.g. another published ImageNet-model testbed.
     """
     acc = suite_accuracies(store)
     frames: dict[str, pd.DataFrame] = {}
     if isinstance(baseline, pd.DataFrame):
         frames["given"] = baseline
         order = ["given"]
-    elif baseline in ("auto", "store", "openclip"):
+    elif baseline in BASELINE_SOURCES:
         if baseline in ("auto", "store"):
             frames["store"] = acc[~acc["zero_shot"].astype(bool)]
+        if baseline in ("auto", "timm"):
+            frames["timm"] = timm_published(in1k_only=True)
         if baseline in ("auto", "openclip"):
             frames["openclip"] = _openclip_baseline()
         order = list(frames)
     else:
-        raise ValueError(
-            f"baseline must be 'auto', 'store', 'openclip' or a DataFrame: {baseline!r}"
-        )
+        raise ValueError(f"baseline must be one of {BASELINE_SOURCES} or a DataFrame: {baseline!r}")
 
     trends: dict[tuple[str, ...], Baseline] = {}
 
@@ -384,13 +469,28 @@ def suite_table(
             table.at[i, f"er_{shift}"] = _er(trend((shift,)), row[REFERENCE], row[shift])
         if have:
             table.at[i, "er_mean"] = _er(trend(have), row[REFERENCE], row["mean_shift"])
-    return SuiteTable(table, list(trends.values()), transform)
+    published = _published() if not table.empty else pd.DataFrame()
+    for shift in SHIFTS:
+        if (shift,) in trends and not published.empty:
+            published[f"er_{shift}"] = _er_many(
+                trends[(shift,)], published[REFERENCE], published[shift]
+            )
+    return SuiteTable(table, list(trends.values()), transform, published)
 
 
 def _er(base: Baseline, x: float, y: float) -> float:
     if base.fit is None:
         return float("nan")
     return float(effective_robustness(base.fit, x, y))
+
+
+def _er_many(base: Baseline, x: pd.Series, y: pd.Series) -> np.ndarray:
+    """ER of many models at once; NaN where a model lacks a number or there is no trend."""
+    out = np.full(len(x), np.nan)
+    ok = (x.notna() & y.notna()).to_numpy()
+    if base.fit is not None and ok.any():
+        out[ok] = effective_robustness(base.fit, x[ok].to_numpy(float), y[ok].to_numpy(float))
+    return out
 
 
 __all__ = [
@@ -401,4 +501,5 @@ __all__ = [
     "run_suite",
     "suite_accuracies",
     "suite_table",
+    "timm_published",
 ]

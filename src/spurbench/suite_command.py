@@ -66,7 +66,11 @@ def suite_cmd(
         int, typer.Option(help="Pixels cropped from each side of ObjectNet images (0: none).")
     ] = 2,
     baseline: Annotated[
-        str, typer.Option(help="ER baseline: 'auto', 'store' or 'openclip'.")
+        str,
+        typer.Option(
+            help="ER baseline: 'auto' (store, else timm's ImageNet-1k models, else open_clip), "
+            "'store', 'timm' or 'openclip'."
+        ),
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
@@ -132,18 +136,20 @@ def _run(
     cache_dir: Path | None,
     quiet: bool,
 ) -> None:
-    from spurbench.suite import locate_datasets, run_suite, suite_table
+    from spurbench.suite import BASELINE_SOURCES, locate_datasets, run_suite, suite_table
 
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)
-    if baseline not in ("auto", "store", "openclip"):
-        raise DatasetError(f"--baseline must be auto, store or openclip, not {baseline!r}.")
+    if baseline not in BASELINE_SOURCES:
+        choices = ", ".join(BASELINE_SOURCES)
+        raise DatasetError(f"--baseline must be one of {choices}, not {baseline!r}.")
     if models:
         found, missing = locate_datasets(root, names, overrides)  # report before a model loads
         for message in missing.values():
             console.print(f"[yellow]skipped[/] {message}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
+    evaluated = set(models)  # as typed, and below as the store spells them
     for name in models:
         result = run_suite(
             name,
@@ -160,12 +166,13 @@ def _run(
             objectnet_border=objectnet_border,
             show_progress=not quiet,
         )
+        evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
         console.print(f"[bold]{result.model}[/]: {done}", highlight=False)
     if not store.exists():
         raise DatasetError(f"No results store at {store}; evaluate a model first (-m NAME).")
     report = suite_table(store, baseline=cast("BaselineSource", baseline))
-    _print_table(report, set(models))
+    _print_table(report, evaluated)
     console.print(f"Results stored in [bold]{store}[/].")
 
 
@@ -215,3 +222,6 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
     console.print(t)
     for line in report.notes():
         console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+    for model in sorted(highlight):
+        for line in report.standing(model):
+            console.print(line, highlight=False, soft_wrap=True)

@@ -257,6 +257,8 @@ def test_suite_command(tiny_clip_dir, suite_root, tmp_path):
     assert out.exit_code == 0, out.output
     assert "skipped" in out.output and "ImageNetV2" in out.output
     assert "effective robustness" in out.output and "ER imagenet-r" in out.output
+    assert "timm's published results" in out.output  # no ImageNet-trained model in the store
+    assert "timm ImageNet-1k-only" in out.output  # the model placed among the published ones
     assert sorted(ResultsStore(store).runs()["dataset"]) == ["imagenet", "imagenet-r"]
     bad = CliRunner().invoke(app, ["suite", "--root", str(suite_root), "--path", "imagenet-r"])
     assert bad.exit_code == 2 and "NAME=DIR" in bad.output

@@ -1,7 +1,7 @@
 """Published numbers as data: the reference testbed that new measurements are compared against.
 
-Two sources are shipped as package data next to this module (see ``SOURCES.md`` for citations and
-caveats):
+Three sources are shipped as package data next to this module (see ``SOURCES.md`` for citations
+and caveats):
 
 * CounterAnimal (Wang et al., *A Sober Look at the Robustness of CLIPs to Spurious Features*,
   NeurIPS 2024, arXiv:2403.11497): the 45 classes with their common / counter backgrounds and the
@@ -10,6 +10,10 @@ caveats):
 * open_clip's published zero-shot results (``docs/openclip_results.csv`` in
   mlfoundations/open_clip): ImageNet-1k and the natural distribution shifts for its pretrained
   models, the x-axis of effective-robustness plots (Taori et al. 2020).
+* timm's published results (``results/`` in huggingface/pytorch-image-models): ImageNet-1k,
+  ImageNetV2, Sketch, ImageNet-R and -A top-1 for ~1,300 supervised ImageNet classifiers, whose
+  ImageNet-1k-only members are the ImageNet-model trend effective robustness is measured from
+  when the user's store has too few ImageNet-trained models of its own.
 
 The numbers live only in the CSV files, never in code, so that a correction is a data change with
 a citation rather than an edit buried in a function.
@@ -17,6 +21,7 @@ a citation rather than an edit buried in a function.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Literal
 
@@ -118,3 +123,145 @@ def load_openclip_results() -> pd.DataFrame:
     df = _read_csv("openclip_results.csv", dtype={"name": str, "pretrained": str})
     df["model_name"] = df["name"] + "," + df["pretrained"]
     return df
+
+
+# --- timm's published results ----------------------------------------------------------------
+
+TIMM_ACCURACY_COLUMNS: tuple[str, ...] = (
+    "imagenet_top1",
+    "imagenetv2_top1",
+    "sketch_top1",
+    "imagenet_r_top1",
+    "imagenet_a_top1",
+)
+
+#: Tag tokens that name a training set, in the words the ``training_data`` column uses.
+_TIMM_DATA: dict[str, str] = {
+    "in1k": "ImageNet-1k",
+    "in12k": "ImageNet-12k",
+    "in21k": "ImageNet-21k",
+    "in22k": "ImageNet-22k",
+    "jft": "JFT-300M",
+    "ig1b": "Instagram-1B",
+    "swag": "Instagram-3.6B (SWAG)",
+    "seer": "Instagram (SEER)",
+    "yfcc100m": "YFCC-100M",
+    "openai": "OpenAI CLIP (WIT-400M)",
+    "laion2b": "LAION-2B",
+    "laiona": "LAION-Aesthetics",
+    "webli": "WebLI",
+    "m30m": "Merged-30M",
+    "m38m": "Merged-38M",
+}
+
+#: Tag tokens reviewed as naming only who trained a model or how (recipe, epochs, resolution,
+#: optimiser, augmentation, adversarial training on ImageNet-1k images), never extra data, a
+#: pretraining stage or a teacher model. Reviewed against all 178 tags of the shipped file; a
+#: token not listed here (a future tag) makes a model *not* ImageNet-1k-only until reviewed.
+_TIMM_RECIPE_TOKENS: frozenset[str] = frozenset(
+    {
+        # who: torchvision, Meta, Google, Microsoft, Ross Wightman, Sea AI Lab, Apple, NAVER,
+        # NVIDIA, Baidu / PaddlePaddle, pycls, Alibaba MIIL, IDST, Snap, DeepMind, MXNet, ...
+        *("tv", "tv2", "fb", "goog", "ms", "msft", "sw", "sail", "apple", "cvnets", "naver"),
+        *("nav", "nv", "paddle", "pycls", "miil", "idstcv", "bd", "snap", "deit", "dm", "mx"),
+        *("gluon", "tf"),
+        # how: timm recipes (ResNet strikes back a1..a3, RandAugment ra..ra4, ...), AdvProp /
+        # adversarial training on ImageNet-1k images, optimisers, augmentation, batch sizes
+        *("a1", "a1h", "a2", "a2h", "a3", "aa", "agc", "ah", "am", "ap", "adv", "ens"),
+        *("augreg", "aug", "b1k", "b2k", "bt", "c1", "c2", "c2ns", "c3", "ch", "d", "d1"),
+        *("d1h", "d2", "green", "ix", "lamb", "racm", "ram", "rmsp", "rvgg", "sam", "sbb"),
+        *("ra", "ra2", "ra3", "ra4"),
+        # seen only in tags that name other data as well: AugReg v2, original weights, timm's
+        # "searching for better baselines" v2, the Lion optimiser, a weight-averaged soup
+        *("augreg2", "orig", "sbb2", "lion", "soup"),
+    }
+)
+#: Epoch / resolution / size tokens: e600, r224, s576, 384, 300e, 1200ep.
+_TIMM_NUMERIC_TOKEN = re.compile(r"[ers]\d+|\d+(e|ep)?")
+#: Architecture-name tokens that say the weights come from more than ImageNet-1k training.
+_TIMM_ARCH_TOKENS: frozenset[str] = frozenset({"clip", "siglip", "distilled", "ssld"})
+
+
+def timm_in1k_only(model: str) -> bool:
+    """True when a timm model's name says it was trained on ImageNet-1k and nothing else.
+
+    Conservative on purpose, because these models are the baseline effective robustness is
+    measured from, and one CLIP- or ImageNet-21k-pretrained model among them moves the trend:
+    the pretrained tag (after the ".") must contain ``in1k`` and otherwise only tokens of
+    :data:`_TIMM_RECIPE_TOKENS` or epoch / resolution numbers, and the architecture name must
+    not contain "clip", "siglip", "distilled" or "ssld" (``hrnet_w18_ssld.paddle_in1k``). So
+    ``in22k_ft_in1k``, ``laion2b_ft_in12k_in1k``, ``openai_ft_in1k``, ``fb_swsl_ig1b_ft_in1k``
+    and ``ns_jft_in1k`` are excluded (extra data),
+    and so are ``fcmae_ft_in1k``, ``mae_in1k_ft_in1k``, ``ft_in1k`` (a pretraining stage the tag
+    does not fully describe), ``dist_in1k``, ``ssld_in1k``, ``usi_in1k`` (a teacher model whose
+    data the tag does not name), even where the paper says that stage used ImageNet-1k only.
+    """
+    arch, _, tag = model.partition(".")
+    if _TIMM_ARCH_TOKENS & set(arch.split("_")):
+        return False
+    tokens = tag.split("_")
+    if "in1k" not in tokens:
+        return False
+    return all(
+        t == "in1k" or t in _TIMM_RECIPE_TOKENS or _TIMM_NUMERIC_TOKEN.fullmatch(t) for t in tokens
+    )
+
+
+def timm_training_data(model: str) -> str:
+    """The training data a timm model's name states, for reading (not for selecting models).
+
+    "ImageNet-1k" exactly when :func:`timm_in1k_only` holds. Otherwise the data sets the tag
+    names, in tag order and joined by " → " (usually pretraining first: "ImageNet-22k →
+    ImageNet-1k", "LAION-2B → ImageNet-12k → ImageNet-1k"), then in parentheses the tokens that
+    keep the model out of the ImageNet-1k-only set without naming data: a pretraining or
+    distillation stage, or a token not yet reviewed ("ImageNet-1k (+ fcmae, ft)",
+    "ImageNet-1k (+ dist)", "ImageNet-22k → ImageNet-1k (+ mim)"). "ft" is listed only where
+    the tag names no data other than ImageNet-1k before it, i.e. where the pretraining data is
+    not stated.
+    """
+    if timm_in1k_only(model):
+        return _TIMM_DATA["in1k"]
+    arch, _, tag = model.partition(".")
+    named: list[str] = []
+    other: list[str] = []
+    for t in tag.split("_"):
+        if t in _TIMM_DATA:
+            if not named or named[-1] != _TIMM_DATA[t]:
+                named.append(_TIMM_DATA[t])
+        elif t == "ft" and set(named) - {_TIMM_DATA["in1k"]}:
+            continue  # "in22k_ft_in1k": the tag says what the pretraining data was
+        elif not (t in _TIMM_RECIPE_TOKENS or _TIMM_NUMERIC_TOKEN.fullmatch(t)):
+            other.append(t)
+    other += [f"arch: {t}" for t in arch.split("_") if t in _TIMM_ARCH_TOKENS]
+    text = " → ".join(named) or "no data named"
+    return f"{text} (+ {', '.join(other)})" if other else text
+
+
+def load_timm_results(*, in1k_only: bool | None = None) -> pd.DataFrame:
+    """timm's published top-1 accuracies on ImageNet and four shifts (percent, as published).
+
+    One row per (model, img_size): timm evaluates some weights at two resolutions and publishes
+    both. Columns: model (timm's ``arch.tag``), img_size, crop_pct, param_count (millions),
+    imagenet_top1, imagenetv2_top1 (matched frequency), sketch_top1, imagenet_r_top1,
+    imagenet_a_top1 (NaN where timm has no number), plus, added here: family ("timm"), arch,
+    pretrained (the tag), model_name (spurbench registry syntax ``timm:arch,tag``),
+    training_data (:func:`timm_training_data`) and in1k_only (:func:`timm_in1k_only`).
+
+    ImageNet-R and -A are scored as timm scores them, on their 200 classes with the other 800
+    logits masked, which is also how spurbench scores them (see ``SOURCES.md``). ``in1k_only``
+    filters the rows (None: all).
+    """
+    df = _read_csv(
+        "timm_results.csv",
+        dtype={"model": str, "img_size": int, "crop_pct": float, "param_count": float}
+        | dict.fromkeys(TIMM_ACCURACY_COLUMNS, float),
+    )
+    split = df["model"].str.partition(".")
+    df.insert(0, "family", "timm")
+    df["arch"], df["pretrained"] = split[0], split[2]
+    df["model_name"] = "timm:" + df["arch"] + "," + df["pretrained"]
+    df["training_data"] = df["model"].map(timm_training_data)
+    df["in1k_only"] = df["model"].map(timm_in1k_only).astype(bool)
+    if in1k_only is not None:
+        df = df[df["in1k_only"] == in1k_only]
+    return df.reset_index(drop=True)
