@@ -64,6 +64,8 @@ from spurbench.store.results import ResultsStore
 PROTOCOL = "1v1000"
 #: Fewest baseline models a trend is fitted on (fit_baseline's own minimum).
 MIN_BASELINE = 3
+#: Baseline sources made of ImageNet-trained models (effective robustness proper).
+IMAGENET_SOURCES = ("store", "timm", "given")
 
 BaselineSource = Literal["auto", "store", "timm", "openclip"]
 BASELINE_SOURCES: tuple[str, ...] = ("auto", "store", "timm", "openclip")
@@ -272,7 +274,8 @@ class SuiteTable:
     """Accuracies, mean shift accuracy and effective robustness, one row per model.
 
     Columns: ``model, zero_shot, imagenet``, one per shift, ``mean_shift`` (mean over the shifts
-    the model has), ``n_shifts``, ``er_<shift>`` per shift and ``er_mean``; all fractions.
+    the model has), ``n_shifts``, ``er_<shift>`` per shift and ``er_mean`` (of the mean over the
+    shifts that have an ImageNet-model trend, see :func:`_mean_shifts`); all fractions.
     """
 
     table: pd.DataFrame
@@ -445,9 +448,8 @@ def suite_table(
             chosen = None
             for source in order:
                 x, y = _points(frames[source], shifts)
-                chosen = Baseline(
-                    shifts, source, _DESCRIPTIONS[source], int(x.size), _fit(x, y, transform)
-                )
+                fit = _fit(x, y, transform)
+                chosen = Baseline(shifts, source, _DESCRIPTIONS[source], int(x.size), fit)
                 if chosen.fit is not None:
                     break
             assert chosen is not None
@@ -467,8 +469,10 @@ def suite_table(
         have = tuple(s for s in SHIFTS if not pd.isna(row[s]))
         for shift in have:
             table.at[i, f"er_{shift}"] = _er(trend((shift,)), row[REFERENCE], row[shift])
-        if have:
-            table.at[i, "er_mean"] = _er(trend(have), row[REFERENCE], row["mean_shift"])
+        mean_over = _mean_shifts(have, trend)
+        if mean_over:
+            mean_y = float(np.mean([row[s] for s in mean_over]))
+            table.at[i, "er_mean"] = _er(trend(mean_over), row[REFERENCE], mean_y)
     published = _published() if not table.empty else pd.DataFrame()
     for shift in SHIFTS:
         if (shift,) in trends and not published.empty:
@@ -476,6 +480,22 @@ def suite_table(
                 trends[(shift,)], published[REFERENCE], published[shift]
             )
     return SuiteTable(table, list(trends.values()), transform, published)
+
+
+def _mean_shifts(
+    have: tuple[str, ...], trend: Callable[[tuple[str, ...]], Baseline]
+) -> tuple[str, ...]:
+    """The shifts ``er_mean`` averages: all a model has, unless only a CLIP trend covers them.
+
+    Effective robustness is measured against ImageNet-trained models. When the full set has
+    no ImageNet-model trend (timm publishes no ObjectNet numbers), the shifts that do have
+    one are averaged instead of switching the mean to the CLIP trend, which would change what
+    the number means; the notes name the shifts used.
+    """
+    if not have or trend(have).source in IMAGENET_SOURCES:
+        return have
+    covered = tuple(s for s in have if trend((s,)).source in IMAGENET_SOURCES)
+    return covered if covered and trend(covered).source in IMAGENET_SOURCES else have
 
 
 def _er(base: Baseline, x: float, y: float) -> float:

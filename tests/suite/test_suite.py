@@ -230,12 +230,9 @@ def test_suite_table_auto_falls_back_to_openclip_and_says_so(synthetic_store):
     assert row["er_imagenet-r"] == pytest.approx(
         _logit_er(np.array([v[0] for v in BASE.values()]), [v[1] for v in BASE.values()], 0.65, 0.7)
     )
-    mean_cols = ["imagenet_r", "objectnet"]
-    ok = ref[["imagenet1k", *mean_cols]].notna().all(axis=1)
-    y = ref.loc[ok, mean_cols].mean(axis=1)
-    assert row["er_mean"] == pytest.approx(
-        _logit_er(ref.loc[ok, "imagenet1k"], y, 0.65, (0.70 + 0.75) / 2)
-    )
+    # ObjectNet has only the CLIP trend, so the mean ER stays with ImageNet-model trends: it
+    # averages the shifts that have one (here ImageNet-R alone) instead of switching trends
+    assert row["er_mean"] == pytest.approx(row["er_imagenet-r"])
     notes = report.notes()
     on = next(n for n in notes if n.startswith("ER objectnet"))
     assert "open_clip" in on and "not ImageNet-trained" in on
