@@ -4,6 +4,13 @@ Generate the synthetic spurious world (each animal class drawn on its *common* b
 probability rho in training), train the tiny zoo on CPU (or reuse the cache), evaluate every model
 on the world's CounterAnimal-layout test split with the regular pipeline, and print the table.
 With rho high, the planted shortcut shows as a positive common-minus-counter drop.
+
+The tour then runs the other stages on the same cached features: probes (outlier features,
+privileged directions, pruning, concepts) on the world's full test split, and spurious discovery
+(curation) with the tiny CLIP as reference and its fine-tuned twin held out, which should find
+the planted (common, counter) pairs again; last, the HTML report of everything stored.
+The defaults are the tests' small world and short training (:meth:`WorldConfig.fast`,
+:meth:`TrainConfig.fast`): the whole tour takes about two minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from spurbench.curate import Discovery, DiscoveryConfig, discover, load_pool
 from spurbench.evaluate import RunResult, evaluate
+from spurbench.probes import ProbeResult, probe
 from spurbench.store import ResultsStore
 from spurbench.synth.train import TrainConfig, train_zoo
 from spurbench.synth.world import World, WorldConfig, generate_world
@@ -28,6 +37,18 @@ class DemoResult:
     out_dir: Path
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     report: Path | None = None
+    probes: list[ProbeResult] = field(default_factory=list)
+    discovery: Discovery | None = None
+
+    def rediscovered(self) -> tuple[int, int, int]:
+        """(kept classes, planted common found, planted counter found) of the discovery step."""
+        if self.discovery is None:
+            return 0, 0, 0
+        kept = self.discovery.kept
+        planted = [self.world.planted[int(y)] for y in kept["label"]]
+        common = sum(c == p[0] for c, p in zip(kept["common"], planted, strict=True))
+        counter = sum(c == p[1] for c, p in zip(kept["counter"], planted, strict=True))
+        return len(kept), int(common), int(counter)
 
 
 def run_demo(
@@ -36,12 +57,17 @@ def run_demo(
     train_cfg: TrainConfig | None = None,
     *,
     protocol: str = "1vN",
+    tour: bool = True,
     show_progress: bool = True,
 ) -> DemoResult:
-    """Generate, train (cached), evaluate, report; results go to ``<out_dir>/spurbench.duckdb``."""
+    """Generate, train (cached), evaluate, probe, curate, report.
+
+    Results go to ``<out_dir>/spurbench.duckdb``; ``tour=False`` stops after the evaluation
+    (and the report).
+    """
     out = Path(out_dir)
-    world_cfg = world_cfg or WorldConfig()
-    train_cfg = train_cfg or TrainConfig()
+    world_cfg = world_cfg or WorldConfig.fast()
+    train_cfg = train_cfg or TrainConfig.fast()
     world = generate_world(world_cfg, out / "worlds" / world_cfg.key())
     models = train_zoo(world, train_cfg, out / "models", progress=show_progress)
     store_path = out / "spurbench.duckdb"
@@ -64,8 +90,48 @@ def run_demo(
         table.to_csv(tmp, index=False)
     from spurbench.report.html import build_report
 
-    report = build_report(store_path, out / "report")
-    return DemoResult(world, models, results, store_path, out, table, report.html)
+    result = DemoResult(world, models, results, store_path, out, table)
+    if tour:
+        _tour(result, store, show_progress)
+    result.report = build_report(store_path, out / "report").html
+    return result
+
+
+def _tour(result: DemoResult, store: ResultsStore, show_progress: bool) -> None:
+    """Probe every model and re-discover the planted pairs, on the world's full test split."""
+    from spurbench.synth.train import TINY_CLIP, TINY_CLIP_FT
+
+    manifest = result.world.root / "manifest.csv"
+    cache = result.out_dir / "cache"
+    for folder in result.models.values():
+        result.probes.append(
+            probe(
+                f"local-dir:{folder}",
+                manifest,
+                split="test",
+                store=store,
+                cache_dir=cache,
+                show_progress=show_progress,
+            )
+        )
+    if TINY_CLIP not in result.models:
+        return
+    held_out = [f"local-dir:{result.models[TINY_CLIP_FT]}"] if TINY_CLIP_FT in result.models else []
+    result.discovery = discover(
+        load_pool(manifest, split="test"),
+        [f"local-dir:{result.models[TINY_CLIP]}"],
+        held_out=held_out,
+        config=DiscoveryConfig(protocol="1vN", templates="paper"),
+        cache_dir=cache,
+        show_progress=show_progress,
+    )
+    selection = result.discovery.selection.copy()
+    selection["planted_common"] = [result.world.planted[int(y)][0] for y in selection["label"]]
+    selection["planted_counter"] = [result.world.planted[int(y)][1] for y in selection["label"]]
+    from spurbench.atomic import atomic_path
+
+    with atomic_path(result.out_dir / "discovery.csv") as tmp:
+        selection.to_csv(tmp, index=False)
 
 
 def demo_table(results: dict[str, RunResult]) -> pd.DataFrame:

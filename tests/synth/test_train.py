@@ -125,6 +125,10 @@ def test_train_zoo_writes_every_model_and_hits_the_cache(
         monkeypatch.setattr(T, fn, boom)
     assert T.train_zoo(world, CFG, tmp_path, progress=False) == zoo
 
+    # a zoo of fewer models reuses the models already trained with the same recipe
+    assert T.train_zoo(world, T.TrainConfig(**{**CFG.__dict__, "models": (T.TINY_CLIP,)}),
+                       tmp_path, progress=False) == {T.TINY_CLIP: zoo[T.TINY_CLIP]}  # fmt: skip
+
     # a different training config is a different cache entry
     with pytest.raises(AssertionError, match="cache"):
         T.train_zoo(world, T.TrainConfig(**{**CFG.__dict__, "seed": 5}), tmp_path, progress=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -157,10 +157,7 @@ def probe_cmd(
                 show_progress=not quiet,
             )
         )
-    _print_kurtosis(results)
-    _print_directions(results)
-    _print_pruning(results)
-    _print_concepts(results)
+    print_probe_tables(results)
     for r in results:
         for note in r.notes:
             console.print(f"[yellow]{r.model}[/]: {note}", highlight=False)
@@ -171,6 +168,21 @@ def probe_cmd(
 
 
 # -- tables --------------------------------------------------------------------------------------
+
+
+def print_probe_tables(
+    results: list[ProbeResult],
+    tables: Sequence[str] = ("kurtosis", "directions", "pruning", "concepts"),
+) -> None:
+    """Print the probe tables asked for (the CLI prints all; the demo a short tour)."""
+    printers = {
+        "kurtosis": _print_kurtosis,
+        "directions": _print_directions,
+        "pruning": _print_pruning,
+        "concepts": _print_concepts,
+    }
+    for name in tables:
+        printers[name](results)
 
 
 def _f(x: float | None, digits: int = 2) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -62,7 +63,7 @@ _MARKER = "spurbench_train.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the zoo is trained; every field is part of the cache key."""
+    """How the zoo is trained; every field but ``models`` is part of the cache key."""
 
     clip_steps: int = 200
     classifier_steps: int = 300
@@ -91,8 +92,14 @@ class TrainConfig:
             raise ValueError(f"unknown models {sorted(unknown)}; known: {ZOO_MODELS}")
 
     def key(self) -> str:
-        """A short stable hash of the config and training-code version."""
-        payload = json.dumps({"v": TRAIN_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """A short stable hash of the recipe and training-code version.
+
+        ``models`` is left out: each model's weights depend only on the recipe (every trainer
+        seeds itself), so a zoo of one model and a zoo of three share the tiny CLIP they both
+        train.
+        """
+        recipe = {k: v for k, v in dataclasses.asdict(self).items() if k != "models"}
+        payload = json.dumps({"v": TRAIN_VERSION, **recipe}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @classmethod
@@ -286,7 +293,12 @@ def train_tiny_clip(
     model_cfg = tiny_clip_model_cfg(world, cfg)
     name = _register_open_clip_config(model_cfg)
     torch.manual_seed(cfg.seed)
-    model = open_clip.create_model(name, precision="fp32", device=device)
+    # open_clip warns "No pretrained weights loaded" on the root logger: here that is the point
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(name, precision="fp32", device=device)
+    finally:
+        logging.disable(logging.NOTSET)
     tokenizer = open_clip.get_tokenizer(name)
     images, _, rows = _load_images(world, "train", _clip_preprocess(world.config.image_size))
     images, texts = images.to(device), tokenizer(list(rows["caption"])).to(device)
