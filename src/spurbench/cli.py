@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +52,13 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class Backend(StrEnum):
+    """Where ``eval`` encodes images (see spurbench.features.ray_backend)."""
+
+    local = "local"
+    ray = "ray"
+
+
 @app.command("eval")
 @friendly
 def eval_cmd(
@@ -87,8 +95,25 @@ def eval_cmd(
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="DataLoader decode workers; with --backend ray, Ray encoder workers "
+            "[default: the cluster's CPUs]."
+        ),
+    ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    backend: Annotated[
+        Backend,
+        typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
+    ] = Backend.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: auto, ray://host:port or host:port [default: start a local "
+            "Ray with --workers CPUs]."
+        ),
+    ] = None,
     store: StoreOpt = Path("spurbench.duckdb"),
     cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -106,6 +131,9 @@ def eval_cmd(
 
         spurbench eval -m lvlm:llava-hf/llava-1.5-7b-hf -d data/ --protocol 1v20
           --reference ViT-B-32,laion400m_e31
+
+        spurbench eval -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --backend ray
+          --address ray://head-node:10001
     """
     from spurbench.evaluate import evaluate
     from spurbench.models import parse_model_name
@@ -156,11 +184,14 @@ def eval_cmd(
             store=store,
             cache_dir=cache_dir,
             batch_size=batch_size,
-            num_workers=workers,
+            num_workers=workers if backend is Backend.local else 0,
             reference=reference,
             candidates=candidates,
             device=device,
             show_progress=not quiet,
+            backend=backend.value,
+            address=address,
+            workers=(workers or None) if backend is Backend.ray else None,
         )
         for r in results:
             _print_result(r)
@@ -294,30 +325,32 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the world and of training.")] = 0,
     clip_steps: Annotated[
         int, typer.Option(help="Contrastive training steps of the tiny CLIP.")
-    ] = 200,
+    ] = 120,
+    tour: Annotated[
+        bool, typer.Option(help="Also probe the models and re-discover the planted pairs.")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Tour spurbench offline on a synthetic world whose spurious feature is planted.
 
     Generates the world, trains a tiny CLIP, a tiny supervised classifier and a fine-tuned CLIP
     on CPU (cached: a second run is fast), evaluates them on the counter-background split and
-    prints the drop. With the default rho = 0.9 the planted shortcut shows as a positive drop;
-    `--rho` 1/backgrounds removes it.
+    prints the drop; then probes the models, re-discovers the planted background pairs with the
+    curation pipeline, and writes the HTML report. With the default rho = 0.9 the planted
+    shortcut shows as a positive drop; `--rho` 1/backgrounds removes it.
     """
-    import dataclasses
-
     from spurbench.demo import run_demo
     from spurbench.synth.train import TrainConfig
     from spurbench.synth.world import WorldConfig
 
     try:
-        world_cfg = WorldConfig(
-            n_classes=classes, n_backgrounds=backgrounds, rho=rho, image_size=image_size, seed=seed
+        world_cfg = WorldConfig.fast(
+            rho=rho, seed=seed, n_classes=classes, n_backgrounds=backgrounds, image_size=image_size
         )
     except ValueError as e:
         raise SpurbenchError(f"Invalid world: {e}") from None
-    train_cfg = dataclasses.replace(TrainConfig(), seed=seed, clip_steps=clip_steps)
-    result = run_demo(out, world_cfg, train_cfg, show_progress=not quiet)
+    train_cfg = TrainConfig.fast(seed=seed, clip_steps=clip_steps)
+    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not quiet)
     t = Table(
         title=f"Synthetic CounterAnimal (rho={rho}, {classes} classes, "
         f"{backgrounds} backgrounds) · 1-vs-{classes}",
@@ -335,9 +368,48 @@ def demo_cmd(
             str(r.n_images),
         )
     console.print(t)
+    if result.probes:
+        _print_tour_probes(result)
+    if result.discovery is not None:
+        kept, common, counter = result.rediscovered()
+        console.print(
+            f"Spurious discovery (reference tiny_clip, paper rule: > 5 points across backgrounds)"
+            f" kept {kept} of {len(result.discovery.selection)} classes; the planted common "
+            f"background was selected for {common} and the planted counter for {counter} of "
+            f"them (ties between 0 %-groups can pick another worst background). "
+            f"Table: {out / 'discovery.csv'}"
+        )
     console.print(
         f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
         f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
+    )
+
+
+def _print_tour_probes(result: Any) -> None:
+    """One compact row per model (``spurbench probe`` prints the full tables)."""
+    t = Table(
+        title="Probes on the full test split (`spurbench probe` for the full tables)",
+        title_justify="left",
+    )
+    for col in ("model", "kurtosis", "rotated", "outlier dims", "prunable", "concepts"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for name, r in zip(result.models, result.probes, strict=True):
+        k, o = r.kurtosis.get("pre_head"), r.outliers.get("pre_head")
+        encoded = len(r.encoded_concepts("directions")) if r.concepts is not None else 0
+        t.add_row(
+            name,
+            f"{k.mean_image_kurtosis:.2f}" if k else "",
+            f"{k.mean_image_kurtosis_rotated:.2f}" if k else "",
+            str(len(o.dims)) if o is not None else "",
+            f"{100 * r.max_prunable_fraction:.0f}%" if r.max_prunable_fraction is not None else "",
+            f"{encoded}/{len(r.concepts)}" if r.concepts is not None else "",
+        )
+    console.print(t)
+    console.print(
+        "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
+        "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
+        "head directions removable within 1 point of accuracy; concepts: encoded by a "
+        "privileged direction (AP ≥ 0.9)."
     )
 
 

@@ -26,6 +26,7 @@ from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
+from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
@@ -68,13 +69,16 @@ def evaluate(
     store: ResultsStore | str | Path | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     reference: str | ModelAdapter | None = None,
     candidates: str | Path | None = None,
     n_boot: int = M.N_BOOT,
     seed: int = 0,
     device: str = "cpu",
     show_progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -87,6 +91,11 @@ def evaluate(
         store: a results store (or its path) to write to; None writes nothing.
         reference: the model whose confusions pick the 1-vs-20 candidates (default: ``model``
             when it is zero-shot); ``candidates`` a JSON file of candidate sets instead.
+        backend: where the model's images are encoded: ``local`` (this process) or ``ray``
+            (missing cache shards as work units on a Ray cluster; results are bit-identical).
+        address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
+            a local one with ``workers`` CPUs.
+        workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
     """
     dataset = (
         data
@@ -115,6 +124,15 @@ def evaluate(
         batch_size=batch_size,
         num_workers=num_workers,
         show_progress=show_progress,
+        shard_encoder=shard_encoder_for(
+            backend,
+            adapter,
+            dataset,
+            batch_size=batch_size,
+            address=address,
+            workers=workers,
+            device=device,
+        ),
     )
     labels = dataset.table["label"].to_numpy()
     results = []

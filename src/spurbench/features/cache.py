@@ -12,10 +12,15 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
+import warnings
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +38,16 @@ SHARD_ROWS = 512
 #: Temporary files a killed writer left behind are removed once they are this old (seconds);
 #: younger ones may belong to a process writing the same shard right now.
 STALE_TMP_S = 6 * 3600
+
+#: One shard's arrays: pre_head (rows, d_H), embedding (rows, d_E), per-row error reason or ''.
+Shard = tuple[np.ndarray, np.ndarray, list[str]]
+#: A shard to encode: its index in the cache folder and its row range (start, stop).
+ShardUnit = tuple[int, tuple[int, int]]
+#: Encodes the shards missing from the cache, yielding (index, shard) in any order and advancing
+#: the progress bar (second argument) by the rows done. :func:`encode_dataset` alone writes the
+#: shards, whoever computes them: the default runs the model in this process, the Ray backend
+#: (:mod:`spurbench.features.ray_backend`) on a cluster.
+ShardEncoder = Callable[[list[ShardUnit], Any], Iterable[tuple[int, Shard]]]
 
 
 @dataclass
@@ -125,18 +140,25 @@ def encode_dataset(
     cache_dir: str | Path | None = None,
     *,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     shard_rows: int | None = None,
     show_progress: bool = True,
+    shard_encoder: ShardEncoder | None = None,
 ) -> FeatureSet:
     """Features of every image of ``dataset``, from the cache where present.
 
     ``shard_rows`` defaults to :func:`shard_rows_default`; it is rounded down to a multiple of
     ``batch_size`` so that batches never straddle shards (a resumed run then feeds the encoder
     exactly the batches an uninterrupted one would, and gets bit-identical features).
+    ``num_workers`` DataLoader processes decode and preprocess images while the model runs;
+    None picks :func:`default_num_workers`. Features do not depend on it.
+    ``shard_encoder`` computes the missing shards elsewhere (see :data:`ShardEncoder`); it is
+    called only when some shard is missing, and each shard it yields is saved as it arrives.
     """
     if shard_rows is None:
         shard_rows = shard_rows_default()
+    if num_workers is None:
+        num_workers = default_num_workers(gpu=_on_cuda(model))
     key = feature_key(model, dataset)
     folder = Path(cache_dir or default_cache_dir()) / "features" / key
     try:
@@ -167,17 +189,14 @@ def encode_dataset(
                 "shard_rows": shard_rows,
             },
         )
-        files = ImageFiles(
-            dataset.table["path"].tolist(), model.preprocess, model.preprocess_cfg.size
+        encode = shard_encoder or (
+            lambda units, bar: _encode_locally(model, dataset, units, batch_size, num_workers, bar)
         )
         rows_todo = sum(shards[i][1] - shards[i][0] for i in todo)
         with progress_bar(f"encode {model.name}", total=rows_todo, enabled=show_progress) as bar:
-            for i in todo:
-                start, stop = shards[i]
-                loaded[i] = _encode_rows(
-                    model, files, range(start, stop), batch_size, num_workers, bar
-                )
-                _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *loaded[i])
+            for i, shard in encode([(i, shards[i]) for i in todo], bar):
+                loaded[i] = shard
+                _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
     pre = np.concatenate([loaded[i][0] for i in range(len(shards))])
     emb = np.concatenate([loaded[i][1] for i in range(len(shards))])
     errors = [e for i in range(len(shards)) for e in loaded[i][2]]
@@ -185,23 +204,161 @@ def encode_dataset(
     return FeatureSet(pre, emb, ok, errors, key)
 
 
+def image_files(model: ModelAdapter, paths: list[str]) -> ImageFiles:
+    """The dataset's files decoded and preprocessed the way ``model`` expects."""
+    return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size)
+
+
+def default_num_workers(gpu: bool = False) -> int:
+    """Decode workers when the caller names none: 2 on CPU, up to 8 for a GPU, 0 on one core.
+
+    Decoding and resizing a photograph costs a few milliseconds; a CPU forward of a CLIP ViT
+    costs tens to hundreds per image, so two workers keep it fed while taking little CPU time
+    from it. A GPU encodes thousands of images a second and needs as many decoders as the
+    machine can spare. ``SPURBENCH_WORKERS`` overrides the choice.
+    """
+    raw = os.environ.get("SPURBENCH_WORKERS", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise SpurbenchError(f"SPURBENCH_WORKERS must be an integer ≥ 0, not {raw!r}.")
+        return value
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return 0
+    return min(8, cpus - 1) if gpu else 2
+
+
+def _encode_locally(
+    model: ModelAdapter,
+    dataset: ImageDataset,
+    units: list[ShardUnit],
+    batch_size: int,
+    num_workers: int,
+    bar,
+) -> Iterator[tuple[int, Shard]]:
+    """The default :data:`ShardEncoder`: every missing shard, in order, in this process.
+
+    One DataLoader serves all the shards, so its decode workers start once per call and keep
+    decoding across shard boundaries. If workers cannot be used (no ``fork``/``spawn`` in a
+    sandbox, a daemonic parent process, a worker killed by the OOM killer), the shards not yet
+    finished are encoded again without workers: the batches are the same, and so are the
+    features, bit for bit.
+    """
+    files = image_files(model, dataset.table["path"].tolist())
+    pending = list(units)
+    while pending:
+        rows = sum(stop - start for _, (start, stop) in pending)
+        workers = num_workers if rows > batch_size else 0  # one batch: nothing to overlap
+        try:
+            for i, shard in _encode_units(model, files, list(pending), batch_size, workers, bar):
+                pending.pop(0)
+                yield i, shard
+        except _LoaderFailed as e:
+            if workers == 0:
+                raise e.__cause__ from None  # the loader's own error, unwrapped
+            warnings.warn(
+                f"DataLoader workers failed ({type(e.__cause__).__name__}: {e.__cause__}); "
+                "decoding the remaining images in the main process instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            num_workers = 0
+
+
 def _encode_rows(
     model: ModelAdapter, files: ImageFiles, rows: range, batch_size: int, num_workers: int, bar
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    subset = torch.utils.data.Subset(files, list(rows))
-    loader = DataLoader(
-        subset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle=False,
-        persistent_workers=False,
-    )
-    pres, embs, errors = [], [], []
-    with torch.inference_mode():
-        for _, images, reasons in loader:
-            feats = model.encode_images(images)
+) -> Shard:
+    """Features of ``files[rows]`` (a contiguous range), in batches of ``batch_size``."""
+    units: list[ShardUnit] = [(0, (rows.start, rows.stop))]
+    try:
+        ((_, shard),) = list(_encode_units(model, files, units, batch_size, num_workers, bar))
+    except _LoaderFailed as e:
+        raise e.__cause__ from None  # the loader's own error, unwrapped
+    return shard
+
+
+class _LoaderFailed(Exception):
+    """The DataLoader (not the model) raised: its workers could not start or died."""
+
+
+def _encode_units(
+    model: ModelAdapter,
+    files: ImageFiles,
+    units: list[ShardUnit],
+    batch_size: int,
+    num_workers: int,
+    bar,
+) -> Iterator[tuple[int, Shard]]:
+    """Encode each unit's rows in order, yielding each unit's arrays as soon as it is complete.
+
+    Batches are cut per unit (a batch never straddles two shards), so the model sees exactly
+    the batches it would see shard by shard. Without workers, decoding runs on one torch thread:
+    tensor conversion and normalisation of a single image are far too small to gain from the
+    intra-op pool, and on a busy machine its threads' hand-offs cost more than the work.
+    """
+    batches = [
+        list(range(s, min(s + batch_size, stop)))
+        for _, (start, stop) in units
+        for s in range(start, stop, batch_size)
+    ]
+    try:
+        batch_iter = iter(
+            DataLoader(
+                files,
+                batch_sampler=batches,
+                num_workers=num_workers,
+                pin_memory=_on_cuda(model),  # page-locked batches: faster, async host-to-GPU
+                multiprocessing_context=_worker_context() if num_workers else None,
+            )
+        )
+    except Exception as e:  # workers could not be started
+        raise _LoaderFailed from e
+    for i, (start, stop) in units:
+        pres, embs, errors = [], [], []
+        for _ in range(-(-(stop - start) // batch_size)):
+            try:
+                with _single_thread(num_workers == 0):
+                    _, images, reasons = next(batch_iter)
+            except Exception as e:  # ImageFiles never raises: this is the loader itself
+                raise _LoaderFailed from e
+            with torch.inference_mode():
+                feats = model.encode_images(images)
             pres.append(feats.pre_head.numpy())
             embs.append(feats.embedding.numpy())
             errors += list(reasons)
             bar.advance(len(reasons))
-    return np.concatenate(pres), np.concatenate(embs), errors
+        yield i, (np.concatenate(pres), np.concatenate(embs), errors)
+
+
+def _on_cuda(model: ModelAdapter) -> bool:
+    device = getattr(model, "device", None)
+    return torch.cuda.is_available() and getattr(device, "type", str(device)) == "cuda"
+
+
+def _worker_context() -> str | None:
+    """``fork`` where it exists (Linux): workers start in milliseconds, without re-importing
+    torch as ``spawn`` and ``forkserver`` workers would; elsewhere the platform's default."""
+    return "fork" if sys.platform == "linux" else None
+
+
+@contextmanager
+def _single_thread(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
