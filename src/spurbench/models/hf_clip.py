@@ -77,7 +77,7 @@ class HFClipAdapter(ModelAdapter):
                 chunks.append(torch.nn.functional.normalize(e, dim=-1).float().cpu())
         emb = torch.cat(chunks).reshape(len(classes), len(templates), -1).mean(dim=1)
         emb = emb / emb.norm(dim=1, keepdim=True)
-        scale = float(self.module.logit_scale.exp())
+        scale = float(self.module.logit_scale.detach().exp())
         return LinearHead(emb.numpy().astype(np.float32), None, scale, normalize_input=True)
 
 
