@@ -114,6 +114,22 @@ def load_average() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min) on {os.cpu_count()} CPUs"
 
 
+def busy_warning() -> str | None:
+    """A warning to print when other work already loads the machine at the start (1-min load
+    average above 3/4 of the CPUs): every timing then carries it, unevenly."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return None
+    cpus = os.cpu_count() or 1
+    if one <= 0.75 * cpus:
+        return None
+    return (
+        f"warning: load average {one:.2f} on {cpus} CPUs at the start: other processes compete "
+        "for the CPUs and skew these timings (and their ratios); rerun on a quiet machine."
+    )
+
+
 def emit(result: dict[str, Any]) -> None:
     """The last line a benchmark child prints: its measurements as JSON."""
     print("BENCH-RESULT " + json.dumps(result), flush=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, load_average, make_imagenet_val, parse_result, peak_rss_mib
+from _common import busy_warning, emit, load_average, make_imagenet_val, parse_result, peak_rss_mib
 
 
 def rss_now_mib() -> float:
@@ -76,6 +76,7 @@ def main() -> None:
     console = Console(width=120)
     small, large = sorted(args.sizes)
     load_before = load_average()
+    busy = busy_warning()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_memory-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -135,6 +136,8 @@ def main() -> None:
         f"{decoded:.0f} KiB each) → {'flat' if ratio <= 1.1 else 'NOT flat'} (target: flat)"
     )
     console.print(f"load average before {load_before}; after {load_after}")
+    if busy:
+        console.print(f"[bold red]{busy}[/bold red]")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    busy_warning,
     emit,
     load_average,
     make_imagenet_val,
@@ -103,6 +104,7 @@ def main() -> None:
     workers = default_num_workers() if args.workers is None else args.workers
     console = Console(width=120)
     load_before = load_average()
+    busy = busy_warning()
     with tempfile.TemporaryDirectory(prefix="bench_speed-") as tmp_dir:
         tmp = Path(tmp_dir)
         make_imagenet_val(tmp / "data", args.images)
@@ -223,6 +225,8 @@ def main() -> None:
         f"dominates: {ev['first'] / fresh_total:.1f}×"
     )
     console.print(f"load average before {load_before}; after {load_after}")
+    if busy:
+        console.print(f"[bold red]{busy}[/bold red]")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ROOT,
+    busy_warning,
     emit,
     load_average,
     make_imagenet_val,
@@ -292,6 +293,7 @@ def main() -> None:
             "manifest_rows": manifest_rows,
         }
         load_before = load_average()
+        busy = busy_warning()
         runs: dict[str, list[tuple[float, dict]]] = {"peer": [], "spurbench": []}
         for r in range(args.repeats):  # alternating which tool goes first
             order = ("peer", "spurbench") if r % 2 == 0 else ("spurbench", "peer")
@@ -373,6 +375,8 @@ def main() -> None:
         f"set-up not counted: images + checkpoint {t_setup:.1f} s; load average before "
         f"{load_before}, after {load_after}"
     )
+    if busy:
+        console.print(f"[bold red]{busy}[/bold red]")
     if agree.mean() < 0.99 and not args.peer_amp:
         raise SystemExit("The two tools' predictions disagree: the timings compare nothing.")
 
