@@ -96,12 +96,12 @@ def eval_cmd(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="DataLoader decode workers; with --backend ray, Ray encoder workers "
-            "[default: the cluster's CPUs]."
+            help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]; with "
+            "--backend ray, Ray encoder workers [default: the cluster's CPUs]."
         ),
-    ] = 0,
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     backend: Annotated[
         Backend,

@@ -170,7 +170,7 @@ def run_suite(
     templates: str | list[str] | None = "openai",
     name_set: str = "openai",
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str = "cpu",
     objectnet_border: int = OBJECTNET_BORDER,
     n_boot: int = M.N_BOOT,

@@ -73,7 +73,10 @@ def suite_cmd(
         ),
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"
@@ -130,7 +133,7 @@ def _run(
     objectnet_border: int,
     baseline: str,
     batch_size: int,
-    workers: int,
+    workers: int | None,
     device: str,
     store: Path,
     cache_dir: Path | None,

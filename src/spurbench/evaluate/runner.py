@@ -186,7 +186,7 @@ def _candidates(
     reference: str | ModelAdapter | None,
     candidates_path: str | Path | None,
     batch_size: int,
-    num_workers: int,
+    num_workers: int | None,
     show_progress: bool,
     device: str,
 ) -> dict[int, np.ndarray]:

@@ -103,7 +103,10 @@ def probe_cmd(
     ] = 0.01,
     seed: Annotated[int, typer.Option(help="Rotation-control and probe-fold seed.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"

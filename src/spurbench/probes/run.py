@@ -222,7 +222,7 @@ def probe(
     store: ResultsStore | str | Path | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str = "cpu",
     reference: str | ModelAdapter | None = None,
     candidates: str | Path | None = None,
@@ -520,7 +520,7 @@ def pre_head_classifier(
     reference: str | ModelAdapter | None = None,
     candidates: str | Path | None = None,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     show_progress: bool = False,
     device: str = "cpu",
 ) -> PreHeadClassifier:
