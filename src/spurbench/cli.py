@@ -6,9 +6,7 @@ message with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
 
 app = typer.Typer(
@@ -27,7 +26,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 console = Console()
-err_console = Console(stderr=True)
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
 CacheOpt = Annotated[
@@ -36,20 +34,6 @@ CacheOpt = Annotated[
         "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
     ),
 ]
-
-
-def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn input errors into a one-line message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SpurbenchError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 class Backend(StrEnum):

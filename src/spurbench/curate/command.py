@@ -19,15 +19,14 @@ or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounte
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from spurbench.cli_errors import friendly
 from spurbench.curate.cleaning import NEAR_DISTANCE
 from spurbench.curate.diagnose import diagnose
 from spurbench.curate.discovery import Discovery, DiscoveryConfig
@@ -48,7 +47,6 @@ from spurbench.errors import SpurbenchError
 __all__ = ["curate_app"]
 
 console = Console()
-err_console = Console(stderr=True)
 
 curate_app = typer.Typer(
     name="curate",
@@ -58,20 +56,6 @@ curate_app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Input errors as one line and exit code 2, as every spurbench command does."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SpurbenchError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 # -- shared options ------------------------------------------------------------------------------
@@ -199,7 +183,7 @@ def _review_note(ws: Workspace, n: int) -> None:
 
 # -- steps ---------------------------------------------------------------------------------------
 @curate_app.command("tag")
-@_friendly
+@friendly
 def tag_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -251,7 +235,7 @@ def tag_cmd(
 
 
 @curate_app.command("review")
-@_friendly
+@friendly
 def review_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -268,7 +252,7 @@ def review_cmd(
 
 
 @curate_app.command("clean")
-@_friendly
+@friendly
 def clean_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -315,7 +299,7 @@ def clean_cmd(
 
 
 @curate_app.command("discover")
-@_friendly
+@friendly
 def discover_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -356,7 +340,7 @@ def discover_cmd(
 
 
 @curate_app.command("export")
-@_friendly
+@friendly
 def export_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -375,7 +359,7 @@ def export_cmd(
 
 
 @curate_app.command("diagnose")
-@_friendly
+@friendly
 def diagnose_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
@@ -432,7 +416,7 @@ def diagnose_cmd(
 
 
 @curate_app.command("run")
-@_friendly
+@friendly
 def run_cmd(
     ctx: typer.Context,
     pool: Annotated[str, typer.Option("--pool", "-p", help="Photo pool (manifest or folders).")],

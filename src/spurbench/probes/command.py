@@ -12,44 +12,28 @@ Registered by the CLI as ``app.command("probe")(probe_cmd)``.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from spurbench.errors import SpurbenchError
+from spurbench.cli_errors import friendly
 from spurbench.probes.concepts import unique_concepts
 from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
 
 __all__ = ["probe_cmd"]
 
 console = Console()
-err_console = Console(stderr=True)
 
 #: Kept fractions shown in the pruning summary (the full curve is in the store and --out).
 SHOWN_FRACTIONS = (0.1, 0.2, 0.5)
 #: Directions listed per model in the directions table.
 SHOWN_DIRECTIONS = 5
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Input errors as one line and exit code 2, as every spurbench command does."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SpurbenchError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -58,7 +42,7 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-@_friendly
+@friendly
 def probe_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")

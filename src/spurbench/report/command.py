@@ -6,36 +6,20 @@ the CLI module stays a list of thin commands.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 __all__ = ["report_cmd"]
 
+from spurbench.cli_errors import friendly
+
 console = Console()
 
 
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The CLI's :func:`spurbench.cli.friendly`, looked up when the command runs.
-
-    Importing ``spurbench.cli`` at module level would be circular once ``cli`` registers this
-    command while it is itself being imported.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from spurbench.cli import friendly
-
-        return friendly(fn)(*args, **kwargs)
-
-    return wrapper
-
-
-@_friendly
+@friendly
 def report_cmd(
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"
