@@ -69,9 +69,16 @@ def eval_cmd(
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
     reference: Annotated[
-        str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
+        str | None,
+        typer.Option(
+            help="Model choosing the 1-vs-20 candidates [default: the paper's "
+            "ViT-B-32,laion400m_e31]; 'self' for each model's own confusions (not the paper's)."
+        ),
     ] = None,
-    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(help="JSON of 1-vs-20 candidate sets (see `spurbench candidates`)."),
+    ] = None,
     question: Annotated[
         str | None, typer.Option(help="LVLMs: the question asked (default: the paper's).")
     ] = None,
@@ -136,19 +143,29 @@ def eval_cmd(
     )
     for name in model:
         if parse_model_name(name).family == "lvlm":
-            from spurbench.evaluate.lvlm import evaluate_lvlm
+            from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
             from spurbench.models.lvlm import load_lvlm
 
+            dataset, sources = check_lvlm_request(
+                data,
+                protocols,
+                reference=reference,
+                candidates=candidates,
+                name_set=name_set,
+                split=split,
+                classes=classes,
+                allow_outside_root=allow_outside_root,
+                device=device,
+            )
             adapter = load_lvlm(name, device, notify=console.print)
             results = [
                 evaluate_lvlm(
                     adapter,
-                    data,
+                    dataset,
                     p,
-                    reference=reference,
+                    reference=sources[p],
                     question=question,
                     answer_template=answer_template,
-                    templates=templates,
                     **common,
                 )
                 for p in protocols
@@ -183,9 +200,11 @@ def eval_cmd(
 
 
 def _protocols(text: str) -> tuple[str, ...]:
+    from spurbench.evaluate.protocols import check_protocol_names
+
     if text == "both":
         return ("1v1000", "1v20")
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+    return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
 
 
 def _print_result(r: Any) -> None:
@@ -240,6 +259,7 @@ def results_cmd(
         "model",
         "dataset",
         "protocol",
+        "1v20 sets",
         "common",
         "counter",
         "drop",
@@ -258,6 +278,7 @@ def results_cmd(
             r.model,
             r.dataset,
             r.protocol,
+            _candidate_sets_cell(r.candidates_hash, r.candidates_source),
             _opt(r.common),
             _opt(r.counter),
             _opt(r.drop),
@@ -268,8 +289,71 @@ def results_cmd(
     console.print(t)
 
 
+def _candidate_sets_cell(digest: Any, source: Any) -> str:
+    """'3fa2c19e0b7d · paper reference ...' for a 1-vs-20 run, empty for other protocols."""
+    from spurbench.evaluate.candidates import describe_source
+
+    if not isinstance(digest, str):
+        return ""
+    return f"{digest} · {describe_source(source if isinstance(source, str) else None) or '?'}"
+
+
 def _opt(x: Any) -> str:
     return "" if x is None or x != x else _pct(float(x))
+
+
+@app.command("candidates")
+@friendly
+def candidates_cmd(
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")],
+    reference: Annotated[
+        str, typer.Option(help="Model ranking the labels (the paper's by default).")
+    ] = "ViT-B-32,laion400m_e31",
+    name_set: Annotated[
+        str, typer.Option(help="ImageNet class names of the dataset: 'openai' or 'wordnet'.")
+    ] = "openai",
+    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    allow_outside_root: Annotated[
+        bool, typer.Option(help="Trust manifest paths outside the dataset root.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write each class's 1-vs-20 candidate sets, for `spurbench eval --candidates FILE`.
+
+    Compute them once where the reference's weights are, and evaluate anywhere with the same
+    sets (the reference always ranks with the paper's prompt and OpenAI class names).
+
+    Example:
+
+        spurbench candidates -d ~/data/CounterAnimal -o counteranimal_1v20.json
+    """
+    from spurbench.evaluate.candidates import describe_source, export_candidates
+
+    sets, digest = export_candidates(
+        data,
+        out,
+        reference=reference,
+        name_set=name_set,
+        split=split,
+        allow_outside_root=allow_outside_root,
+        overwrite=force,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+        show_progress=not quiet,
+    )
+    console.print(
+        f"wrote {out}: {len(sets)} classes, 20 candidates each, from the "
+        f"{describe_source(reference)}; sets hash {digest}.",
+        highlight=False,
+    )
 
 
 @app.command("models")
