@@ -53,7 +53,7 @@ def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path, monkeyp
 
     out = runner.invoke(app, ["results", "--store", str(store)])
     assert out.exit_code == 0 and "1v1000" in out.output
-    row_1v20 = next(line for line in out.output.splitlines() if "1v20" in line)
+    row_1v20 = next(line for line in out.output.splitlines() if "│ 1v20 " in line)
     digest = summary.loc[summary.protocol == "1v20", "candidates_hash"].iloc[0]
     assert "self (own confusions, not the paper's)" in row_1v20 and digest in row_1v20
     out = runner.invoke(

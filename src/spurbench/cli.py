@@ -267,7 +267,8 @@ def results_cmd(
         "n",
         "skipped",
     ):
-        t.add_column(col, justify="left" if col in ("model", "dataset", "protocol") else "right")
+        left = ("model", "dataset", "protocol", "1v20 sets")
+        t.add_column(col, justify="left" if col in left else "right")
     for r in df.itertuples():
         ci = (
             ""
