@@ -103,14 +103,14 @@ def prepare_candidates(
 
     try:
         adapter = create_model(name, device=device)
-    except WeightsUnavailableError as e:
+    except WeightsUnavailableError:
         raise WeightsUnavailableError(
             f"1-vs-20 candidate sets come from the reference model {name}"
             + (" (the paper's)" if name == PAPER_REFERENCE else "")
-            + ", whose weights are not available here. Pass --reference MODEL (a model whose "
-            "weights you have), --candidates FILE (sets exported with `spurbench candidates` on "
-            "a machine that has the reference), or --reference self (each model's own "
-            f"confusions; not the paper's protocol). Cause: {e}"
+            + ", whose weights are not available here (no network and no cached copy). Pass "
+            "--reference MODEL (a model whose weights you have), --candidates FILE (sets "
+            "exported with `spurbench candidates` where the reference is available), or "
+            "--reference self (each model's own confusions; not the paper's protocol)."
         ) from None
     return CandidateSource(name, adapter=adapter)
 
