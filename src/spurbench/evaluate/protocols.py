@@ -139,7 +139,10 @@ def load_candidates(
     for key, values in raw.items():
         y = _imagenet_index(key)
         if y is None or not isinstance(values, list):
-            raise ClassListError(f"{where}: entry {key!r} is not {shape}.")
+            raise ClassListError(
+                f"{where}: entry {key!r} must be an ImageNet index (0-999) mapped to a list of "
+                "labels."
+            )
         members = [_imagenet_index(v) for v in values]
         bad = [v for v, m in zip(values, members, strict=True) if m is None]
         if bad:
