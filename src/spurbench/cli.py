@@ -85,6 +85,13 @@ def eval_cmd(
     answer_template: Annotated[
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
+    score: Annotated[
+        str,
+        typer.Option(
+            help="LVLMs: 'paper' (mean loss of 'A {c}.'), 'name-mean', 'name-sum' (the "
+            "name's tokens only) or 'pmi' (name likelihood with minus without the image)."
+        ),
+    ] = "paper",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[
         int | None,
@@ -130,6 +137,7 @@ def eval_cmd(
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    _check_score(score, model)
     common = dict(
         name_set=name_set,
         split=split,
@@ -166,6 +174,7 @@ def eval_cmd(
                     reference=sources[p],
                     question=question,
                     answer_template=answer_template,
+                    score=score,
                     **common,
                 )
                 for p in protocols
@@ -207,9 +216,31 @@ def _protocols(text: str) -> tuple[str, ...]:
     return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
 
 
+def _check_score(score: str, models: list[str]) -> None:
+    """``--score`` is an LVLM option; refuse an unknown one, or one given to other models."""
+    from spurbench.models import parse_model_name
+    from spurbench.models.lvlm import SCORES
+
+    if score not in SCORES:
+        raise SpurbenchError(f"Unknown --score {score!r}; choose one of {', '.join(SCORES)}.")
+    others = [m for m in models if parse_model_name(m).family != "lvlm"]
+    if score != "paper" and others:
+        raise SpurbenchError(
+            f"--score {score} applies to vision-language chat models (lvlm:...) only, not to "
+            f"{others[0]}."
+        )
+
+
 def _print_result(r: Any) -> None:
+    from spurbench.evaluate.candidates import describe_source
+
     s = r.summary.set_index(["metric", "group"])
-    t = Table(title=f"{r.model} · {r.dataset} · {r.protocol}", title_justify="left")
+    title = f"{r.model} · {r.dataset} · {r.protocol}"
+    if r.candidates_hash:
+        title += f" · sets {r.candidates_hash} from the {describe_source(r.candidates_source)}"
+    if r.score:
+        title += f" · score {r.score}"
+    t = Table(title=title, title_justify="left")
     for col in ("group", "balanced acc", "95% CI", "per-image acc", "95% CI ", "n"):
         t.add_column(col, justify="right" if col != "group" else "left")
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
@@ -278,7 +309,7 @@ def results_cmd(
         t.add_row(
             r.model,
             r.dataset,
-            r.protocol,
+            r.protocol + (f" · score {r.lvlm_score}" if isinstance(r.lvlm_score, str) else ""),
             _candidate_sets_cell(r.candidates_hash, r.candidates_source),
             _opt(r.common),
             _opt(r.counter),

@@ -48,7 +48,7 @@ from spurbench.evaluate.runner import (
 )
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
-from spurbench.models.lvlm import LVLMAdapter, load_lvlm
+from spurbench.models.lvlm import SCORES, LVLMAdapter, load_lvlm
 from spurbench.progress import progress_bar
 from spurbench.store.results import ResultsStore
 
@@ -67,6 +67,7 @@ def evaluate_lvlm(
     question: str | None = None,
     answer_template: str | None = None,
     reduction: str | None = None,
+    score: str = "paper",
     batch_size: int | None = None,
     name_set: str = "openai",
     split: str | None = None,
@@ -89,9 +90,14 @@ def evaluate_lvlm(
             ``ViT-B-32,laion400m_e31``, the default), always with the paper's prompt and names.
         question, answer_template, reduction: the prompt and score (default: the adapter's,
             i.e. the paper's "What is the main object in the image?" / "A {c}." / mean loss).
+        score: ``paper`` (the answer's loss, default), ``name-mean`` / ``name-sum`` (the name's
+            tokens only) or ``pmi`` (name log-likelihood with the image minus with a blank
+            image); see :data:`spurbench.models.lvlm.SCORES`. Recorded with the run.
         batch_size: candidate answers per batched forward (default: all of an image's).
         store: a results store (or its path) to write to; None writes nothing.
     """
+    if score not in SCORES:
+        raise ClassListError(f"Unknown LVLM score {score!r}; choose one of {SCORES}.")
     dataset, sources = check_lvlm_request(
         data,
         (protocol,),
@@ -146,6 +152,7 @@ def evaluate_lvlm(
                 answer_template=answer_template,
                 reduction=reduction,
                 batch_size=batch_size,
+                score=score,
             )[0]
             order = np.argsort(loss, kind="stable")[:TOPK]  # ties: lower label index first
             top_labels.append(np.asarray(options)[order])
@@ -188,8 +195,13 @@ def evaluate_lvlm(
         "question": question,
         "answer_template": answer_template,
         "reduction": reduction,
+        "score": score,
         "chat_template_sha": adapter.chat_template_digest,
         "dtype": str(adapter.dtype).removeprefix("torch."),
+    }
+    # the paper's score keeps the run ids it had before scores could be chosen
+    identity = {
+        k: v for k, v in scoring.items() if k != "dtype" and (score != "paper" or k != "score")
     }
     cand_json = {str(k): v.tolist() for k, v in sorted(cand.items())}
     run_id = hashlib.sha256(
@@ -199,7 +211,7 @@ def evaluate_lvlm(
                 adapter.name,
                 dataset.digest(),
                 protocol,
-                {k: v for k, v in scoring.items() if k != "dtype"},
+                identity,
                 name_set,
                 cand_json if protocol == "1v20" else None,
             ]
@@ -217,6 +229,7 @@ def evaluate_lvlm(
         {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
         source.name if source is not None else None,
         candidates_digest(cand) if source is not None else None,
+        score,
     )
     if store is not None:
         record = _run_record(
@@ -265,9 +278,7 @@ def check_lvlm_request(
                 "1000 answers per image)."
             )
         P.check_protocol(protocol, dataset)
-    source = (
-        _lvlm_source(dataset, reference, candidates, device) if "1v20" in protocols else None
-    )
+    source = _lvlm_source(dataset, reference, candidates, device) if "1v20" in protocols else None
     return dataset, {p: source if p == "1v20" else None for p in protocols}
 
 

@@ -57,6 +57,8 @@ class RunResult:
     #: 1-vs-20 only: where the sets came from (see candidates.describe_source) and their hash.
     candidates_source: str | None = None
     candidates_hash: str | None = None
+    #: LVLM runs only: how answers were scored (spurbench.models.lvlm.SCORES).
+    score: str | None = None
 
     def value(self, metric: str, group: str | None = None) -> float:
         rows = self.summary[self.summary["metric"] == metric]

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS probes (
 #: Columns added after the first release, migrated into older stores when they are opened:
 #: where a 1-vs-20 run's candidate sets came from, and their hash (NULL for other protocols).
 _ADDED_RUN_COLUMNS = (("candidates_source", "VARCHAR"), ("candidates_hash", "VARCHAR"))
+#: How an LVLM run scored its answers (runs stored before the choice existed used the paper's).
+_LVLM_SCORE = (
+    "CASE WHEN r.family = 'lvlm' THEN "
+    "coalesce(json_extract_string(r.config, '$.scoring.score'), 'paper') END"
+)
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("common", "balanced_accuracy", "common", "value"),
@@ -249,7 +254,8 @@ class ResultsStore:
         )
         return self.query(f"""
             SELECT r.run_id, r.model, r.dataset, r.protocol, r.candidates_source,
-                   r.candidates_hash, r.n_images, r.n_skipped, {cols}, r.created_at
+                   r.candidates_hash, {_LVLM_SCORE} AS lvlm_score, r.n_images, r.n_skipped,
+                   {cols}, r.created_at
             FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.scope = 'overall'
             GROUP BY ALL ORDER BY r.created_at
         """)
