@@ -239,3 +239,21 @@ def test_a_store_written_before_the_hash_column_still_opens(tiny_clip_dir, count
     summary = ResultsStore(path).summary()
     assert len(summary) == 2
     assert summary["candidates_hash"].notna().sum() == 1
+
+
+def test_probe_on_1v20_defaults_to_the_paper_reference_before_encoding(
+    monkeypatch, tiny_clip_dir, counteranimal_dir, tmp_path
+):
+    """Probes read the same 1-vs-20 head as evaluations: same default, same early stop."""
+    from spurbench.probes import probe
+
+    _offline(monkeypatch)
+    encoded = _no_encoding(monkeypatch)
+    monkeypatch.setattr(
+        importlib.import_module("spurbench.probes.run"), "encode_dataset",
+        lambda *a, **k: encoded.append("probe encode"),
+    )  # fmt: skip
+    with pytest.raises(WeightsUnavailableError, match=PAPER_REFERENCE):
+        probe(f"local-dir:{tiny_clip_dir}", counteranimal_dir, probes=["pruning"],
+              protocol="1v20", cache_dir=tmp_path / "c", show_progress=False)  # fmt: skip
+    assert encoded == []
