@@ -27,7 +27,6 @@ import pandas as pd
 
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import load_rgb
-from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
@@ -45,6 +44,7 @@ from spurbench.evaluate.runner import (
     _metrics_rows,
     _run_record,
     _with_run,
+    as_dataset,
 )
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
@@ -259,17 +259,7 @@ def check_lvlm_request(
     device: str = "cpu",
 ) -> tuple[ImageDataset, dict[str, CandidateSource | None]]:
     """Open the dataset and check every protocol and 1-vs-20 source before the LVLM loads."""
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else open_dataset(
-            data,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
-        )
-    )
+    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
     for protocol in protocols:
         if protocol not in LVLM_PROTOCOLS:
             raise ClassListError(

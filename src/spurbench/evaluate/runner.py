@@ -111,17 +111,7 @@ def evaluate(
             a local one with ``workers`` CPUs.
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
     """
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else open_dataset(
-            data,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
-        )
-    )
+    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
     protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
@@ -192,6 +182,25 @@ def evaluate(
             )
         results.append(result)
     return results
+
+
+def as_dataset(
+    data: str | Path | ImageDataset,
+    name_set: str = "openai",
+    split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
+) -> ImageDataset:
+    """``data`` as an :class:`ImageDataset`, opened (and validated) unless it already is one."""
+    if isinstance(data, ImageDataset):
+        return data
+    return open_dataset(
+        data,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+    )
 
 
 def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
