@@ -1,7 +1,8 @@
 """The CounterAnimal protocols: which labels each image is classified among.
 
 * ``1v1000``: all ImageNet-1k classes (the paper's default).
-* ``1v20``: each class against its own 20 candidates — the labels a reference model finds most
+* ``1v20``: each class against its own 20 candidates — the labels a reference model (the paper's
+  CLIP ViT-B/32 LAION-400M by default, see :mod:`spurbench.evaluate.candidates`) finds most
   confusable with it (highest mean score over that class's images, common and counter together;
   for CLIP the score is the cosine between image and label text embeddings). The true class is
   always kept among the candidates. The sets are saved with the run; users may pass their own.
