@@ -148,3 +148,28 @@ def test_library_refuses_an_empty_protocol_list(counteranimal_dir, no_load):
     with pytest.raises(ClassListError, match="No protocol given"):
         evaluate(MODEL, counteranimal_dir, [], show_progress=False)
     assert no_load == []
+
+
+def test_lvlm_requests_are_checked_before_the_lvlm_loads(
+    monkeypatch, counteranimal_dir, tmp_path, no_load
+):
+    """LVLMs have no head to rank labels with: '--reference self' and bad files stop first."""
+    lvlm_loads: list[str] = []
+    monkeypatch.setattr(
+        "spurbench.models.lvlm.load_lvlm", lambda name, *a, **k: lvlm_loads.append(name)
+    )
+    bad = tmp_path / "sets.json"
+    bad.write_text(json.dumps(_sets(5)))
+    base = ["eval", "-m", "lvlm:some/llava", "-d", str(counteranimal_dir), "--protocol", "1v20",
+            "--store", str(tmp_path / "s.duckdb")]  # fmt: skip
+    for extra, message in (
+        (["--reference", "self"], "--reference self is not available"),
+        (["--candidates", str(bad)], "needs sets of 20 labels"),
+        (["--score", "loudest"], "Unknown --score"),
+    ):
+        out = runner.invoke(app, base + extra)
+        assert out.exit_code == 2, out.output
+        assert out.output.count("error:") == 1 and message in out.output
+    out = runner.invoke(app, ["eval", "-m", MODEL, "-d", str(counteranimal_dir), "--score", "pmi"])
+    assert out.exit_code == 2 and "applies to vision-language chat models" in out.output
+    assert lvlm_loads == [] and no_load == []
