@@ -69,15 +69,29 @@ def eval_cmd(
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
     reference: Annotated[
-        str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
+        str | None,
+        typer.Option(
+            help="Model choosing the 1-vs-20 candidates [default: the paper's "
+            "ViT-B-32,laion400m_e31]; 'self' for each model's own confusions (not the paper's)."
+        ),
     ] = None,
-    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(help="JSON of 1-vs-20 candidate sets (see `spurbench candidates`)."),
+    ] = None,
     question: Annotated[
         str | None, typer.Option(help="LVLMs: the question asked (default: the paper's).")
     ] = None,
     answer_template: Annotated[
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
+    score: Annotated[
+        str,
+        typer.Option(
+            help="LVLMs: 'paper' (mean loss of 'A {c}.'), 'name-mean', 'name-sum' (the "
+            "name's tokens only) or 'pmi' (name likelihood with minus without the image)."
+        ),
+    ] = "paper",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[
         int | None,
@@ -123,6 +137,7 @@ def eval_cmd(
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    _check_score(score, model)
     common = dict(
         name_set=name_set,
         split=split,
@@ -136,19 +151,30 @@ def eval_cmd(
     )
     for name in model:
         if parse_model_name(name).family == "lvlm":
-            from spurbench.evaluate.lvlm import evaluate_lvlm
+            from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
             from spurbench.models.lvlm import load_lvlm
 
+            dataset, sources = check_lvlm_request(
+                data,
+                protocols,
+                reference=reference,
+                candidates=candidates,
+                name_set=name_set,
+                split=split,
+                classes=classes,
+                allow_outside_root=allow_outside_root,
+                device=device,
+            )
             adapter = load_lvlm(name, device, notify=console.print)
             results = [
                 evaluate_lvlm(
                     adapter,
-                    data,
+                    dataset,
                     p,
-                    reference=reference,
+                    reference=sources[p],
                     question=question,
                     answer_template=answer_template,
-                    templates=templates,
+                    score=score,
                     **common,
                 )
                 for p in protocols
@@ -183,14 +209,38 @@ def eval_cmd(
 
 
 def _protocols(text: str) -> tuple[str, ...]:
+    from spurbench.evaluate.protocols import check_protocol_names
+
     if text == "both":
         return ("1v1000", "1v20")
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+    return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
+
+
+def _check_score(score: str, models: list[str]) -> None:
+    """``--score`` is an LVLM option; refuse an unknown one, or one given to other models."""
+    from spurbench.models import parse_model_name
+    from spurbench.models.lvlm import SCORES
+
+    if score not in SCORES:
+        raise SpurbenchError(f"Unknown --score {score!r}; choose one of {', '.join(SCORES)}.")
+    others = [m for m in models if parse_model_name(m).family != "lvlm"]
+    if score != "paper" and others:
+        raise SpurbenchError(
+            f"--score {score} applies to vision-language chat models (lvlm:...) only, not to "
+            f"{others[0]}."
+        )
 
 
 def _print_result(r: Any) -> None:
+    from spurbench.evaluate.candidates import describe_source
+
     s = r.summary.set_index(["metric", "group"])
-    t = Table(title=f"{r.model} · {r.dataset} · {r.protocol}", title_justify="left")
+    title = f"{r.model} · {r.dataset} · {r.protocol}"
+    if r.candidates_hash:
+        title += f" · sets {r.candidates_hash} from the {describe_source(r.candidates_source)}"
+    if r.score:
+        title += f" · score {r.score}"
+    t = Table(title=title, title_justify="left")
     for col in ("group", "balanced acc", "95% CI", "per-image acc", "95% CI ", "n"):
         t.add_column(col, justify="right" if col != "group" else "left")
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
@@ -240,6 +290,7 @@ def results_cmd(
         "model",
         "dataset",
         "protocol",
+        "1v20 sets",
         "common",
         "counter",
         "drop",
@@ -247,7 +298,8 @@ def results_cmd(
         "n",
         "skipped",
     ):
-        t.add_column(col, justify="left" if col in ("model", "dataset", "protocol") else "right")
+        left = ("model", "dataset", "protocol", "1v20 sets")
+        t.add_column(col, justify="left" if col in left else "right")
     for r in df.itertuples():
         ci = (
             ""
@@ -257,7 +309,8 @@ def results_cmd(
         t.add_row(
             r.model,
             r.dataset,
-            r.protocol,
+            r.protocol + (f" · score {r.lvlm_score}" if isinstance(r.lvlm_score, str) else ""),
+            _candidate_sets_cell(r.candidates_hash, r.candidates_source),
             _opt(r.common),
             _opt(r.counter),
             _opt(r.drop),
@@ -268,8 +321,71 @@ def results_cmd(
     console.print(t)
 
 
+def _candidate_sets_cell(digest: Any, source: Any) -> str:
+    """'3fa2c19e0b7d · paper reference ...' for a 1-vs-20 run, empty for other protocols."""
+    from spurbench.evaluate.candidates import describe_source
+
+    if not isinstance(digest, str):
+        return ""
+    return f"{digest} · {describe_source(source if isinstance(source, str) else None) or '?'}"
+
+
 def _opt(x: Any) -> str:
     return "" if x is None or x != x else _pct(float(x))
+
+
+@app.command("candidates")
+@friendly
+def candidates_cmd(
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")],
+    reference: Annotated[
+        str, typer.Option(help="Model ranking the labels (the paper's by default).")
+    ] = "ViT-B-32,laion400m_e31",
+    name_set: Annotated[
+        str, typer.Option(help="ImageNet class names of the dataset: 'openai' or 'wordnet'.")
+    ] = "openai",
+    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    allow_outside_root: Annotated[
+        bool, typer.Option(help="Trust manifest paths outside the dataset root.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write each class's 1-vs-20 candidate sets, for `spurbench eval --candidates FILE`.
+
+    Compute them once where the reference's weights are, and evaluate anywhere with the same
+    sets (the reference always ranks with the paper's prompt and OpenAI class names).
+
+    Example:
+
+        spurbench candidates -d ~/data/CounterAnimal -o counteranimal_1v20.json
+    """
+    from spurbench.evaluate.candidates import describe_source, export_candidates
+
+    sets, digest = export_candidates(
+        data,
+        out,
+        reference=reference,
+        name_set=name_set,
+        split=split,
+        allow_outside_root=allow_outside_root,
+        overwrite=force,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+        show_progress=not quiet,
+    )
+    console.print(
+        f"wrote {out}: {len(sets)} classes, 20 candidates each, from the "
+        f"{describe_source(reference)}; sets hash {digest}.",
+        highlight=False,
+    )
 
 
 @app.command("models")

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from spurbench.atomic import atomic_path
+from spurbench.evaluate.candidates import describe_source
 from spurbench.report.collect import Panel, ReportData, collect, panel_points, short_names
 from spurbench.report.effective_robustness import (
     DEFAULT_N_BOOT,
@@ -592,12 +593,30 @@ class ReportPage:
             "wrong": self.wrong,
             "thumb_failures": self.thumb_failures,
             "notes": data.notes,
+            "candidate_sets": candidate_sets_used(data),
+            "lvlm_scores": sorted(set(data.runs["lvlm_score"]) - {""}),
             "highlights": self.highlights(),
             "level": data.level,
             "kind_labels": KIND_LABELS,
             "figure_rel": lambda f: f.rel(self.root),
             "options": self.opts,
         }
+
+
+def candidate_sets_used(data: ReportData) -> list[dict[str, str]]:
+    """Each distinct 1-vs-20 candidate-set hash of the report, with where its sets came from."""
+    runs = data.runs[data.runs["protocol"] == "1v20"]
+    out = []
+    for digest, group in runs.groupby("candidates_hash", sort=False):
+        sources = sorted(set(group["candidates_source"]) - {""})
+        out.append(
+            {
+                "hash": str(digest) or "not recorded",
+                "source": " / ".join(describe_source(s) for s in sources)
+                or "not recorded (a run stored by an older spurbench)",
+            }
+        )
+    return out
 
 
 def _version() -> str:

@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS probes (
     probe_id VARCHAR, probe VARCHAR, metric VARCHAR, key VARCHAR, value DOUBLE, extra JSON
 );
 """
+#: Columns added after the first release, migrated into older stores when they are opened:
+#: where a 1-vs-20 run's candidate sets came from, and their hash (NULL for other protocols).
+_ADDED_RUN_COLUMNS = (("candidates_source", "VARCHAR"), ("candidates_hash", "VARCHAR"))
+#: How an LVLM run scored its answers (runs stored before the choice existed used the paper's).
+_LVLM_SCORE = (
+    "CASE WHEN r.family = 'lvlm' THEN "
+    "coalesce(json_extract_string(r.config, '$.scoring.score'), 'paper') END"
+)
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("common", "balanced_accuracy", "common", "value"),
@@ -94,6 +102,8 @@ class ResultsStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
         with self._connect() as con:
             con.execute(_SCHEMA)
+            for column, kind in _ADDED_RUN_COLUMNS:
+                con.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -243,8 +253,9 @@ class ResultsStore:
             for alias, metric, group, field in _SUMMARY_COLUMNS
         )
         return self.query(f"""
-            SELECT r.run_id, r.model, r.dataset, r.protocol, r.n_images, r.n_skipped, {cols},
-                   r.created_at
+            SELECT r.run_id, r.model, r.dataset, r.protocol, r.candidates_source,
+                   r.candidates_hash, {_LVLM_SCORE} AS lvlm_score, r.n_images, r.n_skipped,
+                   {cols}, r.created_at
             FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.scope = 'overall'
             GROUP BY ALL ORDER BY r.created_at
         """)
