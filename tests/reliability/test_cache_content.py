@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from PIL import Image
 
 from spurbench.data.layouts import open_dataset
