@@ -57,7 +57,7 @@ def resized_pixels(width: int, height: int, short_side: int) -> int:
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """8-bit RGB pixels of ``im``, raising :class:`UnsupportedModeError` for modes it would guess."""
+    """8-bit RGB pixels of ``im``; :class:`UnsupportedModeError` where that would be a guess."""
     if im.mode in RGB_MODES:
         return im.convert("RGB")
     if im.mode in SIXTEEN_BIT_MODES:
