@@ -229,7 +229,7 @@ def results_cmd(
 
     if not store.exists():
         raise SpurbenchError(f"No results store at {store}; run `spurbench eval` first.")
-    rs = ResultsStore(store)
+    rs = ResultsStore(store, read_only=True)
     df = rs.summary()
     if export is not None:
         for p in rs.export(export, fmt):

@@ -30,7 +30,7 @@ from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
-from spurbench.store.results import ResultsStore
+from spurbench.store.results import ResultsStore, check_store_path
 
 TOPK = 5
 
@@ -113,6 +113,8 @@ def evaluate(
         P.check_protocol(protocol, dataset)
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if isinstance(store, str | Path):
+        check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
     adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)

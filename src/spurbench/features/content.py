@@ -92,8 +92,6 @@ def _read_memo(path: Path | None) -> dict[str, list]:
         data = json.loads(path.read_text())
         if data.get("version") != MEMO_VERSION or not isinstance(data.get("files"), dict):
             return {}
-        return {
-            p: v for p, v in data["files"].items() if isinstance(v, list) and len(v) == 5
-        }
+        return {p: v for p, v in data["files"].items() if isinstance(v, list) and len(v) == 5}
     except (OSError, ValueError, AttributeError):
         return {}

@@ -192,7 +192,7 @@ def collect(
             f"No results store at {path}; run `spurbench eval` (or `spurbench demo`) first, "
             "or point --store at an existing .duckdb file."
         )
-    rs = ResultsStore(path)
+    rs = ResultsStore(path, read_only=True)
     runs = rs.runs()
     if runs.empty:
         raise ReportError(f"The results store {path} has no runs yet; run `spurbench eval`.")

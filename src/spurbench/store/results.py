@@ -6,13 +6,22 @@ one short transaction, so concurrent runs queue for a moment instead of failing,
 writer leaves either its whole run or none of it (DuckDB rolls back an unfinished transaction
 from its WAL on the next open). A run is keyed by what determines its result, so re-running the
 same evaluation replaces its rows instead of duplicating them.
+
+Reading commands (``results``, ``report``) open the store read-only and never create the lock
+file, so a store on read-only media, or in a folder the user cannot write, can still be read;
+they take the lock when it already exists and can be opened, to wait for a writer in progress.
+The path is checked before anything opens it: a FIFO would block DuckDB forever (with the lock
+held), and a file of another kind (a SQLite database) would make DuckDB try to download an
+extension to read it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +72,41 @@ _SUMMARY_COLUMNS = (  # alias, metric, group, field
 )
 
 
+#: A DuckDB database file has this magic at byte 8 (after its header checksum).
+DUCKDB_MAGIC = b"DUCK"
+SQLITE_MAGIC = b"SQLite format 3\0"
+
+
+def check_store_path(path: str | Path) -> Path:
+    """``path`` if it can be a results store (absent, or a DuckDB file), else :class:`StoreError`.
+
+    Cheap and done before a model loads: it reads at most 16 bytes of a regular file, and never
+    opens anything else (opening a FIFO for reading blocks until a writer appears).
+    """
+    path = Path(path).expanduser()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise StoreError(f"Cannot use {path} as the results store: {e.strerror}.") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise StoreError(f"The results store {path} is {kind}; pass a .duckdb file path.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as e:
+        raise StoreError(f"Cannot read the results store {path}: {e.strerror}.") from None
+    if head and head[8:12] != DUCKDB_MAGIC:
+        kind = "a SQLite database" if head.startswith(SQLITE_MAGIC) else "not a DuckDB database"
+        raise StoreError(
+            f"{path} is {kind}, not a spurbench results store; pass a new or existing "
+            ".duckdb file."
+        )
+    return path
+
+
 _DISK_FULL_MARKERS = ("No space left", "Disk full", "disk is full", "Disk quota exceeded")
 
 
@@ -87,13 +131,29 @@ def _transaction(con: Any) -> Iterator[None]:
 
 
 class ResultsStore:
-    """Open (creating if needed) a results database at ``path``."""
+    """Open (creating if needed) a results database at ``path``.
 
-    def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
-        self.path = Path(path).expanduser()
+    ``read_only``: for commands that only read; the store must exist, is opened read-only and
+    no lock file is created (see the module docstring).
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, read_only: bool = False) -> None:
+        self.path = check_store_path(path)
+        self.read_only = read_only
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
+        if read_only:
+            if not self.path.is_file():
+                raise StoreError(f"No results store at {self.path}; run `spurbench eval` first.")
+            return
         with self._connect() as con:
             con.execute(_SCHEMA)
+
+    def _reader_lock(self) -> Any:
+        """The lock when it exists and can be opened; else nothing (read-only media)."""
+        lock_path = Path(self._lock.lock_file)
+        if lock_path.exists() and os.access(lock_path, os.R_OK | os.W_OK):
+            return self._lock
+        return nullcontext()
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -106,9 +166,10 @@ class ResultsStore:
         import duckdb
 
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                con = duckdb.connect(str(self.path))
+            if not self.read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._reader_lock() if self.read_only else self._lock:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
                 try:
                     yield con
                 finally:
