@@ -395,7 +395,8 @@ def _run_record(
         "name_set": dataset.classes.name_set if dataset.classes.name_set != "custom" else name_set,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__},
+        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }
 
