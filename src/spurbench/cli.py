@@ -200,6 +200,12 @@ def _print_result(r: Any) -> None:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
     console.print(t)
+    from spurbench.evaluate.metrics import classes_per_group
+    from spurbench.store.results import paired_drop_note
+
+    note = paired_drop_note(*classes_per_group(r.summary))
+    if note:
+        console.print(f"[yellow]Note:[/] {note}.")
     if len(r.skipped):
         kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
         by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
@@ -226,6 +232,7 @@ def results_cmd(
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
+    from spurbench.store.results import paired_drop_note
 
     if not store.exists():
         raise SpurbenchError(f"No results store at {store}; run `spurbench eval` first.")
@@ -266,6 +273,11 @@ def results_cmd(
             str(r.n_skipped),
         )
     console.print(t)
+    for r in df.itertuples():
+        counts = (r.classes_common, r.classes_counter, r.classes_paired)
+        note = paired_drop_note(*(0 if x is None or x != x else int(x) for x in counts))
+        if note:
+            console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
 
 
 def _opt(x: Any) -> str:

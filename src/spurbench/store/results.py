@@ -67,6 +67,9 @@ _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("drop", "drop", "common-counter", "value"),
     ("drop_ci_low", "drop", "common-counter", "ci_low"),
     ("drop_ci_high", "drop", "common-counter", "ci_high"),
+    ("classes_common", "balanced_accuracy", "common", "n"),
+    ("classes_counter", "balanced_accuracy", "counter", "n"),
+    ("classes_paired", "drop", "common-counter", "n"),
     ("common_per_image", "accuracy", "common", "value"),
     ("counter_per_image", "accuracy", "counter", "value"),
 )
@@ -105,6 +108,20 @@ def check_store_path(path: str | Path) -> Path:
             ".duckdb file."
         )
     return path
+
+
+def paired_drop_note(n_common: int, n_counter: int, n_paired: int) -> str:
+    """Why the drop differs from common − counter when some class lacks a group ('' if not).
+
+    The balanced accuracies average over every class with images in the group; the drop only
+    over classes that have both groups (a class without counter images has no drop to add).
+    """
+    if n_paired == 0 or n_paired == n_common == n_counter:
+        return ""
+    return (
+        f"the drop is over the {n_paired} classes with both groups only, while common averages "
+        f"{n_common} classes and counter {n_counter}: it is not common − counter"
+    )
 
 
 _DISK_FULL_MARKERS = ("No space left", "Disk full", "disk is full", "Disk quota exceeded")
