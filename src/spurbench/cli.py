@@ -274,8 +274,7 @@ def results_cmd(
         )
     console.print(t)
     for r in df.itertuples():
-        counts = (r.classes_common, r.classes_counter, r.classes_paired)
-        note = paired_drop_note(*(0 if x is None or x != x else int(x) for x in counts))
+        note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
         if note:
             console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
 

@@ -110,12 +110,16 @@ def check_store_path(path: str | Path) -> Path:
     return path
 
 
-def paired_drop_note(n_common: int, n_counter: int, n_paired: int) -> str:
+def paired_drop_note(n_common: Any, n_counter: Any, n_paired: Any) -> str:
     """Why the drop differs from common − counter when some class lacks a group ('' if not).
 
     The balanced accuracies average over every class with images in the group; the drop only
     over classes that have both groups (a class without counter images has no drop to add).
+    Counts may be missing (NA, NaN, None: a run without that group), read as 0.
     """
+    n_common, n_counter, n_paired = (
+        0 if pd.isna(n) else int(n) for n in (n_common, n_counter, n_paired)
+    )
     if n_paired == 0 or n_paired == n_common == n_counter:
         return ""
     return (
