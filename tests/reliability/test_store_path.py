@@ -118,3 +118,15 @@ def test_check_store_path_accepts_new_and_duckdb_files(tmp_path):
     assert results_module.check_store_path(tmp_path / "new.duckdb") == tmp_path / "new.duckdb"
     store = _stored(tmp_path)
     assert results_module.check_store_path(store) == store
+
+
+def test_read_only_store_without_probe_tables_reads(tmp_path):
+    """A store from before probes existed is read as it is (read-only opens do not migrate)."""
+    store = _stored(tmp_path)
+    con = duckdb.connect(str(store))
+    con.execute("DROP TABLE probes")
+    con.execute("DROP TABLE probe_runs")
+    con.close()
+    rs = ResultsStore(store, read_only=True)
+    assert rs.probe_results().empty
+    assert len(rs.runs()) == 1

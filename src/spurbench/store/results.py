@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS probes (
     probe_id VARCHAR, probe VARCHAR, metric VARCHAR, key VARCHAR, value DOUBLE, extra JSON
 );
 """
+#: Columns of :meth:`ResultsStore.probe_results`.
+_PROBE_RESULT_COLUMNS = (
+    *("model", "dataset", "fingerprint"),
+    *("probe_id", "probe", "metric", "key", "value", "extra"),
+)
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("common", "balanced_accuracy", "common", "value"),
@@ -281,12 +286,26 @@ class ResultsStore:
                 con.unregister("incoming")
 
     def probe_results(self, probe: str | None = None) -> pd.DataFrame:
-        """Probe rows joined with their run (model, dataset)."""
+        """Probe rows joined with their run (model, dataset).
+
+        A store opened read-only is not migrated: one written before probes existed has no
+        probe tables, and has no probe rows.
+        """
+        if self.read_only and not self._has_tables("probes", "probe_runs"):
+            return pd.DataFrame(columns=[*_PROBE_RESULT_COLUMNS])
         sql = (
             "SELECT r.model, r.dataset, r.fingerprint, p.* FROM probes p "
             "JOIN probe_runs r USING (probe_id)"
         )
         return self.query(sql + (" WHERE p.probe = ?" if probe else ""), [probe] if probe else [])
+
+    def _has_tables(self, *names: str) -> bool:
+        found = self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_name IN "
+            f"({', '.join('?' * len(names))})",
+            list(names),
+        )
+        return len(set(found["table_name"])) == len(names)
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with self._connect() as con:
