@@ -250,6 +250,12 @@ def _print_result(r: Any) -> None:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
     console.print(t)
+    from spurbench.evaluate.metrics import classes_per_group
+    from spurbench.store.results import paired_drop_note
+
+    note = paired_drop_note(*classes_per_group(r.summary))
+    if note:
+        console.print(f"[yellow]Note:[/] {note}.")
     if len(r.skipped):
         kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
         by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
@@ -276,10 +282,11 @@ def results_cmd(
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
+    from spurbench.store.results import paired_drop_note
 
     if not store.exists():
         raise SpurbenchError(f"No results store at {store}; run `spurbench eval` first.")
-    rs = ResultsStore(store)
+    rs = ResultsStore(store, read_only=True)
     df = rs.summary()
     if export is not None:
         for p in rs.export(export, fmt):
@@ -319,6 +326,10 @@ def results_cmd(
             str(r.n_skipped),
         )
     console.print(t)
+    for r in df.itertuples():
+        note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
+        if note:
+            console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
 
 
 def _candidate_sets_cell(digest: Any, source: Any) -> str:

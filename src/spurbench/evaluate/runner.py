@@ -36,7 +36,7 @@ from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
-from spurbench.store.results import ResultsStore
+from spurbench.store.results import ResultsStore, check_store_path
 
 TOPK = 5
 
@@ -117,6 +117,8 @@ def evaluate(
         P.check_protocol(protocol, dataset)
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if isinstance(store, str | Path):
+        check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
     source = (
         prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
     )
@@ -426,7 +428,8 @@ def _run_record(
         "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__},
+        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }
 

@@ -36,7 +36,7 @@ from spurbench.reference.testbed import (
     load_counteranimal_classes,
     load_counteranimal_models,
 )
-from spurbench.store.results import ResultsStore
+from spurbench.store.results import ResultsStore, paired_drop_note
 
 __all__ = [
     "Panel",
@@ -60,6 +60,24 @@ _HEADLINE: dict[str, tuple[str, str]] = {
     "common_top5": ("top5_accuracy", COMMON),
     "counter_top5": ("top5_accuracy", COUNTER),
 }
+
+
+#: Classes behind the balanced accuracies and the drop: alias -> (metric, group).
+_CLASS_COUNTS: dict[str, tuple[str, str]] = {
+    "classes_common": ("balanced_accuracy", COMMON),
+    "classes_counter": ("balanced_accuracy", COUNTER),
+    "classes_paired": ("drop", "common-counter"),
+}
+
+
+def _paired_drop_notes(runs: pd.DataFrame) -> list[str]:
+    """A note per run whose drop covers fewer classes than its common or counter accuracy."""
+    notes = []
+    for r in runs.itertuples():
+        note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
+        if note:
+            notes.append(f"{r.display} · {r.dataset} · {r.protocol}: {note}.")
+    return notes
 
 
 class ReportError(SpurbenchError):
@@ -200,7 +218,7 @@ def collect(
             f"No results store at {path}; run `spurbench eval` (or `spurbench demo`) first, "
             "or point --store at an existing .duckdb file."
         )
-    rs = ResultsStore(path)
+    rs = ResultsStore(path, read_only=True)
     runs = rs.runs()
     if runs.empty:
         raise ReportError(f"The results store {path} has no runs yet; run `spurbench eval`.")
@@ -249,6 +267,7 @@ def collect(
     cells = _cell_table(cell_counts, level)
     table["worst_cell"] = _worst_cell_names(table, classes)
     panels, notes = _panels(table, classes, with_published)
+    notes += _paired_drop_notes(table)
     return ReportData(
         store_path=path,
         runs=table,
@@ -302,6 +321,8 @@ def _run_table(runs: pd.DataFrame, overall: pd.DataFrame) -> pd.DataFrame:
     ):
         out[col] = out["run_id"].map(worst[src]) if len(worst) else np.nan
     out["worst_cell"] = out["worst_cell"].fillna("").astype(str)
+    for col, (metric, group) in _CLASS_COUNTS.items():
+        out[col] = [int(idx["n"].get((r, metric, group), 0)) for r in out["run_id"]]
     out["display"] = out["model"].map(short_names(out["model"].tolist()))
     other = out["lvlm_score"].ne("") & out["lvlm_score"].ne("paper")
     out.loc[other, "display"] = out.loc[other, "display"] + " · " + out.loc[other, "lvlm_score"]

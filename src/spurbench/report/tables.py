@@ -128,7 +128,12 @@ def model_table(data: ReportData) -> Table:
         "Worst cell %",
     ]
     columns += [f"ER vs {trend_name(f)} trend (pt)" for f in fams]
-    table = Table("models", columns, note=f"Intervals are {data.level:.0%} confidence intervals.")
+    note = f"Intervals are {data.level:.0%} confidence intervals."
+    if "classes_paired" in runs and (
+        runs["classes_paired"] < runs[["classes_common", "classes_counter"]].max(axis=1)
+    ).any():
+        note += " Some drops cover only the classes with both groups (see Notes)."
+    table = Table("models", columns, note=note)
     table.numeric = [False, False, False, False] + [True] * (len(columns) - 4)
     for _, r in runs.iterrows():
         images = int(r["n_images"]) - int(r["n_skipped"] or 0)
@@ -181,6 +186,7 @@ def models_frame(data: ReportData) -> pd.DataFrame:
     """The model table as numbers (percent), for ``models.csv``."""
     keep = ["model", "kind", "dataset", "protocol", "candidates_hash", "candidates_source"]
     keep += ["lvlm_score", "n_images", "n_skipped"]
+    keep += [c for c in ("classes_common", "classes_counter", "classes_paired") if c in data.runs]
     pct = [
         c
         for c in data.runs.columns
