@@ -46,6 +46,14 @@ def report_cmd(
         str, typer.Option(help="Axis scale of the trends: logit or probit.")
     ] = "logit",
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the trend bands.")] = 1000,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a non-empty folder that is not an earlier report (its files are "
+            "kept; index.html, summary.md and models.csv are replaced).",
+        ),
+    ] = False,
     open_: Annotated[
         bool, typer.Option("--open", help="Open the report in the default browser.")
     ] = False,
@@ -72,7 +80,7 @@ def report_cmd(
         transform=transform,  # type: ignore[arg-type]
         n_boot=n_boot,
     )
-    result = build_report(store, out, options)
+    result = build_report(store, out, options, force=force)
     console.print(
         f"Report of {len(result.data.runs)} runs: [bold]{result.html}[/]\n"
         f"Summary: {result.summary} · table: {result.table} · "
