@@ -12,10 +12,16 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from spurbench.errors import SpurbenchError
 
 err_console = Console(stderr=True)
+
+
+def print_error(e: BaseException) -> None:
+    """The one ``error:`` line; the message is escaped (it quotes user paths and names)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,7 +32,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SpurbenchError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            print_error(e)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -18,6 +18,8 @@ from tests.conftest import save_tiny_clip, write_image
 
 #: one of each: mathtext pair, lone ``$`` (mathtext parse error), formula, HTML, rich markup
 CLASSES = ("$x$ cat", "$lone", "=HYPERLINK(1)", "<b>bold</b> dog", "[bold]fox[/x]")
+#: the dataset's name (a manifest's stem): a formula and HTML
+DATASET = "=SUM(1) <b>ds"
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ def hostile_manifest(root: Path, classes: tuple[str, ...] = CLASSES, per_group: 
                 path = f"c{k}_{g}_{i}.png"
                 write_image(root / path, rng, size=16)
                 rows.append({"path": path, "label": c, "group": g})
-    pd.DataFrame(rows).to_csv(root / "m.csv", index=False)
-    return root / "m.csv"
+    manifest = root / f"{DATASET}.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["report_cmd"]
 
@@ -82,9 +83,11 @@ def report_cmd(
     )
     result = build_report(store, out, options, force=force)
     console.print(
-        f"Report of {len(result.data.runs)} runs: [bold]{result.html}[/]\n"
-        f"Summary: {result.summary} · table: {result.table} · "
-        f"{len(result.figures)} figure files in {result.html.parent / 'figures'}",
+        f"Report of {len(result.data.runs)} runs: [bold]{escape(str(result.html))}[/]\n"
+        + escape(
+            f"Summary: {result.summary} · table: {result.table} · "
+            f"{len(result.figures)} figure files in {result.html.parent / 'figures'}"
+        ),
         highlight=False,
     )
     if open_:
