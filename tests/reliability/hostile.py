@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import save_tiny_clip, write_image
 
-#: one of each: mathtext pair, lone ``$`` (mathtext parse error), formula, HTML, rich markup
-CLASSES = ("$x$ cat", "$lone", "=HYPERLINK(1)", "<b>bold</b> dog", "[bold]fox[/x]")
+#: one of each: mathtext, broken mathtext (a parse error), formula, HTML, rich markup
+CLASSES = ("$x$ cat", "$x^$ bird", "=HYPERLINK(1)", "<b>bold</b> dog", "[bold]fox[/x]")
 #: the dataset's name (a manifest's stem): a formula and HTML
 DATASET = "=SUM(1) <b>ds"
 

@@ -52,7 +52,7 @@ def test_report_draws_dollar_signs_as_text_and_escapes_summary(hostile_store, tm
     assert result.exit_code == 0, result.output
     svg = next((out / "figures").glob("class_drops_*.svg")).read_text(encoding="utf-8")
     # SVG text is drawn as paths; matplotlib keeps the string in a comment per text object
-    assert "$x$ cat" in svg and "$lone" in svg
+    assert "$x$ cat" in svg and "$x^$ bird" in svg
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "<b>" not in summary and "\\<b\\>ds" in summary
 
@@ -64,7 +64,8 @@ def _csv_cells(path: Path) -> list[str]:
 
 def test_csv_exports_neutralise_formulas(hostile_store, tmp_path):  # noqa: F811
     out = tmp_path / "export"
-    result = runner.invoke(app, ["results", "--store", str(hostile_store.store), "--export", str(out)])
+    store = str(hostile_store.store)
+    result = runner.invoke(app, ["results", "--store", store, "--export", str(out)])
     assert result.exit_code == 0, result.output
     cells = [c for f in out.glob("*.csv") for c in _csv_cells(f)]
     formulas = [c for c in cells if c[:1] in ("=", "+", "@") or (c[:1] == "-" and not _number(c))]
@@ -72,7 +73,7 @@ def test_csv_exports_neutralise_formulas(hostile_store, tmp_path):  # noqa: F811
     assert "'=HYPERLINK(1)" in cells and f"'{DATASET}" in cells
     assert any(_number(c) and float(c) < 0 for c in cells), "negative numbers stay numbers"
     pq = tmp_path / "pq"
-    runner.invoke(app, ["results", "--store", str(hostile_store.store), "--export", str(pq), "--format", "parquet"])
+    runner.invoke(app, ["results", "--store", store, "--export", str(pq), "--format", "parquet"])
     raw = pd.read_parquet(pq / "predictions.parquet")
     assert set(raw["class_name"]) == set(CLASSES)  # programs get the raw values
 
@@ -91,3 +92,21 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_every_text_of_a_saved_figure_is_literal(tmp_path):
+    """Tick labels are made while drawing: they too must skip mathtext."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from spurbench.report.plots import save_literal
+
+    fig = Figure()
+    ax = fig.subplots()
+    ax.barh([0, 1], [1, 2])
+    ax.set_yticks([0, 1], ["$x$ cat", "$x^$ bird"])
+    ax.set_title("$y$")
+    save_literal(fig, tmp_path / "f.png", tmp_path / "f.svg")
+    texts = [t for t in fig.findobj(Text) if t.get_text()]
+    assert {"$x$ cat", "$x^$ bird", "$y$"} <= {t.get_text() for t in texts}
+    assert not any(t.get_parse_math() for t in texts)

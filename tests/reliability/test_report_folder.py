@@ -71,9 +71,8 @@ def test_force_writes_beside_user_figures_and_rerun_keeps_them(hostile_store, tm
     assert (out / MARKER).is_file() and "spurbench report" in (out / "index.html").read_text()
     # a rerun (no --force needed now: the folder is a report) still keeps the user's figure
     stale = out / "figures" / "class_drops_gone_1.png"
-    (out / MARKER).write_text(
-        (out / MARKER).read_text().replace('"files": [', '"files": ["figures/class_drops_gone_1.png", ')
-    )
+    marker = (out / MARKER).read_text()
+    (out / MARKER).write_text(marker.replace('"files": [', f'"files": ["figures/{stale.name}", '))
     stale.write_bytes(b"drawn by an earlier report")
     assert _report(hostile_store.store, out).exit_code == 0
     assert hand_made.read_bytes() == files[hand_made]
