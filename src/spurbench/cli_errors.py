@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from spurbench.errors import SpurbenchError
+from spurbench.errors import Interrupted, SpurbenchError
 
 err_console = Console(stderr=True)
 
@@ -25,7 +25,8 @@ def print_error(e: BaseException) -> None:
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn input errors into a one-line message and exit code 2 (no traceback)."""
+    """Turn input errors into a one-line message and exit code 2 (no traceback); Ctrl-C into
+    one line saying what was kept, and exit code 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -34,5 +35,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SpurbenchError as e:
             print_error(e)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:  # Ctrl-C: say what survives, exit as Unix does
+            kept = str(e) if isinstance(e, Interrupted) else "completed work was kept; rerun the same command to resume"
+            err_console.print(f"interrupted: {escape(kept)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
 
     return wrapper
