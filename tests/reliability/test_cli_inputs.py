@@ -21,17 +21,11 @@ from typer.testing import CliRunner
 
 from spurbench.cli import app
 from tests.conftest import save_tiny_clip, write_image
+from tests.reliability.expect import one_error_line
 
 runner = CliRunner()
 MODEL = "ViT-B-32,laion400m_e31"  # never loaded: the sentinel refuses it
 NOT_UTF8 = b"A photo of a \xff\xfe {c}.\n"
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def _file(tmp: Path, name: str, content: bytes | str) -> Path:
@@ -91,7 +85,7 @@ def test_eval_option_mistake_is_one_line_before_the_model(
     (tmp_path / "x").mkdir()
     args = ["eval", "-m", MODEL, "-d", str(counteranimal_dir), "-q", "--store",
             str(tmp_path / "s.duckdb"), "--cache-dir", str(tmp_path / "cache")]
-    line = _one_error_line(runner.invoke(app, [*args, *extra(tmp_path / "x", counteranimal_dir)]))
+    line = one_error_line(runner.invoke(app, [*args, *extra(tmp_path / "x", counteranimal_dir)]))
     assert words in line
     assert no_model_load == []
 
@@ -111,7 +105,7 @@ def test_classes_file_mistake_is_one_line_before_the_model(case, tmp_path, no_mo
     (tmp_path / "x").mkdir()
     args = ["eval", "-m", MODEL, "-d", str(manifest), "--protocol", "1vN", "-q",
             "--classes", str(make(tmp_path / "x")), "--store", str(tmp_path / "s.duckdb")]
-    assert words in _one_error_line(runner.invoke(app, args))
+    assert words in one_error_line(runner.invoke(app, args))
     assert no_model_load == []
 
 
@@ -127,7 +121,7 @@ def test_read_only_cache_dir_is_one_line(counteranimal_dir, tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     args = ["eval", "-m", MODEL, "-d", str(counteranimal_dir), "-q", "--cache-dir", str(cache),
             "--store", str(tmp_path / "s.duckdb")]
-    assert "Permission denied" in _one_error_line(runner.invoke(app, args))
+    assert "Permission denied" in one_error_line(runner.invoke(app, args))
     assert no_model_load == []
 
 
@@ -158,4 +152,4 @@ def test_damaged_local_dir_is_one_line(damage, counteranimal_dir, tmp_path):
     args = ["eval", "-m", f"local-dir:{folder}", "-d", str(counteranimal_dir), "-q",
             "--protocol", "1vN", "--store", str(tmp_path / "s.duckdb"),
             "--cache-dir", str(tmp_path / "cache")]
-    assert "damaged" in _one_error_line(runner.invoke(app, args))
+    assert "damaged" in one_error_line(runner.invoke(app, args))

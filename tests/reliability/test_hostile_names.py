@@ -9,6 +9,7 @@ names as raw HTML, and CSV exports wrote formula-leading cells as they were.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -87,11 +88,7 @@ def test_models_csv_neutralises_formulas(hostile_store, tmp_path):  # noqa: F811
 
 
 def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) is not None
 
 
 def test_every_text_of_a_saved_figure_is_literal(tmp_path):

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from spurbench.cli import app
 from spurbench.report.folder import MARKER
+from tests.reliability.expect import one_error_line
 from tests.reliability.hostile import hostile_store  # noqa: F401  (fixture)
 
 runner = CliRunner()
@@ -27,13 +28,6 @@ FAST = ["--no-thumbnails", "--no-published", "--n-boot", "10"]
 
 def _report(store: Path, out: Path, *extra: str):
     return runner.invoke(app, ["report", "--store", str(store), "-o", str(out), *FAST, *extra])
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def _paper_folder(root: Path) -> dict[Path, bytes]:
@@ -52,7 +46,7 @@ def _paper_folder(root: Path) -> dict[Path, bytes]:
 
 def test_foreign_folder_is_refused_and_untouched(hostile_store, tmp_path):  # noqa: F811
     files = _paper_folder(tmp_path / "paper")
-    line = _one_error_line(_report(hostile_store.store, tmp_path / "paper"))
+    line = one_error_line(_report(hostile_store.store, tmp_path / "paper"))
     assert "--force" in line and "not a spurbench report" in line
     for path, content in files.items():
         assert path.read_bytes() == content
@@ -87,7 +81,7 @@ def test_empty_and_earlier_report_folders_are_accepted(hostile_store, tmp_path):
 
 def test_out_is_a_file(hostile_store, tmp_path):  # noqa: F811
     (tmp_path / "report").write_text("mine")
-    assert "is a file" in _one_error_line(_report(hostile_store.store, tmp_path / "report"))
+    assert "is a file" in one_error_line(_report(hostile_store.store, tmp_path / "report"))
     assert (tmp_path / "report").read_text() == "mine"
 
 
@@ -101,7 +95,7 @@ def test_unwritable_out_is_one_line(hostile_store, tmp_path, monkeypatch, code):
         raise OSError(code, os.strerror(code), str(tmp_path / "out"))
 
     monkeypatch.setattr(tempfile, "mkdtemp", refuse)
-    line = _one_error_line(_report(hostile_store.store, tmp_path / "out"))
+    line = one_error_line(_report(hostile_store.store, tmp_path / "out"))
     assert os.strerror(code) in line
 
 
@@ -112,5 +106,5 @@ def test_disk_full_while_drawing_is_one_line(hostile_store, tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Figure, "savefig", full)
-    line = _one_error_line(_report(hostile_store.store, tmp_path / "out"))
+    line = one_error_line(_report(hostile_store.store, tmp_path / "out"))
     assert "No space left" in line

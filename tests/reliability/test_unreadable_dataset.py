@@ -20,17 +20,11 @@ from spurbench.data.layouts import open_dataset
 from spurbench.evaluate.preflight import check_readable
 from spurbench.models.base import ModelAdapter
 from tests.conftest import write_image
+from tests.reliability.expect import one_error_line
 from tests.reliability.hostile import hostile_manifest
 
 runner = CliRunner()
 MODEL = "ViT-B-32,laion400m_e31"  # never loaded
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def _moved_manifest(tmp: Path) -> Path:
@@ -54,7 +48,7 @@ def _garbage_images(tmp: Path) -> Path:
 def test_eval_refuses_before_the_model(make, words, tmp_path, no_model_load):
     args = ["eval", "-m", MODEL, "-d", str(make(tmp_path)), "--protocol", "1vN", "-q"]
     result = runner.invoke(app, [*args, "--store", str(tmp_path / "s.duckdb")])
-    assert words in _one_error_line(result)
+    assert words in one_error_line(result)
     assert no_model_load == []
 
 
@@ -68,7 +62,7 @@ def test_curate_run_refuses_before_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.import_module("spurbench.curate.scoring"), "create_model", refuse)
     args = ["curate", "run", "-p", str(_moved_manifest(tmp_path)), "--work", str(tmp_path / "w")]
     result = runner.invoke(app, [*args, "-r", MODEL, "-q"])
-    assert "moved away from its images" in _one_error_line(result)
+    assert "moved away from its images" in one_error_line(result)
     assert loaded == []
 
 
