@@ -36,7 +36,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             print_error(e)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:  # Ctrl-C: say what survives, exit as Unix does
-            kept = str(e) if isinstance(e, Interrupted) else "completed work was kept; rerun the same command to resume"
+            kept = (
+                str(e)
+                if isinstance(e, Interrupted)
+                else "completed work was kept; rerun the same command to resume"
+            )
             err_console.print(f"interrupted: {escape(kept)}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 

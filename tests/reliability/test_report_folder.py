@@ -108,3 +108,13 @@ def test_disk_full_while_drawing_is_one_line(hostile_store, tmp_path, monkeypatc
     monkeypatch.setattr(Figure, "savefig", full)
     line = one_error_line(_report(hostile_store.store, tmp_path / "out"))
     assert "No space left" in line
+
+
+def test_report_from_before_the_marker_is_still_a_report(hostile_store, tmp_path):  # noqa: F811
+    out = tmp_path / "old"
+    assert _report(hostile_store.store, out).exit_code == 0
+    (out / MARKER).unlink()
+    mine = out / "figures" / "mine.png"
+    mine.write_bytes(b"kept")
+    assert _report(hostile_store.store, out).exit_code == 0
+    assert mine.read_bytes() == b"kept"

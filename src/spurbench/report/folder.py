@@ -35,7 +35,7 @@ def check_out_dir(out: Path, force: bool = False) -> None:
     """
     if out.exists() and not out.is_dir():
         raise ReportFolderError(f"--out {out} is a file; the report needs a folder.")
-    if not out.is_dir() or (out / MARKER).is_file() or force:
+    if not out.is_dir() or (out / MARKER).is_file() or force or _earlier_report(out):
         return
     foreign = [p.name for p in out.iterdir() if not p.name.startswith(_STAGING_PREFIX)]
     if foreign:
@@ -45,6 +45,19 @@ def check_out_dir(out: Path, force: bool = False) -> None:
             "choose a new or empty folder, or pass --force to write beside those files "
             "(spurbench never deletes files it did not write)."
         )
+
+
+def _earlier_report(out: Path) -> bool:
+    """A report written before the marker existed: its page names spurbench as generator.
+
+    Accepted so that reruns keep working; with no manifest, such a folder loses no file.
+    """
+    try:
+        with open(out / "index.html", encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return '<meta name="generator" content="spurbench' in head
 
 
 def read_manifest(out: Path) -> set[str]:
