@@ -121,9 +121,12 @@ def eval_cmd(
           --address ray://head-node:10001
     """
     from spurbench.evaluate import evaluate
+    from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
+    check_device(device)
     common = dict(
         name_set=name_set,
         split=split,
