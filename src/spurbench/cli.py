@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
@@ -134,10 +135,13 @@ def eval_cmd(
           --address ray://head-node:10001
     """
     from spurbench.evaluate import evaluate
+    from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
     _check_score(score, model)
+    check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
+    check_device(device)
     common = dict(
         name_set=name_set,
         split=split,
@@ -165,7 +169,7 @@ def eval_cmd(
                 allow_outside_root=allow_outside_root,
                 device=device,
             )
-            adapter = load_lvlm(name, device, notify=console.print)
+            adapter = load_lvlm(name, device, notify=lambda m: console.print(escape(m)))
             results = [
                 evaluate_lvlm(
                     adapter,
@@ -205,7 +209,8 @@ def eval_cmd(
         )
         for r in results:
             _print_result(r)
-    console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
+    shown = escape(str(store))
+    console.print(f"Results stored in [bold]{shown}[/]; see `spurbench results --store {shown}`.")
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -240,12 +245,12 @@ def _print_result(r: Any) -> None:
         title += f" · sets {r.candidates_hash} from the {describe_source(r.candidates_source)}"
     if r.score:
         title += f" · score {r.score}"
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     for col in ("group", "balanced acc", "95% CI", "per-image acc", "95% CI ", "n"):
         t.add_column(col, justify="right" if col != "group" else "left")
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
         b, a = s.loc[("balanced_accuracy", g)], s.loc[("accuracy", g)]
-        t.add_row(g, _pct(b.value), _ci(b), _pct(a.value), _ci(a), str(int(a.n)))
+        t.add_row(escape(g), _pct(b.value), _ci(b), _pct(a.value), _ci(a), str(int(a.n)))
     if ("drop", "common-counter") in s.index:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
@@ -258,7 +263,7 @@ def _print_result(r: Any) -> None:
         console.print(f"[yellow]Note:[/] {note}.")
     if len(r.skipped):
         kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
-        by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        by_kind = escape(", ".join(f"{n} {kind}" for kind, n in kinds.items()))
         console.print(
             f"[yellow]{len(r.skipped)} unreadable images skipped[/] ({by_kind}); "
             "per-file reasons in the store (spurbench results --export)."
@@ -290,9 +295,9 @@ def results_cmd(
     df = rs.summary()
     if export is not None:
         for p in rs.export(export, fmt):
-            console.print(f"wrote {p}")
+            console.print(f"wrote {escape(str(p))}", highlight=False)
         return
-    t = Table(title=f"spurbench results · {store}")
+    t = Table(title=escape(f"spurbench results · {store}"))
     for col in (
         "model",
         "dataset",
@@ -314,9 +319,10 @@ def results_cmd(
             else f"[{100 * r.drop_ci_low:.1f}, {100 * r.drop_ci_high:.1f}]"
         )
         t.add_row(
-            r.model,
-            r.dataset,
-            r.protocol + (f" · score {r.lvlm_score}" if isinstance(r.lvlm_score, str) else ""),
+            escape(str(r.model)),
+            escape(str(r.dataset)),
+            escape(str(r.protocol))
+            + (f" · score {r.lvlm_score}" if isinstance(r.lvlm_score, str) else ""),
             _candidate_sets_cell(r.candidates_hash, r.candidates_source),
             _opt(r.common),
             _opt(r.counter),
@@ -413,11 +419,11 @@ def models_cmd(
 
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
-    t = Table(title=f"{len(df)} models" + (f" matching {pattern!r}" if pattern else ""))
+    t = Table(title=escape(f"{len(df)} models" + (f" matching {pattern!r}" if pattern else "")))
     for col in ("name", "family", "arch", "pretrained"):
         t.add_column(col)
     for r in shown.itertuples():
-        t.add_row(r.name, r.family, r.arch, r.pretrained)
+        t.add_row(*(escape(str(v)) for v in (r.name, r.family, r.arch, r.pretrained)))
     console.print(t)
     if len(shown) < len(df):
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
@@ -471,7 +477,7 @@ def demo_cmd(
         t.add_column(col, justify="left" if col == "model" else "right")
     for r in result.table.itertuples():
         t.add_row(
-            r.model,
+            escape(str(r.model)),
             _pct(r.common),
             _pct(r.counter),
             f"[bold]{_pct(r.drop)}[/]",
@@ -488,11 +494,13 @@ def demo_cmd(
             f" kept {kept} of {len(result.discovery.selection)} classes; the planted common "
             f"background was selected for {common} and the planted counter for {counter} of "
             f"them (ties between 0 %-groups can pick another worst background). "
-            f"Table: {out / 'discovery.csv'}"
+            f"Table: {escape(str(out / 'discovery.csv'))}"
         )
     console.print(
-        f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
-        f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
+        escape(
+            f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
+            f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
+        )
     )
 
 
@@ -508,7 +516,7 @@ def _print_tour_probes(result: Any) -> None:
         k, o = r.kurtosis.get("pre_head"), r.outliers.get("pre_head")
         encoded = len(r.encoded_concepts("directions")) if r.concepts is not None else 0
         t.add_row(
-            name,
+            escape(name),
             f"{k.mean_image_kurtosis:.2f}" if k else "",
             f"{k.mean_image_kurtosis_rotated:.2f}" if k else "",
             str(len(o.dims)) if o is not None else "",
@@ -577,7 +585,7 @@ def theory_cmd(
             f"{getattr(r, 'supervised', float('nan')):.3f}",
         )
     console.print(t)
-    console.print(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}")
+    console.print(escape(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}"), highlight=False)
 
 
 def _register_stage_commands() -> None:

@@ -31,6 +31,7 @@ from spurbench.evaluate.candidates import (
     candidates_digest,
     prepare_candidates,
 )
+from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
@@ -117,6 +118,9 @@ def evaluate(
         P.check_protocol(protocol, dataset)
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_run_inputs(
+        dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
+    )
     if isinstance(store, str | Path):
         check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
     source = (
@@ -267,6 +271,9 @@ def _score(
     position = {int(c): i for i, c in enumerate(needed)}
     local = {y: np.array([position[int(c)] for c in v]) for y, v in cand.items()}
     ok = feats.ok
+    if not ok.any():
+        first = feats.errors[0] if len(feats.errors) else ""
+        raise ClassListError(f"No image of {dataset.name!r} could be read (first: {first}).")
     table = dataset.table
     logits = head.logits(feats.embedding[ok])
     mask = P.mask_for(local, labels[ok], len(needed))
@@ -302,8 +309,6 @@ def _score(
             "reason": [e for e, good in zip(feats.errors, ok, strict=True) if not good],
         }
     )
-    if not ok.any():
-        raise ClassListError(f"No image of {dataset.name!r} could be read; see the skipped list.")
     groups = predictions["group_name"].to_numpy()
     summary = M.summarize(y, groups, correct, correct5, n_boot=n_boot, seed=seed)
     per_class = M.per_class(y, groups, correct)

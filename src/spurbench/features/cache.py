@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from spurbench.atomic import DiskFullError, is_disk_full, write_atomic, write_json_atomic
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import ImageFiles
-from spurbench.errors import SpurbenchError
+from spurbench.errors import Interrupted, SpurbenchError
 from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
 from spurbench.progress import progress_bar
@@ -212,10 +212,18 @@ def encode_dataset(
             lambda units, bar: _encode_locally(model, dataset, units, batch_size, num_workers, bar)
         )
         rows_todo = sum(shards[i][1] - shards[i][0] for i in todo)
-        with progress_bar(f"encode {model.name}", total=rows_todo, enabled=show_progress) as bar:
-            for i, shard in encode([(i, shards[i]) for i in todo], bar):
-                loaded[i] = shard
-                _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
+        try:
+            with progress_bar(
+                f"encode {model.name}", total=rows_todo, enabled=show_progress
+            ) as bar:
+                for i, shard in encode([(i, shards[i]) for i in todo], bar):
+                    loaded[i] = shard
+                    _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"{len(loaded)} of {len(shards)} feature shards of {model.name} kept in "
+                f"{folder}; rerun the same command to resume"
+            ) from None
     pre = np.concatenate([loaded[i][0] for i in range(len(shards))])
     emb = np.concatenate([loaded[i][1] for i in range(len(shards))])
     errors = [e for i in range(len(shards)) for e in loaded[i][2]]

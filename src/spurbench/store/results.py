@@ -377,6 +377,7 @@ class ResultsStore:
     def export(self, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
         """Write every table as CSV, JSON (records) or Parquet; returns the files written."""
         from spurbench.atomic import atomic_path
+        from spurbench.store.spreadsheet import spreadsheet_safe
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +387,7 @@ class ResultsStore:
             target = out / f"{table}.{fmt}"
             with atomic_path(target) as tmp:
                 if fmt == "csv":
-                    df.to_csv(tmp, index=False)
+                    spreadsheet_safe(df).to_csv(tmp, index=False)
                 elif fmt == "json":
                     df.to_json(tmp, orient="records", indent=1, date_format="iso")
                 elif fmt == "parquet":
