@@ -78,6 +78,7 @@ def test_every_export_reloads_with_its_true_names(tmp_path, names):
     out = export_dataset(pool, _keep_all(pool), tmp_path / "export").root
     group = {BACKGROUNDS[0]: "common", BACKGROUNDS[1]: "counter"}
     expected = sorted((n, group[bg], bg, s) for n, _, bg, s in _content(pool))
+    assert open_dataset(out).name == "export"
     for entry in (out, out / "manifest.csv"):
         again = open_dataset(entry)
         assert sorted(again.classes.names) == sorted(names), entry

@@ -90,12 +90,13 @@ def open_dataset(
         )
     elif path.is_dir():
         manifest = path / "manifest.csv"
-        if manifest.is_file() and (
-            (path / EXPORT_MARKER).is_file() or not _has_class_folders(path)
-        ):
+        export = manifest.is_file() and (path / EXPORT_MARKER).is_file()
+        if export or (manifest.is_file() and not _has_class_folders(path)):
             ds = load_manifest(
                 manifest, name_set=name_set, classes=classes, allow_outside_root=allow_outside_root
             )
+            if export:  # named after its folder, like any other folder dataset
+                ds.name = path.resolve().name
         else:
             ds = load_folder(path, name_set=name_set, allow_outside_root=allow_outside_root)
     else:
@@ -140,7 +141,8 @@ def _listing(folder: Path, root: Path, allow_outside_root: bool) -> tuple[list[P
             images.append(p)
         else:
             continue
-        _inside_root(p, root, allow_outside_root, f"'{p.relative_to(root).as_posix()}'")
+        if p.is_symlink():  # ``folder`` itself was checked: only a link can lead elsewhere
+            _inside_root(p, root, allow_outside_root, f"'{p.relative_to(root).as_posix()}'")
     return folders, images
 
 
