@@ -269,8 +269,8 @@ def _refuse_same_file_twice(names: pd.Series, resolved: Sequence[str], what: str
         first = key[dup].iloc[0]
         same = [i for i, k in enumerate(key) if k == first]
         raise DatasetError(
-            f"{what} {_some(names.iloc[same])} are the same file ({_rows(same)}): it would "
-            f"count {len(same)} times. List each image once ({int(dup.sum())} rows affected)."
+            f"{what} {_some(names.iloc[same])} are the same file ({_rows(same)}): "
+            f"list each image once, or it counts {len(same)} times."
         )
 
 
@@ -339,9 +339,10 @@ def load_manifest(
             f"Manifest {path} has {len(bad)} empty or NUL-containing paths, e.g. {bad[0]!r}."
         )
     # one spelling per file: "./x.png", "img/../x.png" and "x.png" are one image
-    df["image_id"] = [posixpath.normpath(p) for p in df["image_id"]]
+    written = df["image_id"]
+    df["image_id"] = [posixpath.normpath(p) for p in written]
     df["path"] = [_manifest_file(base, p, allow_outside_root) for p in df["image_id"]]
-    _refuse_same_file_twice(df["image_id"], df["path"], f"Manifest {path.name} paths")
+    _refuse_same_file_twice(written, df["path"], f"Manifest {path.name} paths")
     df["label"], classes = _labels(df, classes, name_set)
     df["class_name"] = [classes.names[i] for i in df["label"]]
     if "group" not in df.columns:
@@ -402,8 +403,8 @@ def _labels(
         odd = np.flatnonzero(~(np.isfinite(values) & (values == np.round(values))))
         if len(odd):
             raise DatasetError(
-                f"Labels must be integer class indices or names; {_rows(odd)} hold "
-                f"{_some(str(values[i]) for i in odd)}."
+                f"Labels must be integer class indices or names, not "
+                f"{_some(str(values[i]) for i in odd)} ({_rows(odd)})."
             )
         return _indices([int(v) for v in values], classes, name_set, df)
     text = raw.astype(str).str.strip()
@@ -421,8 +422,8 @@ def _labels(
         if number.any():
             odd = np.flatnonzero(number)
             raise DatasetError(
-                f"Labels must be integer class indices or names; {_rows(odd)} hold "
-                f"numbers that are neither: {_some(text.iloc[odd].unique())}."
+                f"Labels must be integer class indices or names, not numbers such as "
+                f"{_some(text.iloc[odd].unique())} ({_rows(odd)})."
             )
         if integer.all():
             return _indices([int(v) for v in text], classes, name_set, df)
@@ -431,9 +432,9 @@ def _labels(
             odd = np.flatnonzero(~integer if indices_first else integer)
             kinds = ("class indices", "names") if indices_first else ("names", "class indices")
             raise DatasetError(
-                f"The label column mixes {kinds[0]} and {kinds[1]}: {_rows(odd)} hold "
-                f"{_some(text.iloc[odd].unique())}. Write every label as a class index, or "
-                "every label as a class name."
+                f"The label column mixes {kinds[0]} and {kinds[1]}: "
+                f"{_some(text.iloc[odd].unique())} ({_rows(odd)}). Write every label as a class "
+                "index, or every label as a class name."
             )
     names = text.tolist()
     if classes is None:
