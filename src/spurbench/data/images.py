@@ -11,6 +11,7 @@ the pixel count is checked from the header before anything is decoded.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -21,20 +22,36 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from spurbench.data.members import is_member, read_member
+
 #: Pixels above which an image is refused as a possible decompression bomb (≈ 16k × 11k).
 MAX_PIXELS = 178_956_970
 #: Pillow formats an image may have (recognised by content, whatever the file name says).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO")
 
 
+def read_image_bytes(path: str) -> bytes:
+    """The encoded bytes of an image file or of a member of a shard (see :mod:`.members`)."""
+    if is_member(path):
+        return read_member(path)
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def load_rgb(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image as RGB, raising on anything suspicious."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file")
+    """Open and fully decode an image as RGB, raising on anything suspicious.
+
+    ``path`` is a file or a locator of an image inside a tar shard or Arrow file.
+    """
+    if is_member(path):
+        source: str | io.BytesIO = io.BytesIO(read_member(path))
+    else:
+        source = path
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{path} is not a regular file")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path, formats=FORMATS) as im:
+        with Image.open(source, formats=FORMATS) as im:
             if im.width * im.height > max_pixels:
                 raise Image.DecompressionBombError(
                     f"{im.width}x{im.height} pixels exceeds the limit of {max_pixels}"

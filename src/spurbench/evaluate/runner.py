@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
-from spurbench.data.dataset import ImageDataset
+from spurbench.data.dataset import ImageDataset, SourceColumns
 from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
@@ -61,11 +61,12 @@ def evaluate(
     data: str | Path | ImageDataset,
     protocols: tuple[str, ...] | list[str] = ("1v1000",),
     *,
-    templates: str | list[str] | None = "paper",
+    templates: str | list[str] | None = None,
     name_set: str = "openai",
     split: str | None = None,
     classes: str | Path | None = None,
     allow_outside_root: bool = False,
+    columns: SourceColumns | None = None,
     store: ResultsStore | str | Path | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
@@ -87,7 +88,10 @@ def evaluate(
             an adapter already loaded.
         data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
         protocols: any of ``1v1000``, ``1v20``, ``1vN``.
-        templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list.
+        templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list;
+            None: the dataset's own (clip_benchmark's templates file) if it ships them, else
+            ``paper``.
+        columns: image / label / group fields of a Hugging Face or WebDataset source.
         store: a results store (or its path) to write to; None writes nothing.
         reference: the model whose confusions pick the 1-vs-20 candidates (default: ``model``
             when it is zero-shot); ``candidates`` a JSON file of candidate sets instead.
@@ -106,12 +110,17 @@ def evaluate(
             split=split,
             classes=classes,
             allow_outside_root=allow_outside_root,
+            columns=columns,
         )
     )
     protocols = tuple(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
-    template_list = resolve_templates(templates)
+    template_list = (
+        dataset.templates
+        if templates is None and dataset.templates
+        else resolve_templates(templates)
+    )
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
     if isinstance(store, str | Path):
