@@ -50,14 +50,25 @@ def eval_cmd(
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
     data: Annotated[
-        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="CounterAnimal folder, class folders, manifest, WebDataset shards (folder, "
+            "'shards-{000..009}.tar'), hf:org/name[:config][@split] or a save_to_disk folder.",
+        ),
     ],
     protocol: Annotated[
         str, typer.Option(help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list.")
     ] = "1v1000",
     templates: Annotated[
-        str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
-    ] = "paper",
+        str | None,
+        typer.Option(
+            help="'paper', 'openai' (80 prompts) or a file [default: the dataset's own "
+            "(clip_benchmark's templates file), else 'paper'].",
+            show_default=False,
+        ),
+    ] = None,
     name_set: Annotated[
         str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
     ] = "openai",
@@ -68,6 +79,15 @@ def eval_cmd(
     allow_outside_root: Annotated[
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
+    image_column: Annotated[
+        str | None, typer.Option(help="HF dataset column / WebDataset extension of the image.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="... of the label [default: ClassLabel/'label'; 'cls'].")
+    ] = None,
+    group_column: Annotated[
+        str | None, typer.Option(help="... of the group, e.g. common/counter [default: 'group'].")
+    ] = None,
     reference: Annotated[
         str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
     ] = None,
@@ -118,11 +138,26 @@ def eval_cmd(
 
         spurbench eval -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --backend ray
           --address ray://head-node:10001
+
+        spurbench eval -m ViT-B-32,openai -d ~/data/wds_cifar10/ --protocol 1vN
+
+        spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
+    from spurbench.data.dataset import SourceColumns
+    from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    # opened once, before any model loads, so bad data fails fast and all models see one table
+    dataset = open_dataset(
+        data,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        columns=SourceColumns(image_column, label_column, group_column),
+    )
     common = dict(
         name_set=name_set,
         split=split,
@@ -143,7 +178,7 @@ def eval_cmd(
             results = [
                 evaluate_lvlm(
                     adapter,
-                    data,
+                    dataset,
                     p,
                     reference=reference,
                     question=question,
@@ -158,7 +193,7 @@ def eval_cmd(
             continue
         results = evaluate(
             name,
-            data,
+            dataset,
             protocols,
             templates=templates,
             name_set=name_set,

@@ -172,3 +172,49 @@ def test_bad_shards_are_clear_errors(tmp_path):
         open_dataset(gz)
     with pytest.raises(DatasetError, match="do not exist"):
         open_dataset(str(root / "{0..3}.tar"))
+
+
+def test_cli_reads_shards_with_named_members(tmp_path, tiny_clip_dir):
+    """``--label-column`` / ``--group-column`` name member extensions; the store has the run."""
+    from typer.testing import CliRunner
+
+    from spurbench.cli import app
+    from spurbench.store import ResultsStore
+
+    folder = make_counteranimal(tmp_path / "ca", n_common=2, n_counter=2)
+    ds = open_dataset(folder)
+    (tmp_path / "wds" / "test").mkdir(parents=True)
+    with wds.ShardWriter(str(tmp_path / "wds" / "test" / "%d.tar"), maxcount=5, verbose=0) as s:
+        for i, r in enumerate(ds.table.itertuples()):
+            s.write(
+                {
+                    "__key__": f"k{i}",
+                    "png" if r.path.endswith("png") else "jpg": Path(r.path).read_bytes(),
+                    "inet": str(r.label),
+                    "kind": r.group,
+                }
+            )
+    pattern = str(tmp_path / "wds" / "test" / "{0..2}.tar")  # 12 samples, 5 a shard
+    store = tmp_path / "r.duckdb"
+    args = [
+        "eval",
+        "-m",
+        f"local-dir:{tiny_clip_dir}",
+        "-d",
+        pattern,
+        "--store",
+        str(store),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "-q",
+        "--protocol",
+        "1vN",
+        "--label-column",
+        "inet",
+        "--group-column",
+        "kind",
+    ]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "counter" in out.output
+    assert ResultsStore(store).summary()["n_images"].tolist() == [len(ds)]
