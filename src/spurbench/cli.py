@@ -6,6 +6,7 @@ message with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +29,9 @@ app = typer.Typer(
 console = Console()
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the table as JSON on stdout instead.")
+]
 CacheOpt = Annotated[
     Path | None,
     typer.Option(
@@ -121,6 +125,7 @@ def eval_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on a grouped dataset and store per-image predictions and metrics.
 
@@ -167,8 +172,9 @@ def eval_cmd(
         cache_dir=cache_dir,
         candidates=candidates,
         device=device,
-        show_progress=not quiet,
+        show_progress=not (quiet or as_json),
     )
+    done: list[Any] = []
     for name in model:
         if parse_model_name(name).family == "lvlm":
             from spurbench.evaluate.lvlm import evaluate_lvlm
@@ -188,8 +194,7 @@ def eval_cmd(
                 )
                 for p in protocols
             ]
-            for r in results:
-                _print_result(r)
+            done += _show(results, as_json)
             continue
         results = evaluate(
             name,
@@ -207,14 +212,35 @@ def eval_cmd(
             reference=reference,
             candidates=candidates,
             device=device,
-            show_progress=not quiet,
+            show_progress=not (quiet or as_json),
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
         )
+        done += _show(results, as_json)
+    if as_json:
+        _print_json([_result_record(r) for r in done])
+        return
+    console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
+
+
+def _show(results: list[Any], as_json: bool) -> list[Any]:
+    """Print each model's tables as soon as it is done (JSON waits for the end)."""
+    if not as_json:
         for r in results:
             _print_result(r)
-    console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
+    return results
+
+
+def _result_record(r: Any) -> dict:
+    return {
+        "run_id": r.run_id,
+        "model": r.model,
+        "dataset": r.dataset,
+        "protocol": r.protocol,
+        "summary": _records(r.summary),
+        "skipped": len(r.skipped),
+    }
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -257,7 +283,14 @@ def _ci(row: Any) -> str:
 def results_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     export: Annotated[Path | None, typer.Option(help="Write every table to this folder.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="csv, json, parquet, or clip_benchmark (one clip_benchmark JSON per run).",
+        ),
+    ] = "csv",
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
@@ -267,8 +300,18 @@ def results_cmd(
     rs = ResultsStore(store)
     df = rs.summary()
     if export is not None:
-        for p in rs.export(export, fmt):
+        if fmt == "clip_benchmark":
+            from spurbench.store.clip_benchmark import export_runs
+
+            written = export_runs(rs, export)
+        else:
+            written = rs.export(export, fmt)
+        for p in written:
             console.print(f"wrote {p}")
+        return
+    published = rs.published()
+    if as_json:
+        _print_json({"runs": _records(df), "published": _records(published)})
         return
     t = Table(title=f"spurbench results · {store}")
     for col in (
@@ -301,6 +344,50 @@ def results_cmd(
             str(r.n_skipped),
         )
     console.print(t)
+    if len(published):
+        p = Table(title="published elsewhere (imported)")
+        for col in ("dataset", "model", "pretrained", "task", "acc1", "acc5", "mean recall"):
+            p.add_column(col, justify="right" if col[0] in "am" else "left")
+        for r in published.itertuples():
+            p.add_row(
+                r.dataset,
+                r.model,
+                r.pretrained,
+                r.task,
+                _opt(r.acc1),
+                _opt(r.acc5),
+                _opt(r.mean_per_class_recall),
+            )
+        console.print(p)
+
+
+@app.command("import-results")
+@friendly
+def import_results_cmd(
+    files: Annotated[list[Path], typer.Argument(help="clip_benchmark result JSON files.")],
+    store: StoreOpt = Path("spurbench.duckdb"),
+) -> None:
+    """Bring clip_benchmark results into the store as rows published elsewhere.
+
+    Example: spurbench import-results benchmark_*.json --store spurbench.duckdb
+    """
+    from spurbench.store import ResultsStore
+    from spurbench.store.clip_benchmark import import_files, read_file
+
+    for f in files:  # every file checked before the store is touched
+        read_file(f)
+    rows = import_files(ResultsStore(store), list(files))
+    console.print(f"imported {len(rows)} results into {store}; see `spurbench results`.")
+
+
+def _records(df: Any) -> list[dict]:
+    """A DataFrame as JSON-ready records (NaN as null, timestamps as ISO text)."""
+    return json.loads(df.to_json(orient="records", date_format="iso"))
+
+
+def _print_json(obj: Any) -> None:
+    """Machine-readable output: JSON alone on stdout, whatever the terminal."""
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def _opt(x: Any) -> str:
@@ -315,12 +402,16 @@ def models_cmd(
     ] = None,
     family: Annotated[str | None, typer.Option(help="open_clip, timm or torchvision.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show (0 = all).")] = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     """List known model names (open_clip pairs, timm and torchvision weights)."""
     from spurbench.models import list_models
 
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
+    if as_json:
+        _print_json(_records(shown[["name", "family", "arch", "pretrained"]]))
+        return
     t = Table(title=f"{len(df)} models" + (f" matching {pattern!r}" if pattern else ""))
     for col in ("name", "family", "arch", "pretrained"):
         t.add_column(col)

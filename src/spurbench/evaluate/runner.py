@@ -49,6 +49,11 @@ class RunResult:
     skipped: pd.DataFrame
     candidates: dict[int, list[int]] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """The summary (metrics per group with intervals) as a table, for notebooks."""
+        title = f"<p><b>{self.model}</b> · {self.dataset} · {self.protocol}</p>"
+        return title + self.summary.to_html(index=False)
+
     def value(self, metric: str, group: str | None = None) -> float:
         rows = self.summary[self.summary["metric"] == metric]
         if group is not None:
