@@ -18,6 +18,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
+from spurbench.terminal import print_table, set_width
 
 app = typer.Typer(
     name="spurbench",
@@ -45,6 +46,21 @@ class Backend(StrEnum):
 
     local = "local"
     ray = "ray"
+
+
+@app.callback()
+def _options(
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width",
+            min=20,
+            help="Table width in characters [default: the terminal's; unlimited when piped].",
+        ),
+    ] = None,
+) -> None:
+    """How much does a vision or vision-language model lean on spurious features, and why?"""
+    set_width(width)
 
 
 @app.command("eval")
@@ -260,7 +276,7 @@ def _print_result(r: Any) -> None:
     if ("drop", "common-counter") in s.index:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
-    console.print(t)
+    print_table(console, t)
     if len(r.skipped):
         kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
         by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
@@ -343,7 +359,7 @@ def results_cmd(
             str(r.n_images),
             str(r.n_skipped),
         )
-    console.print(t)
+    print_table(console, t)
     if len(published):
         p = Table(title="published elsewhere (imported)")
         for col in ("dataset", "model", "pretrained", "task", "acc1", "acc5", "mean recall"):
@@ -358,7 +374,7 @@ def results_cmd(
                 _opt(r.acc5),
                 _opt(r.mean_per_class_recall),
             )
-        console.print(p)
+        print_table(console, p)
 
 
 @app.command("import-results")
@@ -417,7 +433,7 @@ def models_cmd(
         t.add_column(col)
     for r in shown.itertuples():
         t.add_row(r.name, r.family, r.arch, r.pretrained)
-    console.print(t)
+    print_table(console, t)
     if len(shown) < len(df):
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
 
@@ -477,7 +493,7 @@ def demo_cmd(
             f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
             str(r.n_images),
         )
-    console.print(t)
+    print_table(console, t)
     if result.probes:
         _print_tour_probes(result)
     if result.discovery is not None:
@@ -514,7 +530,7 @@ def _print_tour_probes(result: Any) -> None:
             f"{100 * r.max_prunable_fraction:.0f}%" if r.max_prunable_fraction is not None else "",
             f"{encoded}/{len(r.concepts)}" if r.concepts is not None else "",
         )
-    console.print(t)
+    print_table(console, t)
     console.print(
         "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
         "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
@@ -575,7 +591,7 @@ def theory_cmd(
             f"{getattr(r, 'clip', float('nan')):.3f}",
             f"{getattr(r, 'supervised', float('nan')):.3f}",
         )
-    console.print(t)
+    print_table(console, t)
     console.print(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}")
 
 

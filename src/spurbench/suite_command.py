@@ -17,6 +17,7 @@ from rich.table import Table
 
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError, SpurbenchError
+from spurbench.terminal import print_table
 
 if TYPE_CHECKING:
     from spurbench.suite import BaselineSource, SuiteTable
@@ -222,7 +223,7 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
         if 0 < row["n_shifts"] < len(SHIFTS):
             mean += f" [dim]({row['n_shifts']})[/]"
         t.add_row(label, *cells, mean, _pts(row["er_mean"]))
-    console.print(t)
+    print_table(console, t)
     for line in report.notes():
         console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
     for model in sorted(highlight):

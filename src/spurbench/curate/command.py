@@ -43,6 +43,7 @@ from spurbench.curate.pool import source_counts
 from spurbench.curate.tagging import DEFAULT_PROMPTS, DEFAULT_THRESHOLD, read_vocabulary
 from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML, PoolSpec, Workspace
 from spurbench.errors import SpurbenchError
+from spurbench.terminal import print_table
 
 __all__ = ["curate_app"]
 
@@ -408,7 +409,7 @@ def diagnose_cmd(
             allow_outside_root=allow_outside_root,
             **runtime.kwargs(),
         )
-        console.print(d.table())
+        print_table(console, d.table())
         if out is not None:
             path = out / f"diagnosis-{_slug(d.model)}.csv"
             d.to_csv(path)
@@ -530,7 +531,7 @@ def print_discovery(result: Discovery) -> None:
             "yes" if r.ci_separated else "no",
             str(r.reason),
         )
-    console.print(t)
+    print_table(console, t)
     b = Table(
         title="Drop on the selected pairs (class-balanced %); selection bias = reference "
         "drop − model drop",
@@ -548,7 +549,7 @@ def print_discovery(result: Discovery) -> None:
             _pct(r.drop),
             _pct(r.selection_bias),
         )
-    console.print(b)
+    print_table(console, b)
 
 
 def _pct(x: float) -> str:

@@ -25,6 +25,7 @@ from rich.table import Table
 from spurbench.cli_errors import friendly
 from spurbench.probes.concepts import unique_concepts
 from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
+from spurbench.terminal import print_table
 
 __all__ = ["probe_cmd"]
 
@@ -208,7 +209,7 @@ def _print_kurtosis(results: list[ProbeResult]) -> None:
                 dims,
                 _f(o.max_median_ratio if o else None, 1),
             )
-    console.print(t)
+    print_table(console, t)
 
 
 def _dims(dims: list[int], n: int = 6) -> str:
@@ -251,7 +252,7 @@ def _print_directions(results: list[ProbeResult]) -> None:
                 top.get(i, ""),
                 end_section=i == n - 1,
             )
-    console.print(t)
+    print_table(console, t)
 
 
 def _top_concept_by_direction(r: ProbeResult) -> dict[int, str]:
@@ -290,7 +291,7 @@ def _print_pruning(results: list[ProbeResult]) -> None:
             _at_fraction(least, SHOWN_FRACTIONS[-1]),
             f"{_pct(r.max_prunable_fraction)}% (±{100 * r.prune_tolerance:g} pt)",
         )
-    console.print(t)
+    print_table(console, t)
 
 
 def _at_fraction(curve: pd.DataFrame, fraction: float) -> str:
@@ -335,7 +336,7 @@ def _print_concepts(results: list[ProbeResult]) -> None:
             str(len(unique["linear_probe"][r.model])) if len(shown) > 1 else "",
             listed or "none",
         )
-    console.print(t)
+    print_table(console, t)
 
 
 # -- export --------------------------------------------------------------------------------------
