@@ -107,7 +107,7 @@ def test_import_results_as_published_rows(evaluated, tmp_path):
         out = runner.invoke(app, ["import-results", str(theirs), "--store", str(store)])
         assert out.exit_code == 0, out.output
     shown = runner.invoke(app, ["results", "--store", str(store), "--json"])
-    published = json.loads(shown.stdout)["published"]
+    published = [p for p in json.loads(shown.stdout)["published"] if p["dataset"] == "imagenet1k"]
     assert len(published) == 1
     assert published[0]["acc1"] == pytest.approx(0.6591)
     assert published[0]["pretrained"] == "laion2b_s34b_b79k"
@@ -160,3 +160,25 @@ def test_missing_store_for_frames(tmp_path: Path):
 
     with pytest.raises(StoreError):
         load_results(tmp_path / "none.duckdb")
+
+
+def test_report_places_imported_results_on_their_panel(evaluated, tmp_path):
+    """An export from elsewhere (another spurbench) joins the same dataset/protocol panel."""
+    from spurbench.report.collect import collect, panel_points
+    from spurbench.store.clip_benchmark import export_runs
+
+    store, _ = evaluated
+    (f, *_) = [p for p in export_runs(ResultsStore(store), tmp_path) if "1v1000" in p.name]
+    rec = json.loads(f.read_text())
+    rec.update(model="ViT-Other", pretrained="elsewhere_e1")
+    f.write_text(json.dumps(rec))
+    assert runner.invoke(app, ["import-results", str(f), "--store", str(store)]).exit_code == 0
+    data = collect(store, images=False)
+    (panel,) = [p for p in data.panels if p.protocol == "1v1000"]
+    points = panel_points(data, panel).set_index("model_name")
+    row = points.loc["ViT-Other,elsewhere_e1"]
+    assert row["source"] == "published elsewhere" and row["family"] == "clip"
+    assert row["common"] == pytest.approx(100 * rec["spurbench"]["common"])
+    assert row["counter"] == pytest.approx(100 * rec["spurbench"]["counter"])
+    (other,) = [p for p in data.panels if p.protocol == "1vN"]
+    assert "ViT-Other,elsewhere_e1" not in set(panel_points(data, other)["model_name"])

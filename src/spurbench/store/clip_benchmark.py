@@ -12,7 +12,9 @@ over all scored images, ``mean_per_class_recall`` the mean over classes of per-c
 accuracy (clip_benchmark's balanced accuracy). spurbench's own numbers (protocol, common and
 counter balanced accuracy, drop) ride along under the extra key ``spurbench``; clip_benchmark
 readers ignore it. The dataset is named ``<dataset>/<protocol>`` because the same images give
-different accuracies under 1-vs-1000 and 1-vs-20.
+different accuracies under 1-vs-1000 and 1-vs-20. Imported files that carry those numbers
+(exported by another spurbench) keep them, and the report places them on the counter-vs-common
+plot of the same dataset and protocol.
 """
 
 from __future__ import annotations
@@ -89,21 +91,31 @@ def read_file(path: str | Path) -> dict:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise StoreError(f"Could not read {path} as JSON: {e}") from None
+    if not isinstance(rec, dict):
+        rec = {}
     missing = [k for k in ("dataset", "model", "pretrained", "task", "metrics") if k not in rec]
-    if not isinstance(rec, dict) or missing or not isinstance(rec.get("metrics"), dict):
+    if missing or not isinstance(rec.get("metrics"), dict):
         raise StoreError(
             f"{path} is not a clip_benchmark result (needs dataset, model, pretrained, task and "
             f"a metrics object; lacks {missing or ['metrics as an object']})."
         )
     numbers = {k: v for k, v in rec["metrics"].items() if isinstance(v, int | float)}
+    ours = rec.get("spurbench") if isinstance(rec.get("spurbench"), dict) else {}
+    protocol = ours.get("protocol")
+    dataset = str(rec["dataset"])
+    if protocol and dataset.endswith(f"/{protocol}"):
+        dataset = dataset[: -len(protocol) - 1]
     return {
         "source": str(path.resolve()),
-        "dataset": str(rec["dataset"]),
+        "dataset": dataset,
         "model": str(rec["model"]),
         "pretrained": str(rec["pretrained"]),
         "task": str(rec["task"]),
         **{k: _number(numbers.get(k)) for k in METRICS},
         "metrics": json.dumps(numbers, sort_keys=True),
+        "protocol": protocol,
+        "common": _number(ours.get("common")),
+        "counter": _number(ours.get("counter")),
     }
 
 

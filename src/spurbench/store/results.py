@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS probes (
 );
 CREATE TABLE IF NOT EXISTS published (
     source VARCHAR, dataset VARCHAR, model VARCHAR, pretrained VARCHAR, task VARCHAR,
-    acc1 DOUBLE, acc5 DOUBLE, mean_per_class_recall DOUBLE, metrics JSON
+    acc1 DOUBLE, acc5 DOUBLE, mean_per_class_recall DOUBLE, metrics JSON,
+    protocol VARCHAR, common DOUBLE, counter DOUBLE
 );
 """
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
