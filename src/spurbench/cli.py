@@ -6,7 +6,6 @@ message with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +17,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import print_table, set_width
+from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
 
 app = typer.Typer(
     name="spurbench",
@@ -30,9 +29,6 @@ app = typer.Typer(
 console = Console()
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the table as JSON on stdout instead.")
-]
 CacheOpt = Annotated[
     Path | None,
     typer.Option(
@@ -235,7 +231,7 @@ def eval_cmd(
         )
         done += _show(results, as_json)
     if as_json:
-        _print_json([_result_record(r) for r in done])
+        print_json([_result_record(r) for r in done])
         return
     console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
 
@@ -254,7 +250,7 @@ def _result_record(r: Any) -> dict:
         "model": r.model,
         "dataset": r.dataset,
         "protocol": r.protocol,
-        "summary": _records(r.summary),
+        "summary": records(r.summary),
         "skipped": len(r.skipped),
     }
 
@@ -327,7 +323,7 @@ def results_cmd(
         return
     published = rs.published()
     if as_json:
-        _print_json({"runs": _records(df), "published": _records(published)})
+        print_json({"runs": records(df), "published": records(published)})
         return
     t = Table(title=f"spurbench results · {store}")
     for col in (
@@ -396,16 +392,6 @@ def import_results_cmd(
     console.print(f"imported {len(rows)} results into {store}; see `spurbench results`.")
 
 
-def _records(df: Any) -> list[dict]:
-    """A DataFrame as JSON-ready records (NaN as null, timestamps as ISO text)."""
-    return json.loads(df.to_json(orient="records", date_format="iso"))
-
-
-def _print_json(obj: Any) -> None:
-    """Machine-readable output: JSON alone on stdout, whatever the terminal."""
-    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
-
-
 def _opt(x: Any) -> str:
     return "" if x is None or x != x else _pct(float(x))
 
@@ -426,7 +412,7 @@ def models_cmd(
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
     if as_json:
-        _print_json(_records(shown[["name", "family", "arch", "pretrained"]]))
+        print_json(records(shown[["name", "family", "arch", "pretrained"]]))
         return
     t = Table(title=f"{len(df)} models" + (f" matching {pattern!r}" if pattern else ""))
     for col in ("name", "family", "arch", "pretrained"):
@@ -456,6 +442,7 @@ def demo_cmd(
         bool, typer.Option(help="Also probe the models and re-discover the planted pairs.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tour spurbench offline on a synthetic world whose spurious feature is planted.
 
@@ -476,7 +463,17 @@ def demo_cmd(
     except ValueError as e:
         raise SpurbenchError(f"Invalid world: {e}") from None
     train_cfg = TrainConfig.fast(seed=seed, clip_steps=clip_steps)
-    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not quiet)
+    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not (quiet or as_json))
+    if as_json:
+        print_json(
+            {
+                "models": records(result.table),
+                "store": str(result.store),
+                "report": str(result.report),
+                "world": str(result.world.root),
+            }
+        )
+        return
     t = Table(
         title=f"Synthetic CounterAnimal (rho={rho}, {classes} classes, "
         f"{backgrounds} backgrounds) · 1-vs-{classes}",
@@ -549,6 +546,7 @@ def theory_cmd(
     n: Annotated[int, typer.Option(help="Training and test samples per run.")] = 20_000,
     sigma_inv: Annotated[float, typer.Option(help="Std of the invariant latent.")] = 1.0,
     sigma_spu: Annotated[float, typer.Option(help="Std of the spurious latent.")] = 1.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Simulate the CounterAnimal paper's linear CLIP model (Thm 6.2) against its bound.
 
@@ -577,6 +575,9 @@ def theory_cmd(
     mean = df.groupby(["mu_spu", "p_spu", "objective"], as_index=False)[
         ["ood_error", "bound"]
     ].mean()
+    if as_json:
+        print_json(records(mean))
+        return
     t = Table(title="OOD error (a != y) vs the theorem's bound, mean over seeds")
     for col in ("mu_spu", "p_spu", "bound", "CLIP", "supervised"):
         t.add_column(col, justify="right")

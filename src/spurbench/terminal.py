@@ -5,15 +5,25 @@ class name into ``tria…`` and a reason into four broken lines. :func:`print_ta
 prints the table as it is when it fits, and otherwise switches to a narrow layout: one block
 per row, ``column  value`` per line, values wrapped at word boundaries and never cut.
 Piped output (not a terminal) is not wrapped at all, so scripts and files get one line per row;
-``spurbench --width N`` sets the width for both cases.
+``spurbench --width N`` sets the width for both cases. Scripts should use ``--json`` instead
+(:func:`print_json`): every command that prints a table takes it.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+#: The ``--json`` option of every command that prints a table.
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the table(s) as JSON on stdout instead.")
+]
 #: Width of output that is not a terminal: wide enough that no table wraps.
 PIPED_WIDTH = 1000
 _override: int | None = None
@@ -61,3 +71,13 @@ def narrow_layout(table: Table) -> list:
                 block.add_row(header, value)
         out.append(block)
     return out
+
+
+def records(df: Any) -> list[dict]:
+    """A DataFrame as JSON-ready records (NaN as null, timestamps as ISO text)."""
+    return json.loads(df.to_json(orient="records", date_format="iso", default_handler=str))
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output: JSON alone on stdout, whatever the terminal."""
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")

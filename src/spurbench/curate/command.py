@@ -43,7 +43,7 @@ from spurbench.curate.pool import source_counts
 from spurbench.curate.tagging import DEFAULT_PROMPTS, DEFAULT_THRESHOLD, read_vocabulary
 from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML, PoolSpec, Workspace
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import print_table
+from spurbench.terminal import JsonOpt, print_json, print_table, records
 
 __all__ = ["curate_app"]
 
@@ -323,6 +323,7 @@ def discover_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
     ws = _workspace(
@@ -334,9 +335,12 @@ def discover_cmd(
         reference,
         held_out=held_out or (),
         config=config,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
         command=_command(ctx),
     )
+    if as_json:
+        print_json(discovery_records(result))
+        return
     print_discovery(result)
 
 
@@ -388,12 +392,14 @@ def diagnose_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Accuracy of a model on every class × background group, with exact intervals."""
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
-    runtime = _runtime(cache_dir, batch_size, device, quiet)
+    runtime = _runtime(cache_dir, batch_size, device, quiet or as_json)
+    diagnoses = []
     for name in model:
         d = diagnose(
             name,
@@ -409,11 +415,17 @@ def diagnose_cmd(
             allow_outside_root=allow_outside_root,
             **runtime.kwargs(),
         )
-        print_table(console, d.table())
+        diagnoses.append({"model": d.model, "protocol": d.protocol, "cells": records(d.cells)})
         if out is not None:
             path = out / f"diagnosis-{_slug(d.model)}.csv"
             d.to_csv(path)
+        if as_json:
+            continue
+        print_table(console, d.table())
+        if out is not None:
             console.print(f"wrote {path}")
+    if as_json:
+        print_json(diagnoses)
 
 
 @curate_app.command("run")
@@ -452,6 +464,7 @@ def run_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The whole pipeline: clean → tag → discover → export, in one work folder.
 
@@ -479,9 +492,19 @@ def run_cmd(
         config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
         name=name,
         overwrite=overwrite,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
         command=_command(ctx),
     )
+    if as_json:
+        export = None if result.export is None else str(result.export.root)
+        print_json(
+            {
+                "cleaning": result.cleaning.summary(),
+                "discovery": discovery_records(result.discovery),
+                "export": export,
+            }
+        )
+        return
     s = result.cleaning.summary()
     console.print(
         f"Cleaning: dropped {s['dropped'] or 'none'}; "
@@ -498,6 +521,11 @@ def run_cmd(
 
 
 # -- printing ------------------------------------------------------------------------------------
+def discovery_records(result: Discovery) -> dict:
+    """The discovery's selection and selection-bias tables as JSON-ready records."""
+    return {"selection": records(result.selection), "bias": records(result.bias)}
+
+
 def print_discovery(result: Discovery) -> None:
     """The selected pairs (and why classes were dropped), then the selection-bias table."""
     t = Table(

@@ -25,7 +25,7 @@ from rich.table import Table
 from spurbench.cli_errors import friendly
 from spurbench.probes.concepts import unique_concepts
 from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
-from spurbench.terminal import print_table
+from spurbench.terminal import JsonOpt, print_json, print_table
 
 __all__ = ["probe_cmd"]
 
@@ -106,6 +106,7 @@ def probe_cmd(
         Path | None, typer.Option("--out", help="Also write the results as CSV and JSON here.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Probe what models represent: outlier features, privileged directions, pruning, concepts.
 
@@ -142,15 +143,20 @@ def probe_cmd(
                 seed=seed,
                 ap_threshold=ap_threshold,
                 prune_tolerance=tolerance,
-                show_progress=not quiet,
+                show_progress=not (quiet or as_json),
             )
         )
+    if out is not None:
+        written = write_outputs(results, out)
+    if as_json:
+        print_json(json_safe(_row_records(results)))
+        return
     print_probe_tables(results)
     for r in results:
         for note in r.notes:
             console.print(f"[yellow]{r.model}[/]: {note}", highlight=False)
     if out is not None:
-        for path in write_outputs(results, out):
+        for path in written:
             console.print(f"wrote {path}")
     console.print(f"Probe results stored in [bold]{store}[/].")
 
@@ -342,6 +348,14 @@ def _print_concepts(results: list[ProbeResult]) -> None:
 # -- export --------------------------------------------------------------------------------------
 
 
+def _row_records(results: list[ProbeResult]) -> list[dict]:
+    """Every model's tidy probe rows, ``extra`` decoded: what ``--json`` and ``--out`` write."""
+    rows = pd.concat([r.rows for r in results], ignore_index=True).to_dict(orient="records")
+    for rec in rows:
+        rec["extra"] = json.loads(rec["extra"])
+    return rows
+
+
 def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
     """Write the tidy rows (CSV, JSON), pruning curves and concept tables of every model."""
     from spurbench.atomic import atomic_path
@@ -362,12 +376,11 @@ def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
                 if fmt == "csv":
                     df.to_csv(tmp, index=False)
                 else:
-                    records = df.to_dict(orient="records")
-                    if name == "probe_rows":
-                        for rec in records:
-                            rec["extra"] = json.loads(rec["extra"])
+                    rows = _row_records(results) if name == "probe_rows" else df
+                    if isinstance(rows, pd.DataFrame):
+                        rows = rows.to_dict(orient="records")
                     tmp.write_text(
-                        json.dumps(json_safe(records), indent=1, allow_nan=False, default=str)
+                        json.dumps(json_safe(rows), indent=1, allow_nan=False, default=str)
                     )
             written.append(target)
     return written
