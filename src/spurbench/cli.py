@@ -601,12 +601,14 @@ def _register_stage_commands() -> None:
     from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
+    from spurbench.reproduce_command import reproduce_app
     from spurbench.suite_command import suite_cmd
 
     app.command("probe")(probe_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
     app.add_typer(curate_app, name="curate")
+    app.add_typer(reproduce_app, name="reproduce")
 
 
 _register_stage_commands()
