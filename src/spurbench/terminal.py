@@ -45,12 +45,12 @@ def print_table(console: Console, table: Table) -> None:
     """Print ``table`` whole if it fits the width, else one block per row (nothing cut)."""
     width = output_width(console)
     natural = console.measure(table, options=console.options.update_width(PIPED_WIDTH)).maximum
-    before = console.width
-    console.width = width  # print() can only narrow the console, not widen it
+    before = console._width  # None: follow the terminal as it resizes
+    console.width = width  # print(width=) can only narrow the console, not widen it
     try:
         console.print(*([table] if natural <= width else narrow_layout(table)))
     finally:
-        console.width = before
+        console._width = before
 
 
 def narrow_layout(table: Table) -> list:
