@@ -218,3 +218,22 @@ def test_cli_reads_shards_with_named_members(tmp_path, tiny_clip_dir):
     assert out.exit_code == 0, out.output
     assert "counter" in out.output
     assert ResultsStore(store).summary()["n_images"].tolist() == [len(ds)]
+
+
+def test_curation_hashes_and_exports_images_from_shards(folder_and_shards, tmp_path):
+    """Cleaning reads shard members (none unreadable); export writes them out as files."""
+    from spurbench.curate.cleaning import file_hashes
+    from spurbench.curate.export import _copy_images
+
+    folder, shards = folder_and_shards
+    a, b = open_dataset(folder), open_dataset(shards)
+    ha, hb = file_hashes(a), file_hashes(b)
+    assert (hb["error"] == "").all()
+    assert hb["sha256"].tolist() == ha["sha256"].tolist()  # the very same bytes
+    rows = b.table.assign(background_source="manual", flags="")
+    out = _copy_images(b, rows, None, tmp_path / "export")  # type: ignore[arg-type]
+    originals = a.table["path"].tolist()
+    for rel, original in zip(out["path"], originals, strict=True):
+        written = tmp_path / "export" / rel
+        assert written.suffix == Path(original).suffix  # .png stays .png, .jpg stays .jpg
+        assert written.read_bytes() == Path(original).read_bytes()
