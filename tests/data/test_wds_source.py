@@ -237,3 +237,10 @@ def test_curation_hashes_and_exports_images_from_shards(folder_and_shards, tmp_p
         written = tmp_path / "export" / rel
         assert written.suffix == Path(original).suffix  # .png stays .png, .jpg stays .jpg
         assert written.read_bytes() == Path(original).read_bytes()
+
+
+def test_a_stray_tar_beside_class_folders_is_not_a_webdataset(tmp_path):
+    folder = make_counteranimal(tmp_path / "ca", n_common=1, n_counter=1)
+    with tarfile.open(folder / "backup.tar", "w") as tar:
+        tar.add(next(folder.rglob("*.png")), arcname="x.png")
+    assert len(open_dataset(folder)) == 6  # still the folder's images

@@ -49,9 +49,9 @@ def is_webdataset(source: str | Path) -> bool:
         return path.suffix.lower() == ".tar"
     if not path.is_dir():
         return False
-    if any(path.glob("*.tar")):
-        return True
-    return bool(_split_folders(path)) and ((path / CLASSNAMES).is_file() or not _holds_images(path))
+    has_shards = any(path.glob("*.tar")) or bool(_split_folders(path))
+    # a stray archive beside class folders of images does not make an image folder a WebDataset
+    return has_shards and ((path / CLASSNAMES).is_file() or not _holds_images(path))
 
 
 def open_webdataset(
@@ -169,11 +169,12 @@ def _split_folders(path: Path) -> list[str]:
 
 
 def _holds_images(path: Path) -> bool:
+    """True when a sub-folder holds image files at any depth (stops at the first one)."""
     return any(
         f.suffix.lower() in IMAGE_SUFFIXES
         for d in path.iterdir()
         if d.is_dir()
-        for f in d.iterdir()
+        for f in d.rglob("*")
     )
 
 
