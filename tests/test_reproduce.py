@@ -82,3 +82,32 @@ def test_weights_map_of_unknown_names_is_an_error(tmp_path, counteranimal_dir):
     bad = runner.invoke(app, ["reproduce", "counteranimal", "-d", str(counteranimal_dir),
                               "--models", "NoSuchNet*"])  # fmt: skip
     assert bad.exit_code == 2 and "No model of the paper matches" in bad.output
+
+
+def test_reproduce_imagenet_shifts_against_open_clip_published(tmp_path, tiny_clip_dir, offline):
+    from tests.suite import standins as F
+    from tests.suite.test_loaders import R_WNIDS, WNIDS
+
+    root = tmp_path / "data"
+    F.make_val(root, [WNIDS[i] for i in (1, 2, 409, 954)])
+    F.make_r(root, R_WNIDS[:4])
+    wmap = tmp_path / "w.csv"
+    wmap.write_text(f'name,weights\n"ViT-B-32,openai",local-dir:{tiny_clip_dir}\n')
+    store = tmp_path / "r.duckdb"
+    args = ["reproduce", "imagenet-shifts", "--root", str(root), "--weights-map", str(wmap),
+            "--models", "ViT-B-32,openai", "--models", "ViT-B-16,openai", "--templates", "paper",
+            "--store", str(store), "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    printed = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    comparison = pd.DataFrame(printed["comparison"])
+    assert set(comparison["quantity"]) == {"imagenet", "imagenet-r"}
+    with resources.files("spurbench.reference").joinpath("openclip_results.csv").open() as f:
+        ref = pd.read_csv(f).set_index(["name", "pretrained"]).loc[("ViT-B-32", "openai")]
+    columns = {"imagenet": "imagenet1k", "imagenet-r": "imagenet_r"}
+    rs = ResultsStore(store)
+    for r in comparison.itertuples():
+        assert r.model == "ViT-B-32,openai"
+        assert r.published == pytest.approx(100 * ref[columns[r.quantity]])
+        assert r.ours == pytest.approx(100 * rs.predictions(r.run_id)["correct"].mean())
+    assert set(printed["unavailable"]) == {"ViT-B-16,openai"}
+    table = runner.invoke(app, ["--width", "80", *args])
+    assert table.exit_code == 0 and "imagenet-r" in table.output and "…" not in table.output

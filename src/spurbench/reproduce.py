@@ -1,12 +1,14 @@
-"""Reproduce the CounterAnimal paper's tables on the user's copy of the data, in one call.
+"""Reproduce published tables on the user's copy of the data, in one call.
 
-The paper (Wang, Lin et al., NeurIPS 2024, Tables 3-5) reports class-balanced accuracy on the
-common and counter groups, and their drop, for CLIP and ImageNet models under 1-vs-1000 and
-1-vs-20 (candidate sets chosen by CLIP ViT-B-32 laion400m_e31). The model list and numbers are
-data (``reference/counteranimal_models.csv``). :func:`reproduce_counteranimal` evaluates every
-listed model it can load, through :func:`spurbench.evaluate` (so runs are stored and features
-cached: a rerun encodes nothing again), and sets ours beside the published numbers, flagging
-each published number that falls outside our bootstrap interval.
+CounterAnimal (:func:`reproduce_counteranimal`) and the ImageNet shift suite
+(:func:`reproduce_imagenet_shifts`) both set ours beside the published numbers, model by model.
+
+The CounterAnimal paper (Wang, Lin et al., NeurIPS 2024, Tables 3-5) reports class-balanced
+accuracy on the common and counter groups, and their drop, for CLIP and ImageNet models under
+1-vs-1000 and 1-vs-20 (candidate sets chosen by CLIP ViT-B-32 laion400m_e31). The model list
+and numbers are data (``reference/counteranimal_models.csv``). Every listed model that loads
+is evaluated through :func:`spurbench.evaluate` (so runs are stored and features cached: a
+rerun encodes nothing again); each published number outside our bootstrap interval is flagged.
 
 Models whose weights cannot be had (no network, no cache) are listed with the registry's
 explanation of how to get them; the rest still run. A *weights map* (``{paper name: spurbench
@@ -127,24 +129,83 @@ def reproduce_counteranimal(
             unavailable[PAPER_REFERENCE + " (1-vs-20 reference)"] = reference
             published = published[published["protocol"] != "1v20"]
             reference = None
+    lvlm = published.loc[~published["family"].isin(LOADABLE_FAMILIES), "model_name"]
+    for name in set(lvlm) - set(weights_map):
+        unavailable[name] = "a vision-language chat model named descriptively: not loadable"
+    published = published[~published["model_name"].isin(unavailable)]
     rows = []
-    for name, theirs in published.groupby("model_name", sort=False):
-        if theirs["family"].iloc[0] not in LOADABLE_FAMILIES and name not in weights_map:
-            unavailable[name] = "a vision-language chat model named descriptively: not loadable"
-            continue
-        adapter = _load(create_model, weights_map.get(name, name))
-        if isinstance(adapter, str):
-            unavailable[name] = adapter
-            notify(f"skipped {name}: {adapter}")
-            continue
+    for name, adapter in _loaded(
+        published["model_name"].unique(), weights_map, unavailable, notify
+    ):
+        theirs = published[published["model_name"] == name]
         runs = evaluate(
             adapter, dataset, tuple(theirs["protocol"]), reference=reference, **evaluate_kwargs
         )
         for run in runs:
             pub = theirs[theirs["protocol"] == run.protocol].iloc[0]
             rows += _compare(name, run, pub)
-        notify(f"done {name}")
     return Reproduction(pd.DataFrame(rows, columns=_COLUMNS), unavailable)
+
+
+def shift_models(patterns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The published ImageNet-shift results (open_clip's and timm's), one row per model."""
+    from spurbench.suite import _published
+
+    rows = _published()
+    if patterns:
+        rows = rows[[any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in rows["model"]]]
+        if rows.empty:
+            raise SpurbenchError(f"No published shift result matches {list(patterns)}.")
+    return rows.drop_duplicates("model").reset_index(drop=True)
+
+
+def reproduce_imagenet_shifts(
+    root: str | Path | None,
+    *,
+    models: Sequence[str] | None = None,
+    weights_map: dict[str, str] | None = None,
+    notify: Callable[[str], None] = lambda _: None,
+    **suite_kwargs,
+) -> Reproduction:
+    """The ImageNet shift suite (Crabbé et al.'s testbed) over published models, ours beside theirs.
+
+    Published numbers are open_clip's zero-shot results and timm's (no ObjectNet); each model
+    runs through :func:`spurbench.suite.run_suite` on the datasets present under ``root``, and
+    a published accuracy outside our Clopper–Pearson interval is flagged. ``models`` are glob
+    patterns over the published names (``"ViT-B-32,*"``, ``"timm:resnet50*"``).
+    """
+    from spurbench.suite import run_suite
+
+    published = shift_models(models).set_index("model")
+    weights_map = weights_map or {}
+    unavailable: dict[str, str] = {}
+    rows = []
+    for name, adapter in _loaded(list(published.index), weights_map, unavailable, notify):
+        result = run_suite(adapter, root, **suite_kwargs)
+        for dataset, run in result.runs.items():
+            pub = published.loc[name, dataset]
+            if pub != pub:  # timm publishes no ObjectNet
+                continue
+            acc = run.summary[run.summary["metric"] == "accuracy"].iloc[0]
+            ours, lo, hi = (100 * float(acc[k]) for k in ("value", "ci_low", "ci_high"))
+            pub = 100 * float(pub)
+            rows.append([name, "1v1000", dataset, ours, lo, hi, pub, ours - pub,
+                         not lo <= pub <= hi, run.run_id])  # fmt: skip
+    return Reproduction(pd.DataFrame(rows, columns=_COLUMNS), unavailable)
+
+
+def _loaded(names, weights_map: dict[str, str], unavailable: dict[str, str], notify):
+    """(paper name, adapter) for each name that loads; the others go to ``unavailable``."""
+    from spurbench.models import create_model
+
+    for name in names:
+        adapter = _load(create_model, weights_map.get(name, name))
+        if isinstance(adapter, str):
+            unavailable[name] = adapter
+            notify(f"skipped {name}: {adapter}")
+            continue
+        yield name, adapter
+        notify(f"done {name}")
 
 
 _COLUMNS = [

@@ -73,6 +73,65 @@ def counteranimal_cmd(
         device=device,
         show_progress=not (quiet or as_json),
     )
+    _show(result, as_json, store)
+
+
+@reproduce_app.command("imagenet-shifts")
+@friendly
+def imagenet_shifts_cmd(
+    root: Annotated[
+        Path | None, typer.Option(help="Folder holding the suite's datasets (see `suite`).")
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models", help="Only published models matching this glob; repeat for several."
+        ),
+    ] = None,
+    weights_map: Annotated[
+        Path | None,
+        typer.Option(help="JSON {published name: model spec} or CSV name,weights."),
+    ] = None,
+    templates: Annotated[
+        str, typer.Option(help="'openai' (80 prompts, as published), 'paper' or a file.")
+    ] = "openai",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
+        "spurbench.duckdb"
+    ),
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """ImageNet and its shifts (V2, Sketch, R, A, ObjectNet): ours / published / difference.
+
+    Published: open_clip's zero-shot results and timm's. A published accuracy outside our 95%
+    Clopper–Pearson interval is flagged (!).
+
+    Example: spurbench reproduce imagenet-shifts --root ~/data --models 'ViT-B-32,*'
+    """
+    from spurbench.reproduce import read_weights_map, reproduce_imagenet_shifts, shift_models
+
+    known = set(shift_models()["model"])
+    mapping = read_weights_map(weights_map, known) if weights_map else None
+    info = err_console if as_json else console
+    result = reproduce_imagenet_shifts(
+        root,
+        models=models,
+        weights_map=mapping,
+        notify=lambda line: info.print(line, highlight=False),
+        store=store,
+        cache_dir=cache_dir,
+        templates=templates,
+        batch_size=batch_size,
+        device=device,
+        show_progress=not (quiet or as_json),
+    )
+    _show(result, as_json, store)
+
+
+def _show(result, as_json: bool, store: Path) -> None:
     if as_json:
         print_json({"comparison": records(result.comparison), "unavailable": result.unavailable})
         return
@@ -83,19 +142,22 @@ def counteranimal_cmd(
 
 
 def _print(comparison) -> None:
+    """One row per (model, protocol or dataset), one column per compared quantity."""
     t = Table(
-        title="CounterAnimal: ours / published / difference (class-balanced %, "
-        "! = published outside our 95% bootstrap interval)",
+        title="ours / published / difference (%; ! = published outside our 95% interval)",
         title_justify="left",
     )
-    t.add_column("model")
-    t.add_column("protocol")
-    for quantity in ("common", "counter", "drop"):
-        t.add_column(quantity, justify="right")
+    quantities = list(dict.fromkeys(comparison["quantity"]))
+    for col in ("model", "protocol", *quantities):
+        t.add_column(col, justify="right" if col in quantities else "left")
     for (model, protocol), rows in comparison.groupby(["model", "protocol"], sort=False):
         cells = []
-        for quantity in ("common", "counter", "drop"):
-            r = rows[rows["quantity"] == quantity].iloc[0]
+        for quantity in quantities:
+            r = rows[rows["quantity"] == quantity]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
             mark = " !" if r["flagged"] else ""
             cells.append(f"{r['ours']:.1f} / {r['published']:.1f} / {r['difference']:+.1f}{mark}")
         t.add_row(model, protocol, *cells)
