@@ -1,4 +1,4 @@
-"""``spurbench reproduce counteranimal``: the paper's table on your copy of the data."""
+"""``spurbench reproduce counteranimal | imagenet-shifts``: published tables on your data."""
 
 from __future__ import annotations
 
@@ -16,34 +16,38 @@ reproduce_app = typer.Typer(help="Reproduce a paper's published numbers in one c
 console = Console()
 err_console = Console(stderr=True)
 
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--models", help="Only published models matching this glob; repeat for several."),
+]
+WeightsMapOpt = Annotated[
+    Path | None,
+    typer.Option(help="JSON {published name: model spec} or CSV name,weights: local checkpoints."),
+]
+BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
+StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
 
 @reproduce_app.command("counteranimal")
 @friendly
 def counteranimal_cmd(
     data: Annotated[Path, typer.Option("--data", "-d", help="The CounterAnimal release folder.")],
-    models: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--models", help="Only the paper's models matching this glob; repeat for several."
-        ),
-    ] = None,
-    weights_map: Annotated[
-        Path | None,
-        typer.Option(help="JSON {paper name: model spec} or CSV name,weights: local checkpoints."),
-    ] = None,
+    models: ModelsOpt = None,
+    weights_map: WeightsMapOpt = None,
     protocol: Annotated[str, typer.Option(help="1v1000, 1v20 or both.")] = "both",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
-    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    store: StoreOpt = Path("spurbench.duckdb"),
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The CounterAnimal paper's models under its protocols: ours, published, difference.
@@ -60,20 +64,9 @@ def counteranimal_cmd(
     known = set(paper_models()["model_name"])
     mapping = read_weights_map(weights_map, known) if weights_map else None
     dataset = open_dataset(data)  # before any model loads
-    info = err_console if as_json else console
-    result = reproduce_counteranimal(
-        dataset,
-        models=models,
-        weights_map=mapping,
-        protocols=protocols,
-        notify=lambda line: info.print(line, highlight=False),
-        store=store,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        device=device,
-        show_progress=not (quiet or as_json),
-    )
-    _show(result, as_json, store)
+    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
+    _reproduce(reproduce_counteranimal, dataset, models, mapping, store, quiet, as_json,
+               protocols=protocols, **runtime)  # fmt: skip
 
 
 @reproduce_app.command("imagenet-shifts")
@@ -82,26 +75,16 @@ def imagenet_shifts_cmd(
     root: Annotated[
         Path | None, typer.Option(help="Folder holding the suite's datasets (see `suite`).")
     ] = None,
-    models: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--models", help="Only published models matching this glob; repeat for several."
-        ),
-    ] = None,
-    weights_map: Annotated[
-        Path | None,
-        typer.Option(help="JSON {published name: model spec} or CSV name,weights."),
-    ] = None,
+    models: ModelsOpt = None,
+    weights_map: WeightsMapOpt = None,
     templates: Annotated[
         str, typer.Option(help="'openai' (80 prompts, as published), 'paper' or a file.")
     ] = "openai",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
-    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    store: StoreOpt = Path("spurbench.duckdb"),
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """ImageNet and its shifts (V2, Sketch, R, A, ObjectNet): ours / published / difference.
@@ -115,23 +98,23 @@ def imagenet_shifts_cmd(
 
     known = set(shift_models()["model"])
     mapping = read_weights_map(weights_map, known) if weights_map else None
-    info = err_console if as_json else console
-    result = reproduce_imagenet_shifts(
-        root,
+    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
+    _reproduce(reproduce_imagenet_shifts, root, models, mapping, store, quiet, as_json,
+               templates=templates, **runtime)  # fmt: skip
+
+
+def _reproduce(run, target, models, weights_map, store: Path, quiet: bool, as_json: bool, **kw):
+    """Run one reproduction, then print its table (or JSON) and what could not be run."""
+    info = err_console if as_json else console  # with --json, stdout holds the JSON alone
+    result = run(
+        target,
         models=models,
-        weights_map=mapping,
+        weights_map=weights_map,
         notify=lambda line: info.print(line, highlight=False),
         store=store,
-        cache_dir=cache_dir,
-        templates=templates,
-        batch_size=batch_size,
-        device=device,
         show_progress=not (quiet or as_json),
+        **kw,
     )
-    _show(result, as_json, store)
-
-
-def _show(result, as_json: bool, store: Path) -> None:
     if as_json:
         print_json({"comparison": records(result.comparison), "unavailable": result.unavailable})
         return
