@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from spurbench.cli_errors import print_error
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError, SpurbenchError
 from spurbench.terminal import JsonOpt, print_json, print_table, records
@@ -122,7 +124,7 @@ def suite_cmd(
             as_json,
         )
     except SpurbenchError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(e)
         raise typer.Exit(2) from None
 
 
@@ -154,7 +156,7 @@ def _run(
     if models:
         found, missing = locate_datasets(root, names, overrides)  # report before a model loads
         for message in missing.values():
-            info.print(f"[yellow]skipped[/] {message}", highlight=False, soft_wrap=True)
+            info.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
     evaluated = set(models)  # as typed, and below as the store spells them
@@ -176,7 +178,7 @@ def _run(
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
-        info.print(f"[bold]{result.model}[/]: {done}", highlight=False)
+        info.print(f"[bold]{escape(result.model)}[/]: {escape(done)}", highlight=False)
     if not store.exists():
         raise DatasetError(f"No results store at {store}; evaluate a model first (-m NAME).")
     report = suite_table(store, baseline=cast("BaselineSource", baseline))
@@ -184,7 +186,7 @@ def _run(
         print_json({"models": records(report.table), "notes": list(report.notes())})
         return
     _print_table(report, evaluated)
-    console.print(f"Results stored in [bold]{store}[/].")
+    console.print(f"Results stored in [bold]{escape(str(store))}[/].")
 
 
 def _parse_paths(items: list[str]) -> dict[str, str]:
@@ -222,7 +224,8 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
     t.add_column("mean shift", justify="right")
     t.add_column("ER mean", justify="right")
     for _, row in table.iterrows():
-        label = f"[bold]{row['model']}[/]" if row["model"] in highlight else str(row["model"])
+        name = escape(str(row["model"]))
+        label = f"[bold]{name}[/]" if row["model"] in highlight else name
         if row["zero_shot"]:
             label += " [dim](zero-shot)[/]"
         cells = [_pct(row[n]) for n in (REFERENCE, *SHIFTS)]
@@ -232,7 +235,7 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
         t.add_row(label, *cells, mean, _pts(row["er_mean"]))
     print_table(console, t)
     for line in report.notes():
-        console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     for model in sorted(highlight):
         for line in report.standing(model):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(escape(line), highlight=False, soft_wrap=True)

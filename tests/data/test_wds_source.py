@@ -102,8 +102,15 @@ def test_rerun_is_cached_and_rewriting_a_shard_is_not(folder_and_shards, tiny_cl
     np.testing.assert_array_equal(first.embedding, again.embedding)
     shard = shards / "test" / "0.tar"
     st = shard.stat()
-    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten: not the same images
-    assert feature_key(model, open_dataset(shards)) != first.key
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert feature_key(model, open_dataset(shards), cache_dir=tmp_path / "c") == first.key
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar if m.isfile()]
+    first_image = next(m.name for m, _ in members if m.name.endswith((".png", ".jpg")))
+    with tarfile.open(shard, "w") as tar:  # same layout, one image's bytes changed
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data[::-1] if m.name == first_image else data))
+    assert feature_key(model, open_dataset(shards), cache_dir=tmp_path / "c") != first.key
 
 
 def test_clip_benchmark_class_names_and_templates(tmp_path):

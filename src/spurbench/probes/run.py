@@ -272,6 +272,10 @@ def probe(
     need_head = bool(_HEAD_PROBES & set(wanted))
     if need_head:
         P.check_protocol(protocol, dataset)
+    if need_head and protocol == "1v20":  # a missing reference or bad file stops us here
+        from spurbench.evaluate.candidates import prepare_candidates
+
+        reference = prepare_candidates(reference, candidates, dataset, device)
     columns = _check_concept_columns(dataset, concept_columns) if "concepts" in wanted else []
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()

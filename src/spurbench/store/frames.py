@@ -38,7 +38,7 @@ def load_results(store: ResultsStore | str | Path) -> ResultFrames:
     if not isinstance(store, ResultsStore):
         if not Path(store).expanduser().exists():
             raise StoreError(f"No results store at {store}.")
-        store = ResultsStore(store)
+        store = ResultsStore(store, read_only=True)
     return ResultFrames(
         summary=store.summary(),
         runs=store.runs(),
