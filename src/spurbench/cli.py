@@ -18,6 +18,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
+from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
 
 app = typer.Typer(
     name="spurbench",
@@ -44,6 +45,21 @@ class Backend(StrEnum):
     ray = "ray"
 
 
+@app.callback()
+def _options(
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width",
+            min=20,
+            help="Table width in characters [default: the terminal's; unlimited when piped].",
+        ),
+    ] = None,
+) -> None:
+    """How much does a vision or vision-language model lean on spurious features, and why?"""
+    set_width(width)
+
+
 @app.command("eval")
 @friendly
 def eval_cmd(
@@ -51,14 +67,25 @@ def eval_cmd(
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
     data: Annotated[
-        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="CounterAnimal folder, class folders, manifest, WebDataset shards (folder, "
+            "'shards-{000..009}.tar'), hf:org/name[:config][@split] or a save_to_disk folder.",
+        ),
     ],
     protocol: Annotated[
         str, typer.Option(help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list.")
     ] = "1v1000",
     templates: Annotated[
-        str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
-    ] = "paper",
+        str | None,
+        typer.Option(
+            help="'paper', 'openai' (80 prompts) or a file [default: the dataset's own "
+            "(clip_benchmark's templates file), else 'paper'].",
+            show_default=False,
+        ),
+    ] = None,
     name_set: Annotated[
         str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
     ] = "openai",
@@ -69,6 +96,15 @@ def eval_cmd(
     allow_outside_root: Annotated[
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
+    image_column: Annotated[
+        str | None, typer.Option(help="HF dataset column / WebDataset extension of the image.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="... of the label [default: ClassLabel/'label'; 'cls'].")
+    ] = None,
+    group_column: Annotated[
+        str | None, typer.Option(help="... of the group, e.g. common/counter [default: 'group'].")
+    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
@@ -116,6 +152,7 @@ def eval_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on a grouped dataset and store per-image predictions and metrics.
 
@@ -133,7 +170,13 @@ def eval_cmd(
 
         spurbench eval -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --backend ray
           --address ray://head-node:10001
+
+        spurbench eval -m ViT-B-32,openai -d ~/data/wds_cifar10/ --protocol 1vN
+
+        spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
+    from spurbench.data.dataset import SourceColumns
+    from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
@@ -142,6 +185,15 @@ def eval_cmd(
     _check_score(score, model)
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
+    # opened once, before any model loads, so bad data fails fast and all models see one table
+    dataset = open_dataset(
+        data,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        columns=SourceColumns(image_column, label_column, group_column),
+    )
     common = dict(
         name_set=name_set,
         split=split,
@@ -151,15 +203,16 @@ def eval_cmd(
         cache_dir=cache_dir,
         candidates=candidates,
         device=device,
-        show_progress=not quiet,
+        show_progress=not (quiet or as_json),
     )
+    done: list[Any] = []
     for name in model:
         if parse_model_name(name).family == "lvlm":
             from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
             from spurbench.models.lvlm import load_lvlm
 
-            dataset, sources = check_lvlm_request(
-                data,
+            lvlm_data, sources = check_lvlm_request(
+                dataset,
                 protocols,
                 reference=reference,
                 candidates=candidates,
@@ -173,7 +226,7 @@ def eval_cmd(
             results = [
                 evaluate_lvlm(
                     adapter,
-                    dataset,
+                    lvlm_data,
                     p,
                     reference=sources[p],
                     question=question,
@@ -183,12 +236,11 @@ def eval_cmd(
                 )
                 for p in protocols
             ]
-            for r in results:
-                _print_result(r)
+            done += _show(results, as_json)
             continue
         results = evaluate(
             name,
-            data,
+            dataset,
             protocols,
             templates=templates,
             name_set=name_set,
@@ -202,15 +254,36 @@ def eval_cmd(
             reference=reference,
             candidates=candidates,
             device=device,
-            show_progress=not quiet,
+            show_progress=not (quiet or as_json),
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
         )
-        for r in results:
-            _print_result(r)
+        done += _show(results, as_json)
+    if as_json:
+        print_json([_result_record(r) for r in done])
+        return
     shown = escape(str(store))
     console.print(f"Results stored in [bold]{shown}[/]; see `spurbench results --store {shown}`.")
+
+
+def _show(results: list[Any], as_json: bool) -> list[Any]:
+    """Print each model's tables as soon as it is done (JSON waits for the end)."""
+    if not as_json:
+        for r in results:
+            _print_result(r)
+    return results
+
+
+def _result_record(r: Any) -> dict:
+    return {
+        "run_id": r.run_id,
+        "model": r.model,
+        "dataset": r.dataset,
+        "protocol": r.protocol,
+        "summary": records(r.summary),
+        "skipped": len(r.skipped),
+    }
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -254,7 +327,7 @@ def _print_result(r: Any) -> None:
     if ("drop", "common-counter") in s.index:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
-    console.print(t)
+    print_table(console, t)
     from spurbench.evaluate.metrics import classes_per_group
     from spurbench.store.results import paired_drop_note
 
@@ -283,7 +356,14 @@ def _ci(row: Any) -> str:
 def results_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     export: Annotated[Path | None, typer.Option(help="Write every table to this folder.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="csv, json, parquet, or clip_benchmark (one clip_benchmark JSON per run).",
+        ),
+    ] = "csv",
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
@@ -294,8 +374,18 @@ def results_cmd(
     rs = ResultsStore(store, read_only=True)
     df = rs.summary()
     if export is not None:
-        for p in rs.export(export, fmt):
+        if fmt == "clip_benchmark":
+            from spurbench.store.clip_benchmark import export_runs
+
+            written = export_runs(rs, export)
+        else:
+            written = rs.export(export, fmt)
+        for p in written:
             console.print(f"wrote {escape(str(p))}", highlight=False)
+        return
+    published = rs.published()
+    if as_json:
+        print_json({"runs": records(df), "published": records(published)})
         return
     t = Table(title=escape(f"spurbench results · {store}"))
     for col in (
@@ -331,11 +421,45 @@ def results_cmd(
             str(r.n_images),
             str(r.n_skipped),
         )
-    console.print(t)
+    print_table(console, t)
     for r in df.itertuples():
         note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
         if note:
             console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
+    if len(published):
+        p = Table(title="published elsewhere (imported)")
+        for col in ("dataset", "model", "pretrained", "task", "acc1", "acc5", "mean recall"):
+            p.add_column(col, justify="right" if col[0] in "am" else "left")
+        for r in published.itertuples():
+            p.add_row(
+                r.dataset,
+                r.model,
+                r.pretrained,
+                r.task,
+                _opt(r.acc1),
+                _opt(r.acc5),
+                _opt(r.mean_per_class_recall),
+            )
+        print_table(console, p)
+
+
+@app.command("import-results")
+@friendly
+def import_results_cmd(
+    files: Annotated[list[Path], typer.Argument(help="clip_benchmark result JSON files.")],
+    store: StoreOpt = Path("spurbench.duckdb"),
+) -> None:
+    """Bring clip_benchmark results into the store as rows published elsewhere.
+
+    Example: spurbench import-results benchmark_*.json --store spurbench.duckdb
+    """
+    from spurbench.store import ResultsStore
+    from spurbench.store.clip_benchmark import import_files, read_file
+
+    for f in files:  # every file checked before the store is touched
+        read_file(f)
+    rows = import_files(ResultsStore(store), list(files))
+    console.print(f"imported {len(rows)} results into {store}; see `spurbench results`.")
 
 
 def _candidate_sets_cell(digest: Any, source: Any) -> str:
@@ -413,18 +537,22 @@ def models_cmd(
     ] = None,
     family: Annotated[str | None, typer.Option(help="open_clip, timm or torchvision.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show (0 = all).")] = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     """List known model names (open_clip pairs, timm and torchvision weights)."""
     from spurbench.models import list_models
 
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
+    if as_json:
+        print_json(records(shown[["name", "family", "arch", "pretrained"]]))
+        return
     t = Table(title=escape(f"{len(df)} models" + (f" matching {pattern!r}" if pattern else "")))
     for col in ("name", "family", "arch", "pretrained"):
         t.add_column(col)
     for r in shown.itertuples():
         t.add_row(*(escape(str(v)) for v in (r.name, r.family, r.arch, r.pretrained)))
-    console.print(t)
+    print_table(console, t)
     if len(shown) < len(df):
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
 
@@ -447,6 +575,7 @@ def demo_cmd(
         bool, typer.Option(help="Also probe the models and re-discover the planted pairs.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tour spurbench offline on a synthetic world whose spurious feature is planted.
 
@@ -467,7 +596,17 @@ def demo_cmd(
     except ValueError as e:
         raise SpurbenchError(f"Invalid world: {e}") from None
     train_cfg = TrainConfig.fast(seed=seed, clip_steps=clip_steps)
-    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not quiet)
+    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not (quiet or as_json))
+    if as_json:
+        print_json(
+            {
+                "models": records(result.table),
+                "store": str(result.store),
+                "report": str(result.report),
+                "world": str(result.world.root),
+            }
+        )
+        return
     t = Table(
         title=f"Synthetic CounterAnimal (rho={rho}, {classes} classes, "
         f"{backgrounds} backgrounds) · 1-vs-{classes}",
@@ -484,7 +623,7 @@ def demo_cmd(
             f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
             str(r.n_images),
         )
-    console.print(t)
+    print_table(console, t)
     if result.probes:
         _print_tour_probes(result)
     if result.discovery is not None:
@@ -523,7 +662,7 @@ def _print_tour_probes(result: Any) -> None:
             f"{100 * r.max_prunable_fraction:.0f}%" if r.max_prunable_fraction is not None else "",
             f"{encoded}/{len(r.concepts)}" if r.concepts is not None else "",
         )
-    console.print(t)
+    print_table(console, t)
     console.print(
         "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
         "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
@@ -542,6 +681,7 @@ def theory_cmd(
     n: Annotated[int, typer.Option(help="Training and test samples per run.")] = 20_000,
     sigma_inv: Annotated[float, typer.Option(help="Std of the invariant latent.")] = 1.0,
     sigma_spu: Annotated[float, typer.Option(help="Std of the spurious latent.")] = 1.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Simulate the CounterAnimal paper's linear CLIP model (Thm 6.2) against its bound.
 
@@ -570,6 +710,9 @@ def theory_cmd(
     mean = df.groupby(["mu_spu", "p_spu", "objective"], as_index=False)[
         ["ood_error", "bound"]
     ].mean()
+    if as_json:
+        print_json(records(mean))
+        return
     t = Table(title="OOD error (a != y) vs the theorem's bound, mean over seeds")
     for col in ("mu_spu", "p_spu", "bound", "CLIP", "supervised"):
         t.add_column(col, justify="right")
@@ -584,7 +727,7 @@ def theory_cmd(
             f"{getattr(r, 'clip', float('nan')):.3f}",
             f"{getattr(r, 'supervised', float('nan')):.3f}",
         )
-    console.print(t)
+    print_table(console, t)
     console.print(escape(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}"), highlight=False)
 
 
@@ -593,12 +736,14 @@ def _register_stage_commands() -> None:
     from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
+    from spurbench.reproduce_command import reproduce_app
     from spurbench.suite_command import suite_cmd
 
     app.command("probe")(probe_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
     app.add_typer(curate_app, name="curate")
+    app.add_typer(reproduce_app, name="reproduce")
 
 
 _register_stage_commands()

@@ -44,6 +44,7 @@ from spurbench.curate.pool import LABEL_CONFLICT, LABEL_NOISE, in_dataset
 from spurbench.data.classes import resolve_templates
 from spurbench.data.dataset import COMMON, COUNTER, ImageDataset
 from spurbench.data.layouts import EXPORT_MARKER
+from spurbench.data.members import is_member, read_member
 from spurbench.errors import DatasetError
 
 DATASHEET_JSON, DATASHEET_MD, MANIFEST = EXPORT_MARKER, "DATASHEET.md", "manifest.csv"
@@ -160,14 +161,18 @@ def _copy_images(
     records = []
     for r in rows.itertuples(index=False):
         folder = f"{class_folder(dataset, int(r.label))}/{r.group}-{_safe(r.background)}"
-        src = Path(r.path)
+        data = read_member(r.path) if is_member(r.path) else None
+        src = Path(r.path) if data is None else Path(_member_file_name(str(r.image_id), data))
         rel = f"{folder}/{src.name}"
         if rel in used:  # two pool images with one file name: keep both, distinctly named
             tag = hashlib.sha256(str(r.image_id).encode()).hexdigest()[:8]
             rel = f"{folder}/{src.stem}-{tag}{src.suffix}"
         used.add(rel)
         (root / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, root / rel)
+        if data is None:
+            shutil.copyfile(src, root / rel)
+        else:
+            (root / rel).write_bytes(data)
         records.append(
             (
                 rel,
@@ -193,6 +198,17 @@ def _copy_images(
         "source_image_id",
     ]
     return pd.DataFrame(records, columns=cols)
+
+
+def _member_file_name(image_id: str, data: bytes) -> str:
+    """A file name for an image that lived inside a shard: its key and its real format."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        fmt = (im.format or "bin").lower()
+    return f"{_safe(image_id.rsplit('/', 1)[-1])}.{'jpg' if fmt == 'jpeg' else fmt}"
 
 
 def _sha256(path: Path) -> str:

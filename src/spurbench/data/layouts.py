@@ -40,7 +40,7 @@ from spurbench.data.classes import (
     name_key,
     read_class_file,
 )
-from spurbench.data.dataset import COMMON, COUNTER, ImageDataset
+from spurbench.data.dataset import COMMON, COUNTER, ImageDataset, SourceColumns
 from spurbench.errors import DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".jfif"}
@@ -65,20 +65,21 @@ def open_dataset(
     root: str | Path | None = None,
     classes: ClassList | str | Path | None = None,
     allow_outside_root: bool = False,
+    columns: SourceColumns | None = None,
 ) -> ImageDataset:
     """Open a dataset folder or manifest file; the layout is recognised from what is there.
 
     ``classes`` (a ClassList or a file with one name per line) is the label space of a manifest
     whose integer labels index a custom class list, or whose names must match a fixed list.
+    Hugging Face datasets (``hf:org/name[:config][@split]``, a ``save_to_disk`` folder, a
+    Parquet file of image bytes) and WebDataset shards (a folder, a ``.tar``, a brace pattern)
+    are read in place; ``columns`` names their image / label / group fields.
     """
     if isinstance(classes, str | Path):
         classes = read_class_file(classes)
-    text = str(source)
-    if text.startswith("hf:"):
-        raise DatasetError(
-            "Hugging Face datasets: export the split to a folder or a manifest (path, label, "
-            "group) with `datasets`' `save_to_disk`/`to_parquet` and point spurbench at it."
-        )
+    container = _open_container(source, split, columns, classes, name_set)
+    if container is not None:
+        return container
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq", ".tsv"):
         ds = load_manifest(
@@ -119,6 +120,30 @@ def open_dataset(
 def is_system_name(name: str) -> bool:
     """Hidden or system entries (``.DS_Store``, ``@eaDir``, ``__MACOSX``): never data."""
     return name.startswith((".", "@")) or name.lower() in SYSTEM_NAMES
+
+
+def _open_container(
+    source: str | Path,
+    split: str | None,
+    columns: SourceColumns | None,
+    classes: ClassList | None,
+    name_set: str,
+) -> ImageDataset | None:
+    """A Hugging Face or WebDataset source opened in place, or None for other layouts."""
+    from spurbench.data import hf_source, wds_source
+
+    text = str(source)
+    path = Path(text).expanduser()
+    options = dict(split=split, columns=columns, classes=classes, name_set=name_set)
+    if (
+        text.startswith(hf_source.PREFIX)
+        or (path.is_dir() and hf_source.is_saved_dataset(path))
+        or (path.suffix.lower() in (".parquet", ".pq") and hf_source.is_image_parquet(path))
+    ):
+        return hf_source.open_hf(source, **options)
+    if wds_source.is_webdataset(source):
+        return wds_source.open_webdataset(source, **options)
+    return None
 
 
 def _has_class_folders(path: Path) -> bool:
