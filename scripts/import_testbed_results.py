@@ -28,14 +28,16 @@ Rules, kept here so that a re-import is mechanical:
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import io
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path
+import _reference_import as shared
+from _reference_import import folder_reader, git_reader
 
 RESULTS = "robustness_top1s.csv"
 METADATA = "plotting/model_types.py"
@@ -132,72 +134,25 @@ def extract(read: Callable[[str], str]) -> list[dict[str, str]]:
 
 
 def to_csv(rows: list[dict[str, str]]) -> str:
-    """CSV text with ``\\n`` line ends, so the committed file is byte-for-byte reproducible."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(OUTPUT), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def folder_reader(folder: Path) -> Callable[[str], str]:
-    """Read the files from a checkout of the repository."""
-    return lambda path: (folder / path).read_text(encoding="utf-8")
-
-
-def git_reader(git_dir: Path, rev: str) -> Callable[[str], str]:
-    """Read the files at ``rev`` from a (bare) clone, without a work tree."""
-
-    def read(path: str) -> str:
-        return _git(git_dir, "show", f"{rev}:{path}")
-
-    return read
-
-
-def _git(git_dir: Path, *args: str) -> str:
-    cmd = ["git", f"--git-dir={git_dir}", *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-
-def _provenance(git_dir: Path, rev: str) -> str:
-    """Commit of ``rev`` and the blob id of each file, for SOURCES.md."""
-    commit = _git(git_dir, "rev-parse", rev).strip()
-    lines = [f"commit {commit} ({_git(git_dir, 'log', '-1', '--format=%ci', rev).strip()})"]
-    for path in (RESULTS, METADATA):
-        blob = _git(git_dir, "rev-parse", f"{rev}:{path}").strip()
-        last = _git(git_dir, "log", "-1", "--format=%H %cs", rev, "--", path).strip()
-        lines.append(f"  {path}: blob {blob}, last {last}")
-    return "\n".join(lines)
+    """The committed file's text (reproducible byte for byte)."""
+    return shared.to_csv(rows, OUTPUT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="folder", type=Path, help="a checkout of imagenet-testbed")
-    src.add_argument("--git-dir", type=Path, help="a clone of modestyachts/imagenet-testbed")
-    ap.add_argument("--rev", default="HEAD", help="commit to read with --git-dir [HEAD]")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV to write")
-    ap.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    ap = shared.parser(__doc__.split("\n\n")[0], "imagenet-testbed's files", DEFAULT_OUT)
     args = ap.parse_args(argv)
 
     if args.git_dir is not None:
         read = git_reader(args.git_dir, args.rev)
-        print(_provenance(args.git_dir, args.rev))
+        print(shared.provenance(args.git_dir, args.rev, [RESULTS, METADATA]))
     else:
         read = folder_reader(args.folder)
     rows = extract(read)
-    text = to_csv(rows)
     typed: dict[str, int] = {}
     for r in rows:
         typed[r["model_type"] or "(none)"] = typed.get(r["model_type"] or "(none)", 0) + 1
     print(f"{len(rows)} models; by type: {typed}")
-    if args.check:
-        same = args.out.exists() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'identical' if same else 'DIFFERS'}")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(text.encode())} bytes)")
-    return 0
+    return shared.write_or_check(to_csv(rows), args.out, args.check)
 
 
 if __name__ == "__main__":

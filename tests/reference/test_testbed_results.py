@@ -8,9 +8,7 @@ Numbers are never typed in here: they are read from the verbatim excerpt in
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -23,21 +21,15 @@ from spurbench.reference.testbed import (
     store_model_in1k_only,
     timm_in1k_only,
 )
+from tests.reference.scripts import REFERENCE, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 EXCERPT = Path(__file__).parent / "data" / "testbed_excerpt"
-SHIPPED = ROOT / "src" / "spurbench" / "reference" / "testbed_results.csv"
-SOURCES = ROOT / "src" / "spurbench" / "reference" / "SOURCES.md"
+SHIPPED = REFERENCE / "testbed_results.csv"
+SOURCES = REFERENCE / "SOURCES.md"
 
 
 def _script() -> ModuleType:
-    path = ROOT / "scripts" / "import_testbed_results.py"
-    spec = importlib.util.spec_from_file_location("import_testbed_results", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("import_testbed_results")
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
