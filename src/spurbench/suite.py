@@ -74,8 +74,6 @@ MIN_BASELINE = 3
 #: bootstrap slope interval spans a factor of several), so a store only replaces them once it
 #: is a testbed in its own right. ``baseline="store"`` uses any number (at least 3).
 MIN_STORE_BASELINE = 20
-#: Baseline sources made of ImageNet-trained models (effective robustness proper).
-IMAGENET_SOURCES = ("store", "timm", "testbed", "given")
 #: Column prefix of a model's distance from a trend that is not ImageNet-trained.
 CLIP_GAP_PREFIX = "gap_vs_clip_trend_"
 
@@ -542,7 +540,12 @@ def suite_table(
         mean_over = _mean_shifts(have, trend)
         if mean_over:
             mean_y = float(np.mean([row[s] for s in mean_over]))
-            _put(table, i, prefix + "mean", trend(mean_over), row[REFERENCE], mean_y)
+            subset = (
+                f", mean of {len(mean_over)} of {len(have)} shifts"
+                if len(mean_over) < len(have)
+                else ""
+            )
+            _put(table, i, prefix + "mean", trend(mean_over), row[REFERENCE], mean_y, subset)
     published = _published() if not table.empty else pd.DataFrame()
     for shift in SHIFTS:
         if (shift,) in trends and not published.empty:
@@ -552,27 +555,26 @@ def suite_table(
     return SuiteTable(table, list(trends.values()), transform, published, prefix)
 
 
-def _put(table: pd.DataFrame, i: object, col: str, base: Baseline, x: float, y: float) -> None:
+def _put(
+    table: pd.DataFrame, i: object, col: str, base: Baseline, x: float, y: float, note: str = ""
+) -> None:
     """One ER and, beside it, the source and size of the trend it was measured against."""
     table.at[i, col] = _er(base, x, y)
     if base.fit is not None:
-        table.at[i, col + "_baseline"] = base.label
+        table.at[i, col + "_baseline"] = base.label + note
 
 
 def _mean_shifts(
     have: tuple[str, ...], trend: Callable[[tuple[str, ...]], Baseline]
 ) -> tuple[str, ...]:
-    """The shifts ``er_mean`` averages: all a model has, unless only a CLIP trend covers them.
-
-    Effective robustness is measured against ImageNet-trained models. When the full set has
-    no ImageNet-model trend (timm publishes no ObjectNet numbers), the shifts that do have
-    one are averaged instead of switching the mean to the CLIP trend, which would change what
-    the number means; the notes name the shifts used.
+    """The shifts ``er_mean`` averages: all a model has, or, when no baseline model has all of
+    them (``baseline="timm"``: no ObjectNet), those that have a trend; the mean's
+    ``_baseline`` label then says "mean of 4 of 5 shifts", so it is never a silent subset.
     """
-    if not have or trend(have).source in IMAGENET_SOURCES:
+    if not have or trend(have).fit is not None:
         return have
-    covered = tuple(s for s in have if trend((s,)).source in IMAGENET_SOURCES)
-    return covered if covered and trend(covered).source in IMAGENET_SOURCES else have
+    covered = tuple(s for s in have if trend((s,)).fit is not None)
+    return covered if covered and trend(covered).fit is not None else have
 
 
 def _er(base: Baseline, x: float, y: float) -> float:
