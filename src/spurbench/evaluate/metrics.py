@@ -11,8 +11,8 @@ drawing Binomial(n, k/n)) can never move a cell at 0 % or 100 %, so a drop whose
 at 100 % got an interval that ignored that side. Instead each draw first takes the cell's rate
 from its Jeffreys posterior Beta(k + ½, n − k + ½), then the count from Binomial(n, rate) (a
 beta-binomial draw). Simulated coverage of the drop's 95 % interval (``tests/evaluate/
-test_metrics.py``): ≥ 95 % for cells of 5–20 images with rates from 2 % to 98 %, where the plain
-binomial bootstrap gave 89–93 %; the price is intervals about 1.4× wider for cells away from the
+test_metrics.py``): 95–99 % for cells of 5–20 images with rates from 2 % to 98 %, where the plain
+binomial bootstrap gave 90–94 %; the price is intervals about 1.4× wider for cells away from the
 boundary, and it still under-covers when *every* cell is near 0 or 100 % with 10 or fewer
 images (about 75 % at n = 5, 92 % at n = 10). The Jeffreys rate is pulled towards ½, so when
 many cells sit at the boundary the percentiles can all fall on one side of the estimate (45
