@@ -176,3 +176,10 @@ def test_theory_refuses_points_outside_the_assumptions_unless_asked(tmp_path):
     assert "outside 2,4" in out.output
 
 
+
+
+def test_theory_table7_rejects_a_bad_world_before_training(tmp_path):
+    out = runner.invoke(app, ["theory", "--table7", "--rho", "1.5", "--out", str(tmp_path)])
+    assert out.exit_code == 2
+    assert out.output.startswith("error: Invalid world") and len(out.output.splitlines()) <= 2
+    assert not (tmp_path / "table7").exists()

@@ -425,6 +425,18 @@ def theory_cmd(
             "'outside' in the table: the theorem says nothing about them.",
         ),
     ] = False,
+    table7: Annotated[
+        bool,
+        typer.Option(
+            "--table7",
+            help="Instead of the grid, run the paper's Table 7 on the synthetic world: the tiny "
+            "CLIP fine-tuned with the CLIP objective vs with cross-entropy (trains three tiny "
+            "models on CPU, cached in --out).",
+        ),
+    ] = False,
+    rho: Annotated[
+        float, typer.Option(help="--table7: P(common background) in the world.")
+    ] = 0.9,
 ) -> None:
     """Simulate the CounterAnimal paper's linear CLIP model against Theorem 6.2's lower bounds.
 
@@ -435,6 +447,8 @@ def theory_cmd(
     and a supervised linear classifier on the same data, and prints the measured error and
     accuracy beside both bounds. The default grid meets every assumption.
     """
+    if table7:
+        return _table7_panel(out, rho)
     from spurbench.synth import theory
 
     floats = lambda text: [float(v) for v in text.split(",") if v.strip()]  # noqa: E731
@@ -492,6 +506,36 @@ def theory_cmd(
         "details in the CSV) are not covered by it."
     )
     console.print(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}")
+
+
+def _table7_panel(out: Path, rho: float) -> None:
+    """`spurbench theory --table7`: CLIP-objective vs supervised fine-tuning (Table 7)."""
+    from spurbench.synth.table7 import run_table7
+    from spurbench.synth.world import WorldConfig
+
+    try:
+        world_cfg = WorldConfig.fast(rho=rho)
+    except ValueError as e:
+        raise SpurbenchError(f"Invalid world: {e}") from None
+    table = run_table7(out / "table7", world_cfg)
+    t = Table(
+        title=f"Table 7 in the synthetic world (rho={rho:g}): fine-tuning objective vs robustness",
+        title_justify="left",
+    )
+    for col in ("model", "fine-tuning", "common (ID)", "counter (OOD)", "drop", "drop 95% CI"):
+        t.add_column(col, justify="left" if col in ("model", "fine-tuning") else "right")
+    for r in table.itertuples():
+        t.add_row(
+            r.model, r.fine_tuning, _pct(r.common), _pct(r.counter), f"[bold]{_pct(r.drop)}[/]",
+            f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
+        )  # fmt: skip
+    console.print(t)
+    console.print(
+        "The paper (ColoredCOCO, RN50): CLIP objective 95.67 → 0.78, supervised 94.44 → 5.33 — "
+        "the contrastive objective adds no robustness. Here the no-fine-tuning CLIP was "
+        "pre-trained on this same world, so it carries the shortcut too (unlike the paper's)."
+    )
+    console.print(f"wrote {out / 'table7' / 'table7.csv'}")
 
 
 def _register_stage_commands() -> None:
