@@ -24,7 +24,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.probes.concepts import unique_concepts
-from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
+from spurbench.probes.run import AUTO_PROTOCOL, PROBES, SPACES, ProbeResult, json_safe, probe
 
 __all__ = ["probe_cmd"]
 
@@ -64,10 +64,11 @@ def probe_cmd(
     protocol: Annotated[
         str,
         typer.Option(
-            help="Class set of the head: 1vN (dataset classes), 1v1000 (the paper's ImageNet "
-            "head) or 1v20."
+            help="Class set of the head: auto (the paper's 1v1000 ImageNet head when the labels "
+            "are ImageNet classes and the model has one, else 1vN, with a note), 1vN (dataset "
+            "classes: an extension, labelled in every table), 1v1000 or 1v20."
         ),
-    ] = "1vN",
+    ] = AUTO_PROTOCOL,
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
@@ -227,10 +228,10 @@ def _print_directions(results: list[ProbeResult]) -> None:
         "σᵢ/Σσ · E|cos(h, vᵢ)|",
         title_justify="left",
     )
-    cols = ("model", "top-1 / top-10 share %", "rank", "SVD index", "σ", "importance",
+    cols = ("model", "head", "top-1 / top-10 share %", "rank", "SVD index", "σ", "importance",
             "share %", "E|cos|", "top concept (AP)")  # fmt: skip
     for c in cols:
-        t.add_column(c, justify="left" if c in ("model", "top concept (AP)") else "right")
+        t.add_column(c, justify="left" if c in ("model", "head", "top concept (AP)") else "right")
     for r in shown:
         d = r.directions
         assert d is not None
@@ -241,6 +242,7 @@ def _print_directions(results: list[ProbeResult]) -> None:
             first = i == 0
             t.add_row(
                 r.model if first else "",
+                r.head_label if first else "",
                 f"{_pct(d.concentration(1))} / {_pct(d.concentration(10))}" if first else "",
                 str(i),
                 str(int(d.original_index[i])),
@@ -271,11 +273,11 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         "('least' keeps the least important: the control)",
         title_justify="left",
     )
-    cols = ["model", "directions", "full"]
+    cols = ["model", "head", "directions", "full"]
     cols += [f"top {int(100 * f)}%" for f in SHOWN_FRACTIONS]
     cols += [f"least {int(100 * SHOWN_FRACTIONS[-1])}%", "max prunable"]
     for c in cols:
-        t.add_column(c, justify="left" if c == "model" else "right")
+        t.add_column(c, justify="left" if c in ("model", "head") else "right")
     for r in shown:
         curve = r.pruning
         assert curve is not None
@@ -284,6 +286,7 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         full = float(most.loc[most["k"] == n_dir, "accuracy"].iloc[0])
         t.add_row(
             r.model,
+            r.head_label,
             str(n_dir),
             _pct(full),
             *[_at_fraction(most, f) for f in SHOWN_FRACTIONS],
@@ -316,9 +319,11 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         "cross-validated linear probe",
         title_justify="left",
     )
-    for c in ("model", "concepts", "by directions", "unique", "by linear probe", "unique ",
+    for c in ("model", "head", "concepts", "by directions", "unique", "by linear probe", "unique ",
               "encoded by directions"):  # fmt: skip
-        t.add_column(c, justify="left" if c in ("model", "encoded by directions") else "right")
+        t.add_column(
+            c, justify="left" if c in ("model", "head", "encoded by directions") else "right"
+        )
     for r in shown:
         assert r.concepts is not None
         enc = r.concepts[r.concepts["encoded_by_direction"].astype(bool)]
@@ -328,6 +333,7 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         listed += " …" if len(pairs) > 6 else ""
         t.add_row(
             r.model,
+            r.head_label,
             str(len(r.concepts)),
             str(len(r.encoded_concepts("directions"))),
             str(len(unique["directions"][r.model])) if len(shown) > 1 else "",

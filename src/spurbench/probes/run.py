@@ -29,6 +29,11 @@ The head is rewritten to act on it:
 The class set of the head is the protocol's (1vN: the labels present in the dataset; 1v1000: all
 ImageNet classes, or the dataset's label subset; 1v20: the union of the confusable sets), with the
 protocol's per-image candidate mask, exactly as :func:`spurbench.evaluate.evaluate` builds them.
+The default (``auto``) is the paper's: Crabbé et al. read the 1000-class ImageNet head, so a
+dataset labelled with ImageNet classes is probed on 1v1000. The dataset's own classes (1vN) are an
+extension, chosen explicitly or when the labels are not ImageNet's; a supervised model without a
+1000-class head (e.g. one trained on a few classes) falls back to 1vN under ``auto`` with a note,
+and fails under an explicit ``1v1000``. Every table and stored row names the head it used.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ from spurbench.probes.pruning import max_prunable_fraction, pruning_curve
 from spurbench.store.results import ResultsStore
 
 __all__ = [
+    "AUTO_PROTOCOL",
     "CONCEPT_COLUMNS",
     "FALLBACK_CONCEPT_COLUMNS",
     "PROBES",
@@ -98,6 +104,8 @@ SPACES: tuple[str, ...] = ("pre_head", "embedding")
 #: Directions whose top concepts are stored, and how many concepts each.
 TOP_DIRECTIONS, TOP_CONCEPTS = 5, 3
 _HEAD_PROBES = frozenset({"directions", "pruning", "concepts"})
+#: The default head: the paper's 1v1000 when the labels are ImageNet classes, else 1vN.
+AUTO_PROTOCOL = "auto"
 
 
 class ProbeConfigError(SpurbenchError):
@@ -163,6 +171,8 @@ class ProbeResult:
         concept_direction_scores: the long (concept × direction) AP table behind ``concepts``.
         rows: the tidy rows written to the store (``probe, metric, key, value, extra``).
         probe_ids: store id of each probe run.
+        protocol: the head's protocol as resolved (``auto`` never appears here).
+        head_label: how tables name the head, e.g. ``1v1000`` or ``1vN (10 classes)``.
         notes: what was skipped and why.
         timings: wall-clock seconds per step (``features`` is the cache read, or the encoding
             when the features were not cached yet).
@@ -176,6 +186,7 @@ class ProbeResult:
     n_images: int
     n_skipped: int
     probes: tuple[str, ...]
+    head_label: str = ""
     kurtosis: dict[str, KurtosisSummary] = field(default_factory=dict)
     outliers: dict[str, OutlierReport] = field(default_factory=dict)
     head: PreHeadClassifier | None = None
@@ -215,7 +226,7 @@ def probe(
     *,
     probes: Sequence[str] = PROBES,
     concept_columns: Sequence[str] | None = None,
-    protocol: str = "1vN",
+    protocol: str = AUTO_PROTOCOL,
     templates: str | list[str] | None = "paper",
     name_set: str = "openai",
     split: str | None = None,
@@ -246,9 +257,10 @@ def probe(
         concept_columns: dataset columns holding concept labels; default: those of
             :data:`CONCEPT_COLUMNS` that carry values, else :data:`FALLBACK_CONCEPT_COLUMNS`.
             Each (column, value) pair is one binary concept.
-        protocol: whose class set forms the head: ``1vN`` (the dataset's classes), ``1v1000``
-            (all ImageNet classes: the paper's head) or ``1v20`` (``reference``/``candidates``
-            as for evaluation).
+        protocol: whose class set forms the head: ``auto`` (the paper's 1v1000 when the labels
+            are ImageNet classes and the model has a 1000-class head, else 1vN, with a note),
+            ``1vN`` (the dataset's classes), ``1v1000`` (all ImageNet classes) or ``1v20``
+            (``reference``/``candidates`` as for evaluation).
         seed: seed of the rotation control and of the linear-probe folds.
         ks: numbers of kept directions for the pruning sweep (default: fractions of r).
         ap_threshold: AP at which a concept counts as encoded (both views).
@@ -270,8 +282,9 @@ def probe(
         else open_dataset(data, name_set=name_set, split=split)
     )
     need_head = bool(_HEAD_PROBES & set(wanted))
+    requested = protocol
     if need_head:
-        P.check_protocol(protocol, dataset)
+        protocol = resolve_head_protocol(protocol, dataset)
     columns = _check_concept_columns(dataset, concept_columns) if "concepts" in wanted else []
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -283,6 +296,9 @@ def probe(
         adapter = create_model(model, device=device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
+    head_note = None
+    if need_head:
+        protocol, head_note = _check_head_protocol(adapter, dataset, protocol, requested)
 
     timings: dict[str, float] = {}
     clock = functools.partial(_clock, timings)
@@ -311,7 +327,10 @@ def probe(
         prune_tolerance=prune_tolerance,
         ap_threshold=ap_threshold,
         timings=timings,
+        head_label=head_label(protocol, dataset, requested) if need_head else "",
     )
+    if head_note:
+        result.notes.append(head_note)
     head_cfg: dict[str, Any] = {}
     agreement = float("nan")
     if need_head:
@@ -338,6 +357,7 @@ def probe(
                 )
         head_cfg = {
             "protocol": protocol,
+            "protocol_requested": requested,
             "templates": templates_digest(template_list),
             "classes": hashlib.sha256(head.labels.tobytes()).hexdigest()[:16],
             "candidates": None
@@ -357,6 +377,9 @@ def probe(
         per_probe = _measure(result, spaces, concepts, options, head_cfg, clock)
     if "directions" in per_probe:
         per_probe["directions"][1].append(_row("head_argmax_agreement", "", agreement))
+    for name, (_, rows) in per_probe.items():
+        if name in _HEAD_PROBES and result.head is not None:
+            rows.insert(0, _head_row(result, requested))
 
     frames = []
     versions = _versions() if store is not None and per_probe else {}
@@ -381,14 +404,19 @@ def probe(
         "key",
         "value",
         "extra",
+        "head",
     ]
     rows_df = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=["probe_id", "probe", "metric", "key", "value", "extra"])
     )
+    is_head = rows_df["probe"].isin(_HEAD_PROBES)
     result.rows = rows_df.assign(
-        model=adapter.name, fingerprint=adapter.fingerprint, dataset=dataset.name
+        model=adapter.name,
+        fingerprint=adapter.fingerprint,
+        dataset=dataset.name,
+        head=np.where(is_head, result.head_label, ""),
     )[cols]
     return result
 
@@ -507,6 +535,68 @@ def _clock(timings: dict[str, float], step: str) -> Iterator[None]:
 
 
 # -- the head in pre-head space ------------------------------------------------------------------
+
+
+def resolve_head_protocol(protocol: str, dataset: ImageDataset) -> str:
+    """``auto`` → the paper's 1v1000 when the labels are ImageNet classes, else 1vN.
+
+    Checked before any model loads; whether the model has a 1000-class head is asked later
+    (:func:`_check_head_protocol`).
+    """
+    if protocol == AUTO_PROTOCOL:
+        return "1v1000" if dataset.classes.is_imagenet else "1vN"
+    P.check_protocol(protocol, dataset)
+    return protocol
+
+
+def _check_head_protocol(
+    adapter: ModelAdapter, dataset: ImageDataset, protocol: str, requested: str
+) -> tuple[str, str | None]:
+    """(protocol, note): 1v1000 needs a model that can score all 1000 ImageNet classes.
+
+    A zero-shot model builds any text head. A supervised model has only the classes it was
+    trained on: under ``auto`` it falls back to 1vN, with a note; an explicit 1v1000 fails.
+    """
+    if protocol not in ("1v1000", "1v20") or adapter.zero_shot:
+        return protocol, None
+    try:
+        adapter.head(dataset.classes, ())
+    except ClassListError as err:
+        if requested != AUTO_PROTOCOL:
+            raise ClassListError(
+                f"--protocol {protocol} needs a head over all 1000 ImageNet classes, but "
+                f"{adapter.name} has none ({err}) Use --protocol 1vN to probe its own classes."
+            ) from None
+        return "1vN", (
+            f"head: {adapter.name} has no 1000-class ImageNet head, so the probes read its "
+            "head over the dataset's classes (1vN), not the paper's 1v1000."
+        )
+    return protocol, None
+
+
+def head_label(protocol: str, dataset: ImageDataset, requested: str = "") -> str:
+    """The head's name in tables: ``1v1000`` (the paper's) or ``1vN (k classes)``.
+
+    A 1vN head chosen by ``auto`` because the model lacks a 1000-class head says so.
+    """
+    if protocol != "1vN":
+        return protocol
+    k = len(dataset.present_labels)
+    fallback = requested == AUTO_PROTOCOL and dataset.classes.is_imagenet
+    return f"1vN ({k} classes{', no 1000-class head' if fallback else ''})"
+
+
+def _head_row(result: ProbeResult, requested: str) -> dict[str, Any]:
+    """The stored row that names the head of a head probe (value: its number of classes)."""
+    assert result.head is not None
+    return _row(
+        "head",
+        result.head_label,
+        len(result.head.labels),
+        protocol=result.protocol,
+        requested=requested,
+        paper_protocol=result.protocol == "1v1000",
+    )
 
 
 def pre_head_classifier(
