@@ -87,10 +87,13 @@ def test_pre_head_logits_give_the_evaluation_predictions(probed):
     evaluated = np.stack(probed["evaluated"].predictions["topk_labels"])[:, 0]
     np.testing.assert_array_equal(pre_head_pred, evaluated)
     assert result.value("directions", "head_argmax_agreement") == 1.0
-    # the full-rank pruning row is the evaluation's per-image accuracy
+    # the full-rank pruning row is the evaluation's accuracy on the held-out images
     curve = result.pruning[result.pruning["keep"] == "most"]
     full = curve.loc[curve["k"] == curve["n_directions"], "accuracy"].iloc[0]
-    assert full == pytest.approx(probed["evaluated"].predictions["correct"].mean())
+    held = result.pruning_split.evaluation
+    assert held.size == 23 and result.pruning_split.importance.size == 22
+    correct = probed["evaluated"].predictions["correct"].to_numpy()
+    assert full == pytest.approx(correct[held].mean())
 
 
 def test_store_round_trip_and_kurtosis_matches_scipy(probed):
@@ -119,6 +122,7 @@ def test_store_round_trip_and_kurtosis_matches_scipy(probed):
     assert ("pruning", "max_prunable_fraction", "") in rows
     assert ("concepts", "n_encoded", "directions") in rows
     assert rows[("pruning", "accuracy", "3")] == rows[("pruning", "unpruned_accuracy", "")]
+    assert rows[("pruning", "n_evaluation_images", "")] == 23
     # rerunning replaces the probe runs instead of duplicating them
     probe(model, probed["data"], store=store, probes=["kurtosis"], protocol="1vN", **probed["kw"])
     assert len(store.probe_results()) == len(stored)
@@ -138,8 +142,9 @@ def test_supervised_head_keeps_its_bias_and_exact_logits(counteranimal_dir, tmp_
     np.testing.assert_allclose(
         head.logits(feats.pre_head), own.logits(feats.embedding), rtol=1e-5, atol=1e-5
     )
+    held = result.pruning_split.evaluation
     assert result.pruning["unpruned_accuracy"].iloc[0] == pytest.approx(
-        evaluated.predictions["correct"].mean()
+        evaluated.predictions["correct"].to_numpy()[held].mean()
     )
     assert set(result.probe_ids) == {"pruning"}  # directions computed, not stored
 

@@ -270,10 +270,11 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         return
     t = Table(
         title="Pruning: accuracy (%) keeping only the k most important directions "
-        "('least' keeps the least important: the control)",
+        "('least' keeps the least important: the control), on held-out images: directions "
+        "ranked on a seeded half of the images, accuracy measured on the other half",
         title_justify="left",
     )
-    cols = ["model", "head", "directions", "full"]
+    cols = ["model", "head", "held-out n", "directions", "full"]
     cols += [f"top {int(100 * f)}%" for f in SHOWN_FRACTIONS]
     cols += [f"least {int(100 * SHOWN_FRACTIONS[-1])}%", "max prunable"]
     for c in cols:
@@ -287,6 +288,7 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         t.add_row(
             r.model,
             r.head_label,
+            str(int(most["n_images"].iloc[0])),
             str(n_dir),
             _pct(full),
             *[_at_fraction(most, f) for f in SHOWN_FRACTIONS],

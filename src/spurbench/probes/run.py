@@ -74,7 +74,12 @@ from spurbench.probes.outliers import (
     kurtosis_summary,
     outlier_dimensions,
 )
-from spurbench.probes.pruning import max_prunable_fraction, pruning_curve
+from spurbench.probes.pruning import (
+    IMPORTANCE_FRACTION,
+    PruningSplit,
+    held_out_pruning,
+    max_prunable_fraction,
+)
 from spurbench.store.results import ResultsStore
 
 __all__ = [
@@ -164,7 +169,9 @@ class ProbeResult:
         head: the head in pre-head space (None when no head probe ran).
         directions: privileged directions of the head on these features.
         pruning: the pruning curve: rows for ``keep="most"`` (the paper's sweep) and
-            ``keep="least"`` (the control that should collapse).
+            ``keep="least"`` (the control that should collapse), measured on held-out images
+            (``pruning_split.evaluation``) with directions ranked on the others.
+        pruning_split: the seeded split of the readable images (positions) behind ``pruning``.
         max_prunable_fraction: largest fraction of directions prunable within ``tolerance``.
         concepts: one row per binary concept: best direction AP and which direction, linear
             probe AP, and whether each view counts it as encoded.
@@ -192,6 +199,7 @@ class ProbeResult:
     head: PreHeadClassifier | None = None
     directions: Directions | None = None
     pruning: pd.DataFrame | None = None
+    pruning_split: PruningSplit | None = None
     max_prunable_fraction: float | None = None
     prune_tolerance: float = 0.01
     concepts: pd.DataFrame | None = None
@@ -468,25 +476,29 @@ def _measure(
         dirs = result.directions = privileged_directions(head.weight, H)
     if "directions" in wanted:
         per_probe["directions"] = (head_cfg, _direction_rows(dirs))
-    if "pruning" in wanted:
+    if "pruning" in wanted and H.shape[0] < 2:
+        result.notes.append("pruning: skipped (a held-out split needs at least 2 images)")
+    elif "pruning" in wanted:
         assert head.targets is not None
         mask = None if head.mask is None or head.mask.all() else head.mask
         with clock("pruning"):
-            curves = [
-                pruning_curve(H, head.weight, head.bias, head.targets, dirs, o.ks, mask, keep=k)
-                for k in ("most", "least")
-            ]
-        result.pruning = pd.concat(curves, ignore_index=True)
-        result.max_prunable_fraction = max_prunable_fraction(curves[0], o.prune_tolerance)
+            curve, split = held_out_pruning(
+                H, head.weight, head.bias, head.targets, o.ks, mask, seed=o.seed
+            )
+        result.pruning, result.pruning_split = curve, split
+        result.max_prunable_fraction = max_prunable_fraction(
+            curve[curve["keep"] == "most"], o.prune_tolerance
+        )
         cfg = {
             **head_cfg,
             "ks": None if o.ks is None else [int(k) for k in o.ks],
             "tolerance": o.prune_tolerance,
+            "importance_fraction": IMPORTANCE_FRACTION,
+            "split_seed": o.seed,
         }
-        per_probe["pruning"] = (
-            cfg,
-            _pruning_rows(result.pruning, result.max_prunable_fraction, o.prune_tolerance),
-        )
+        rows = _pruning_rows(curve, result.max_prunable_fraction, o.prune_tolerance)
+        rows += [_row(k, "", v) for k, v in split.describe().items() if k != "split_seed"]
+        per_probe["pruning"] = (cfg, rows)
     if "concepts" in wanted and concepts is not None:
         solver = probe_solver(H.shape[1])
         with clock("concepts: directions"):
