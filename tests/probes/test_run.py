@@ -352,3 +352,18 @@ def test_background_concept_encoded_in_trained_tiny_clip(tmp_path, synth_cache):
     shapes = lambda r: {x for x in r.encoded_concepts("linear_probe") if x.startswith("shape=")}  # noqa: E731
     random_init = probe(f"local-dir:{control}", world.root / "manifest.csv", **kw)
     assert len(shapes(result)) >= len(shapes(random_init)) + 5
+
+
+def test_default_concepts_are_the_worlds_class_independent_ones(tmp_path):
+    from spurbench.probes.run import CONCEPT_COLUMNS, default_concept_columns
+    from spurbench.synth.world import CONCEPT_COLUMNS as WORLD_CONCEPTS
+    from spurbench.synth.world import WorldConfig, plan_world
+
+    assert CONCEPT_COLUMNS == WORLD_CONCEPTS
+    plan_world(WorldConfig.fast()).to_csv(tmp_path / "manifest.csv", index=False)
+    ds = open_dataset(tmp_path / "manifest.csv", split="test")
+    assert default_concept_columns(ds) == list(WORLD_CONCEPTS)
+    # none of them is a function of the class (the object's shape/colour/texture are)
+    t = ds.table
+    for col in WORLD_CONCEPTS:
+        assert (t.groupby("label")[col].nunique() > 1).all(), col

@@ -58,7 +58,8 @@ def probe_cmd(
         typer.Option(
             "--concepts",
             help="Comma list of concept columns of the dataset table "
-            "(default: shape,colour,texture,background where present, else background,group).",
+            "(default: badge_colour,badge_texture,background where present, else "
+            "background,group).",
         ),
     ] = None,
     protocol: Annotated[
@@ -117,7 +118,7 @@ def probe_cmd(
         spurbench probe -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --protocol 1v1000
 
         spurbench probe -m local-dir:./clip_a -m local-dir:./clip_b -d world/manifest.csv
-          --split test --concepts shape,colour,texture,background --out probes/
+          --split test --concepts badge_colour,badge_texture,background --out probes/
     """
     names = _split(probe_names) or []
     results: list[ProbeResult] = []

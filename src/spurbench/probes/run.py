@@ -100,8 +100,10 @@ __all__ = [
 
 #: Probe names, in the order they run (later ones reuse earlier results).
 PROBES: tuple[str, ...] = ("kurtosis", "outliers", "directions", "pruning", "concepts")
-#: Concept columns used by default when present (what the synthetic world plants).
-CONCEPT_COLUMNS: tuple[str, ...] = ("shape", "colour", "texture", "background")
+#: Concept columns used by default when present: the synthetic world's concepts, drawn
+#: independently of the class (``spurbench.synth.world.CONCEPT_COLUMNS``). Its objects' shape,
+#: colour and texture are functions of the class, so they are not concepts by default.
+CONCEPT_COLUMNS: tuple[str, ...] = ("badge_colour", "badge_texture", "background")
 #: Used when none of :data:`CONCEPT_COLUMNS` carries values (e.g. class folders with groups).
 FALLBACK_CONCEPT_COLUMNS: tuple[str, ...] = ("background", "group")
 #: The two representation spaces of the outlier probes.
@@ -377,8 +379,9 @@ def probe(
     concepts = _concept_table(dataset, columns)[ok].reset_index(drop=True) if columns else None
     if "concepts" in wanted and concepts is None:
         result.notes.append(
-            "concepts: the dataset has no concept columns (shape, colour, texture, "
-            "background, group all empty); pass concept_columns to name some."
+            f"concepts: the dataset has no concept columns "
+            f"({', '.join(dict.fromkeys(CONCEPT_COLUMNS + FALLBACK_CONCEPT_COLUMNS))} all "
+            "empty); pass concept_columns to name some, or a Broden-layout concept folder."
         )
     options = _Options(seed, ks, ap_threshold, prune_tolerance, k_sigma, min_fraction, cv)
     with _blas_threads(blas_threads):
