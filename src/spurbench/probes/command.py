@@ -57,9 +57,9 @@ def probe_cmd(
         str | None,
         typer.Option(
             "--concepts",
-            help="Comma list of concept columns of the dataset table "
-            "(default: badge_colour,badge_texture,background where present, else "
-            "background,group).",
+            help="A Broden-layout concept folder (index.csv, label.csv, images/), or a comma "
+            "list of concept columns of the dataset table (default: badge_colour,badge_texture,"
+            "background where present, else background,group).",
         ),
     ] = None,
     protocol: Annotated[
@@ -121,6 +121,7 @@ def probe_cmd(
           --split test --concepts badge_colour,badge_texture,background --out probes/
     """
     names = _split(probe_names) or []
+    concept_folder = _concept_folder(concepts)
     results: list[ProbeResult] = []
     for name in model:
         results.append(
@@ -128,7 +129,8 @@ def probe_cmd(
                 name,
                 data,
                 probes=names,
-                concept_columns=_split(concepts),
+                concept_columns=None if concept_folder else _split(concepts),
+                concept_images=concept_folder,
                 protocol=protocol,
                 templates=templates,
                 name_set=name_set,
@@ -154,6 +156,13 @@ def probe_cmd(
         for path in write_outputs(results, out):
             console.print(f"wrote {path}")
     console.print(f"Probe results stored in [bold]{store}[/].")
+
+
+def _concept_folder(concepts: str | None) -> Path | None:
+    """``--concepts`` names a folder (a Broden-layout concept set) rather than columns."""
+    if concepts is None or not Path(concepts).expanduser().is_dir():
+        return None
+    return Path(concepts).expanduser()
 
 
 # -- tables --------------------------------------------------------------------------------------
@@ -322,10 +331,13 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         "cross-validated linear probe",
         title_justify="left",
     )
-    for c in ("model", "head", "concepts", "by directions", "unique", "by linear probe", "unique ",
-              "encoded by directions"):  # fmt: skip
+    for c in ("model", "head", "concepts from", "concepts", "by directions", "unique",
+              "by linear probe", "unique ", "encoded by directions"):  # fmt: skip
         t.add_column(
-            c, justify="left" if c in ("model", "head", "encoded by directions") else "right"
+            c,
+            justify="left"
+            if c in ("model", "head", "concepts from", "encoded by directions")
+            else "right",
         )
     for r in shown:
         assert r.concepts is not None
@@ -337,6 +349,7 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         t.add_row(
             r.model,
             r.head_label,
+            r.concept_source,
             str(len(r.concepts)),
             str(len(r.encoded_concepts("directions"))),
             str(len(unique["directions"][r.model])) if len(shown) > 1 else "",

@@ -61,6 +61,7 @@ from spurbench.evaluate import protocols as P
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.probes.broden import ConceptImages, read_broden
 from spurbench.probes.concepts import (
     concept_direction_scores,
     concepts_per_direction,
@@ -182,6 +183,7 @@ class ProbeResult:
         probe_ids: store id of each probe run.
         protocol: the head's protocol as resolved (``auto`` never appears here).
         head_label: how tables name the head, e.g. ``1v1000`` or ``1vN (10 classes)``.
+        concept_source: where the concepts came from: the dataset's columns, or a Broden folder.
         notes: what was skipped and why.
         timings: wall-clock seconds per step (``features`` is the cache read, or the encoding
             when the features were not cached yet).
@@ -196,6 +198,7 @@ class ProbeResult:
     n_skipped: int
     probes: tuple[str, ...]
     head_label: str = ""
+    concept_source: str = ""
     kurtosis: dict[str, KurtosisSummary] = field(default_factory=dict)
     outliers: dict[str, OutlierReport] = field(default_factory=dict)
     head: PreHeadClassifier | None = None
@@ -236,6 +239,7 @@ def probe(
     *,
     probes: Sequence[str] = PROBES,
     concept_columns: Sequence[str] | None = None,
+    concept_images: str | Path | None = None,
     protocol: str = AUTO_PROTOCOL,
     templates: str | list[str] | None = "paper",
     name_set: str = "openai",
@@ -267,6 +271,9 @@ def probe(
         concept_columns: dataset columns holding concept labels; default: those of
             :data:`CONCEPT_COLUMNS` that carry values, else :data:`FALLBACK_CONCEPT_COLUMNS`.
             Each (column, value) pair is one binary concept.
+        concept_images: a Broden-layout folder (``index.csv``, ``label.csv``, ``images/``; see
+            :mod:`spurbench.probes.broden`): concepts are then counted on its images, projected
+            onto the directions of the head found on ``data``, instead of ``data``'s columns.
         protocol: whose class set forms the head: ``auto`` (the paper's 1v1000 when the labels
             are ImageNet classes and the model has a 1000-class head, else 1vN, with a note),
             ``1vN`` (the dataset's classes), ``1v1000`` (all ImageNet classes) or ``1v20``
@@ -295,7 +302,16 @@ def probe(
     requested = protocol
     if need_head:
         protocol = resolve_head_protocol(protocol, dataset)
-    columns = _check_concept_columns(dataset, concept_columns) if "concepts" in wanted else []
+    broden: ConceptImages | None = None
+    if concept_images is not None and "concepts" in wanted:
+        if concept_columns:
+            raise ProbeConfigError("Name concept columns or a concept folder, not both.")
+        broden = read_broden(concept_images)
+    columns = (
+        _check_concept_columns(dataset, concept_columns)
+        if "concepts" in wanted and broden is None
+        else []
+    )
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if isinstance(model, ModelAdapter):
@@ -377,6 +393,22 @@ def probe(
 
     spaces = dict(zip(SPACES, (H, feats.embedding[ok]), strict=True))
     concepts = _concept_table(dataset, columns)[ok].reset_index(drop=True) if columns else None
+    concept_H = H
+    if columns:
+        result.concept_source = f"{dataset.name} columns: {', '.join(columns)}"
+    if broden is not None:
+        with clock("features"):
+            cfeats = encode_dataset(
+                adapter,
+                broden.dataset,
+                cache,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                show_progress=show_progress,
+            )
+        concept_H = cfeats.pre_head[cfeats.ok]
+        concepts = broden.concepts[cfeats.ok].reset_index(drop=True)
+        result.concept_source = f"Broden folder {broden.root.name} ({int(cfeats.ok.sum())} images)"
     if "concepts" in wanted and concepts is None:
         result.notes.append(
             f"concepts: the dataset has no concept columns "
@@ -385,7 +417,11 @@ def probe(
         )
     options = _Options(seed, ks, ap_threshold, prune_tolerance, k_sigma, min_fraction, cv)
     with _blas_threads(blas_threads):
-        per_probe = _measure(result, spaces, concepts, options, head_cfg, clock)
+        per_probe = _measure(result, spaces, concepts, concept_H, options, head_cfg, clock)
+    if "concepts" in per_probe:
+        source = broden.describe() if broden is not None else {"source": "dataset columns"}
+        per_probe["concepts"][0]["concept_source"] = source
+        per_probe["concepts"][1].insert(0, _row("concept_source", result.concept_source, 1))
     if "directions" in per_probe:
         per_probe["directions"][1].append(_row("head_argmax_agreement", "", agreement))
     for name, (_, rows) in per_probe.items():
@@ -452,6 +488,7 @@ def _measure(
     result: ProbeResult,
     spaces: dict[str, np.ndarray],
     concepts: pd.DataFrame | None,
+    concept_H: np.ndarray,
     o: _Options,
     head_cfg: dict[str, Any],
     clock: Callable[[str], AbstractContextManager[None]],
@@ -503,11 +540,11 @@ def _measure(
         rows += [_row(k, "", v) for k, v in split.describe().items() if k != "split_seed"]
         per_probe["pruning"] = (cfg, rows)
     if "concepts" in wanted and concepts is not None:
-        solver = probe_solver(H.shape[1])
+        solver = probe_solver(concept_H.shape[1])
         with clock("concepts: directions"):
-            scores = concept_direction_scores(H, dirs, concepts)
+            scores = concept_direction_scores(concept_H, dirs, concepts)
         with clock("concepts: linear probe"):
-            lin = linear_probe_concepts(H, concepts, cv=o.cv, seed=o.seed, solver=solver)
+            lin = linear_probe_concepts(concept_H, concepts, cv=o.cv, seed=o.seed, solver=solver)
         result.concept_direction_scores = scores
         result.concepts = _concept_summary(scores, lin, o.ap_threshold)
         for name, why in {**scores.attrs["skipped"], **lin.attrs["skipped"]}.items():
