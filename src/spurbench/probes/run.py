@@ -609,7 +609,7 @@ def _check_head_protocol(
     A zero-shot model builds any text head. A supervised model has only the classes it was
     trained on: under ``auto`` it falls back to 1vN, with a note; an explicit 1v1000 fails.
     """
-    if protocol not in ("1v1000", "1v20") or adapter.zero_shot:
+    if protocol != "1v1000" or adapter.zero_shot:
         return protocol, None
     try:
         adapter.head(dataset.classes, ())
