@@ -15,7 +15,10 @@ from spurbench.store import ResultsStore
 runner = CliRunner()
 
 
-def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path):
+def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path, monkeypatch):
+    from spurbench.cli import console
+
+    monkeypatch.setattr(console, "width", 250)  # one table row per line, whatever the terminal
     store = tmp_path / "r.duckdb"
     args = [
         "eval",
@@ -25,6 +28,8 @@ def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path):
         str(counteranimal_dir),
         "--protocol",
         "1v1000,1v20,1vN",
+        "--reference",
+        "self",
         "--store",
         str(store),
         "--cache-dir",
@@ -48,6 +53,9 @@ def test_eval_results_export(tiny_clip_dir, counteranimal_dir, tmp_path):
 
     out = runner.invoke(app, ["results", "--store", str(store)])
     assert out.exit_code == 0 and "1v1000" in out.output
+    row_1v20 = next(line for line in out.output.splitlines() if "│ 1v20 " in line)
+    digest = summary.loc[summary.protocol == "1v20", "candidates_hash"].iloc[0]
+    assert "self (own confusions, not the paper's)" in row_1v20 and digest in row_1v20
     out = runner.invoke(
         app, ["results", "--store", str(store), "--export", str(tmp_path / "x"), "--format", "json"]
     )

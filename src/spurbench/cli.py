@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
@@ -69,15 +70,29 @@ def eval_cmd(
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
     reference: Annotated[
-        str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
+        str | None,
+        typer.Option(
+            help="Model choosing the 1-vs-20 candidates [default: the paper's "
+            "ViT-B-32,laion400m_e31]; 'self' for each model's own confusions (not the paper's)."
+        ),
     ] = None,
-    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(help="JSON of 1-vs-20 candidate sets (see `spurbench candidates`)."),
+    ] = None,
     question: Annotated[
         str | None, typer.Option(help="LVLMs: the question asked (default: the paper's).")
     ] = None,
     answer_template: Annotated[
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
+    score: Annotated[
+        str,
+        typer.Option(
+            help="LVLMs: 'paper' (mean loss of 'A {c}.'), 'name-mean', 'name-sum' (the "
+            "name's tokens only) or 'pmi' (name likelihood with minus without the image)."
+        ),
+    ] = "paper",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[
         int | None,
@@ -120,9 +135,13 @@ def eval_cmd(
           --address ray://head-node:10001
     """
     from spurbench.evaluate import evaluate
+    from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
 
     protocols = _protocols(protocol)
+    _check_score(score, model)
+    check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
+    check_device(device)
     common = dict(
         name_set=name_set,
         split=split,
@@ -136,19 +155,30 @@ def eval_cmd(
     )
     for name in model:
         if parse_model_name(name).family == "lvlm":
-            from spurbench.evaluate.lvlm import evaluate_lvlm
+            from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
             from spurbench.models.lvlm import load_lvlm
 
-            adapter = load_lvlm(name, device, notify=console.print)
+            dataset, sources = check_lvlm_request(
+                data,
+                protocols,
+                reference=reference,
+                candidates=candidates,
+                name_set=name_set,
+                split=split,
+                classes=classes,
+                allow_outside_root=allow_outside_root,
+                device=device,
+            )
+            adapter = load_lvlm(name, device, notify=lambda m: console.print(escape(m)))
             results = [
                 evaluate_lvlm(
                     adapter,
-                    data,
+                    dataset,
                     p,
-                    reference=reference,
+                    reference=sources[p],
                     question=question,
                     answer_template=answer_template,
-                    templates=templates,
+                    score=score,
                     **common,
                 )
                 for p in protocols
@@ -179,30 +209,61 @@ def eval_cmd(
         )
         for r in results:
             _print_result(r)
-    console.print(f"Results stored in [bold]{store}[/]; see `spurbench results --store {store}`.")
+    shown = escape(str(store))
+    console.print(f"Results stored in [bold]{shown}[/]; see `spurbench results --store {shown}`.")
 
 
 def _protocols(text: str) -> tuple[str, ...]:
+    from spurbench.evaluate.protocols import check_protocol_names
+
     if text == "both":
         return ("1v1000", "1v20")
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+    return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
+
+
+def _check_score(score: str, models: list[str]) -> None:
+    """``--score`` is an LVLM option; refuse an unknown one, or one given to other models."""
+    from spurbench.models import parse_model_name
+    from spurbench.models.lvlm import SCORES
+
+    if score not in SCORES:
+        raise SpurbenchError(f"Unknown --score {score!r}; choose one of {', '.join(SCORES)}.")
+    others = [m for m in models if parse_model_name(m).family != "lvlm"]
+    if score != "paper" and others:
+        raise SpurbenchError(
+            f"--score {score} applies to vision-language chat models (lvlm:...) only, not to "
+            f"{others[0]}."
+        )
 
 
 def _print_result(r: Any) -> None:
+    from spurbench.evaluate.candidates import describe_source
+
     s = r.summary.set_index(["metric", "group"])
-    t = Table(title=f"{r.model} · {r.dataset} · {r.protocol}", title_justify="left")
+    title = f"{r.model} · {r.dataset} · {r.protocol}"
+    if r.candidates_hash:
+        title += f" · sets {r.candidates_hash} from the {describe_source(r.candidates_source)}"
+    if r.score:
+        title += f" · score {r.score}"
+    t = Table(title=escape(title), title_justify="left")
     for col in ("group", "balanced acc", "95% CI", "per-image acc", "95% CI ", "n"):
         t.add_column(col, justify="right" if col != "group" else "left")
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
         b, a = s.loc[("balanced_accuracy", g)], s.loc[("accuracy", g)]
-        t.add_row(g, _pct(b.value), _ci(b), _pct(a.value), _ci(a), str(int(a.n)))
+        t.add_row(escape(g), _pct(b.value), _ci(b), _pct(a.value), _ci(a), str(int(a.n)))
     if ("drop", "common-counter") in s.index:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
     console.print(t)
+    from spurbench.evaluate.metrics import classes_per_group
+    from spurbench.store.results import paired_drop_note
+
+    note = paired_drop_note(*classes_per_group(r.summary))
+    if note:
+        console.print(f"[yellow]Note:[/] {note}.")
     if len(r.skipped):
         kinds = r.skipped["reason"].str.split(":").str[0].value_counts()
-        by_kind = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        by_kind = escape(", ".join(f"{n} {kind}" for kind, n in kinds.items()))
         console.print(
             f"[yellow]{len(r.skipped)} unreadable images skipped[/] ({by_kind}); "
             "per-file reasons in the store (spurbench results --export)."
@@ -226,20 +287,22 @@ def results_cmd(
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
+    from spurbench.store.results import paired_drop_note
 
     if not store.exists():
         raise SpurbenchError(f"No results store at {store}; run `spurbench eval` first.")
-    rs = ResultsStore(store)
+    rs = ResultsStore(store, read_only=True)
     df = rs.summary()
     if export is not None:
         for p in rs.export(export, fmt):
-            console.print(f"wrote {p}")
+            console.print(f"wrote {escape(str(p))}", highlight=False)
         return
-    t = Table(title=f"spurbench results · {store}")
+    t = Table(title=escape(f"spurbench results · {store}"))
     for col in (
         "model",
         "dataset",
         "protocol",
+        "1v20 sets",
         "common",
         "counter",
         "drop",
@@ -247,7 +310,8 @@ def results_cmd(
         "n",
         "skipped",
     ):
-        t.add_column(col, justify="left" if col in ("model", "dataset", "protocol") else "right")
+        left = ("model", "dataset", "protocol", "1v20 sets")
+        t.add_column(col, justify="left" if col in left else "right")
     for r in df.itertuples():
         ci = (
             ""
@@ -255,9 +319,11 @@ def results_cmd(
             else f"[{100 * r.drop_ci_low:.1f}, {100 * r.drop_ci_high:.1f}]"
         )
         t.add_row(
-            r.model,
-            r.dataset,
-            r.protocol,
+            escape(str(r.model)),
+            escape(str(r.dataset)),
+            escape(str(r.protocol))
+            + (f" · score {r.lvlm_score}" if isinstance(r.lvlm_score, str) else ""),
+            _candidate_sets_cell(r.candidates_hash, r.candidates_source),
             _opt(r.common),
             _opt(r.counter),
             _opt(r.drop),
@@ -266,10 +332,77 @@ def results_cmd(
             str(r.n_skipped),
         )
     console.print(t)
+    for r in df.itertuples():
+        note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
+        if note:
+            console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
+
+
+def _candidate_sets_cell(digest: Any, source: Any) -> str:
+    """'3fa2c19e0b7d · paper reference ...' for a 1-vs-20 run, empty for other protocols."""
+    from spurbench.evaluate.candidates import describe_source
+
+    if not isinstance(digest, str):
+        return ""
+    return f"{digest} · {describe_source(source if isinstance(source, str) else None) or '?'}"
 
 
 def _opt(x: Any) -> str:
     return "" if x is None or x != x else _pct(float(x))
+
+
+@app.command("candidates")
+@friendly
+def candidates_cmd(
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")],
+    reference: Annotated[
+        str, typer.Option(help="Model ranking the labels (the paper's by default).")
+    ] = "ViT-B-32,laion400m_e31",
+    name_set: Annotated[
+        str, typer.Option(help="ImageNet class names of the dataset: 'openai' or 'wordnet'.")
+    ] = "openai",
+    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    allow_outside_root: Annotated[
+        bool, typer.Option(help="Trust manifest paths outside the dataset root.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    cache_dir: CacheOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write each class's 1-vs-20 candidate sets, for `spurbench eval --candidates FILE`.
+
+    Compute them once where the reference's weights are, and evaluate anywhere with the same
+    sets (the reference always ranks with the paper's prompt and OpenAI class names).
+
+    Example:
+
+        spurbench candidates -d ~/data/CounterAnimal -o counteranimal_1v20.json
+    """
+    from spurbench.evaluate.candidates import describe_source, export_candidates
+
+    sets, digest = export_candidates(
+        data,
+        out,
+        reference=reference,
+        name_set=name_set,
+        split=split,
+        allow_outside_root=allow_outside_root,
+        overwrite=force,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+        show_progress=not quiet,
+    )
+    console.print(
+        f"wrote {out}: {len(sets)} classes, 20 candidates each, from the "
+        f"{describe_source(reference)}; sets hash {digest}.",
+        highlight=False,
+    )
 
 
 @app.command("models")
@@ -286,11 +419,11 @@ def models_cmd(
 
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
-    t = Table(title=f"{len(df)} models" + (f" matching {pattern!r}" if pattern else ""))
+    t = Table(title=escape(f"{len(df)} models" + (f" matching {pattern!r}" if pattern else "")))
     for col in ("name", "family", "arch", "pretrained"):
         t.add_column(col)
     for r in shown.itertuples():
-        t.add_row(r.name, r.family, r.arch, r.pretrained)
+        t.add_row(*(escape(str(v)) for v in (r.name, r.family, r.arch, r.pretrained)))
     console.print(t)
     if len(shown) < len(df):
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
@@ -344,7 +477,7 @@ def demo_cmd(
         t.add_column(col, justify="left" if col == "model" else "right")
     for r in result.table.itertuples():
         t.add_row(
-            r.model,
+            escape(str(r.model)),
             _pct(r.common),
             _pct(r.counter),
             f"[bold]{_pct(r.drop)}[/]",
@@ -361,11 +494,13 @@ def demo_cmd(
             f" kept {kept} of {len(result.discovery.selection)} classes; the planted common "
             f"background was selected for {common} and the planted counter for {counter} of "
             f"them (ties between 0 %-groups can pick another worst background). "
-            f"Table: {out / 'discovery.csv'}"
+            f"Table: {escape(str(out / 'discovery.csv'))}"
         )
     console.print(
-        f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
-        f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
+        escape(
+            f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
+            f"{result.store}`)\nTable: {out / 'demo_results.csv'}\nReport: {result.report}"
+        )
     )
 
 
@@ -381,8 +516,8 @@ def _print_tour_probes(result: Any) -> None:
         k, o = r.kurtosis.get("pre_head"), r.outliers.get("pre_head")
         encoded = len(r.encoded_concepts("directions")) if r.concepts is not None else 0
         t.add_row(
-            name,
-            r.head_label,
+            escape(name),
+            escape(r.head_label),
             f"{k.mean_image_kurtosis:.2f}" if k else "",
             f"{k.mean_image_kurtosis_rotated:.2f}" if k else "",
             str(len(o.dims)) if o is not None else "",
@@ -453,7 +588,7 @@ def theory_cmd(
             f"{getattr(r, 'supervised', float('nan')):.3f}",
         )
     console.print(t)
-    console.print(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}")
+    console.print(escape(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}"), highlight=False)
 
 
 def _register_stage_commands() -> None:

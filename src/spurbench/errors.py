@@ -40,6 +40,14 @@ class StoreError(SpurbenchError):
     """The results store could not be read or written."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during long work; the message says what was kept and how to resume.
+
+    A KeyboardInterrupt still (so nothing catches it as an ordinary error); the CLI prints the
+    message and exits 130 like any interrupted Unix command.
+    """
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """Return up to ``n`` candidates closest to ``name`` (case-insensitive), best first."""
     pool = {c.lower(): c for c in candidates}

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from spurbench.cli_errors import print_error
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError, SpurbenchError
 
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
     from spurbench.suite import BaselineSource, SuiteTable
 
 console = Console()
-err_console = Console(stderr=True)
 
 _SHORT = {
     "imagenet": "ImageNet",
@@ -119,7 +120,7 @@ def suite_cmd(
             quiet,
         )
     except SpurbenchError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(e)
         raise typer.Exit(2) from None
 
 
@@ -149,7 +150,7 @@ def _run(
     if models:
         found, missing = locate_datasets(root, names, overrides)  # report before a model loads
         for message in missing.values():
-            console.print(f"[yellow]skipped[/] {message}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
     evaluated = set(models)  # as typed, and below as the store spells them
@@ -171,12 +172,12 @@ def _run(
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
-        console.print(f"[bold]{result.model}[/]: {done}", highlight=False)
+        console.print(f"[bold]{escape(result.model)}[/]: {escape(done)}", highlight=False)
     if not store.exists():
         raise DatasetError(f"No results store at {store}; evaluate a model first (-m NAME).")
     report = suite_table(store, baseline=cast("BaselineSource", baseline))
     _print_table(report, evaluated)
-    console.print(f"Results stored in [bold]{store}[/].")
+    console.print(f"Results stored in [bold]{escape(str(store))}[/].")
 
 
 def _parse_paths(items: list[str]) -> dict[str, str]:
@@ -214,7 +215,8 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
     t.add_column("mean shift", justify="right")
     t.add_column("ER mean", justify="right")
     for _, row in table.iterrows():
-        label = f"[bold]{row['model']}[/]" if row["model"] in highlight else str(row["model"])
+        name = escape(str(row["model"]))
+        label = f"[bold]{name}[/]" if row["model"] in highlight else name
         if row["zero_shot"]:
             label += " [dim](zero-shot)[/]"
         cells = [_pct(row[n]) for n in (REFERENCE, *SHIFTS)]
@@ -224,7 +226,7 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
         t.add_row(label, *cells, mean, _pts(row["er_mean"]))
     console.print(t)
     for line in report.notes():
-        console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     for model in sorted(highlight):
         for line in report.standing(model):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(escape(line), highlight=False, soft_wrap=True)

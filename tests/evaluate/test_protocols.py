@@ -52,5 +52,5 @@ def test_true_class_always_among_candidates():
 def test_candidates_round_trip(tmp_path):
     cand = {9: np.array([1, 9, 50]), 100: np.array([3, 100, 7])}
     P.save_candidates(cand, tmp_path / "c.json")
-    back = P.load_candidates(tmp_path / "c.json", [9, 100])
+    back = P.load_candidates(tmp_path / "c.json", [9, 100], size=3)
     assert {k: list(v) for k, v in back.items()} == {9: [1, 9, 50], 100: [3, 7, 100]}

@@ -19,6 +19,7 @@ from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate.lvlm import evaluate_lvlm
 from spurbench.models.lvlm import (
     DEFAULT_QUESTION,
+    SCORES,
     LVLMAdapter,
     estimate_memory,
     llava_15_7b_config,
@@ -122,8 +123,8 @@ def test_evaluate_lvlm_stores_a_run_consistent_with_its_predictions(
     adapter, counteranimal_dir, tmp_path
 ):
     store = ResultsStore(tmp_path / "results.duckdb")
-    # 1-vs-20 from a candidates file: each class among itself and four other labels
-    cand = {9: [9, 1, 2, 100, 296], 100: [100, 9, 30, 31, 296], 296: [296, 9, 100, 150, 151]}
+    # 1-vs-20 from a candidates file: each class among itself and 19 other labels
+    cand = {y: [y, *(c for c in range(400, 420) if c != y)][:20] for y in (9, 100, 296)}
     cand_path = tmp_path / "candidates.json"
     cand_path.write_text(json.dumps({str(k): v for k, v in cand.items()}))
     result = evaluate_lvlm(
@@ -196,8 +197,10 @@ def test_adapter_contract_encode_images(adapter):
 
 
 def test_lvlm_protocol_errors_are_clear(adapter, counteranimal_dir):
-    with pytest.raises(ClassListError, match="reference"):
-        evaluate_lvlm(adapter, counteranimal_dir, "1v20", show_progress=False)
+    with pytest.raises(ClassListError, match="--reference self is not available"):
+        evaluate_lvlm(adapter, counteranimal_dir, "1v20", reference="self", show_progress=False)
+    with pytest.raises(ClassListError, match="Unknown LVLM score"):
+        evaluate_lvlm(adapter, counteranimal_dir, "1vN", score="nope", show_progress=False)
     with pytest.raises(ClassListError, match="1v1000"):
         evaluate_lvlm(adapter, counteranimal_dir, "1v1000", show_progress=False)
     with pytest.raises(SpurbenchError, match="no linear head"):
@@ -235,6 +238,87 @@ def test_memory_estimate_of_llava_15_7b_matches_the_docs():
     assert est.weight_bytes == 2 * 7_063_427_072
     # 32 layers × K,V × 4096 × 2 bytes = 512 KiB per token; (576 + 64) tokens × (1 + 20)
     assert est.kv_bytes == 32 * 2 * 4096 * 2 * (576 + 64) * 21
+
+
+def test_1v20_defaults_to_the_papers_reference_and_stops_before_scoring(
+    adapter, counteranimal_dir, monkeypatch
+):
+    """No --reference: the paper's CLIP picks the sets; without its weights, nothing is scored."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from spurbench.errors import WeightsUnavailableError
+    from spurbench.evaluate.candidates import PAPER_REFERENCE
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
+
+    monkeypatch.setattr("open_clip.pretrained.hf_hub_download", unreachable)
+    scored: list[int] = []
+    monkeypatch.setattr(adapter, "score_candidates", lambda *a, **k: scored.append(1))
+    with pytest.raises(WeightsUnavailableError, match=PAPER_REFERENCE) as info:
+        evaluate_lvlm(adapter, counteranimal_dir, "1v20", show_progress=False)
+    assert "--candidates FILE" in str(info.value) and scored == []
+
+
+def _independent_scores(adapter: LVLMAdapter, image: Image.Image, names: list[str]):
+    """Per name: (paper, name-mean, name-sum) NLLs from one full forward's logits each.
+
+    The answer "A {name}." is scored token by token from log_softmax of the logits; the name's
+    tokens are the answer's tokens after "▁A", without a final lone ".".
+    """
+    proc, model = adapter.processor, adapter.module
+    n_prompt = proc(images=[image], text=[PROMPT], return_tensors="pt")["input_ids"].shape[1]
+    out = []
+    for name in names:
+        inputs = proc(images=[image], text=[f"{PROMPT} A {name}."], return_tensors="pt")
+        ids = inputs["input_ids"][0]
+        with torch.no_grad():
+            logp = model(**inputs).logits[0].float().log_softmax(-1)
+        nll = -logp[n_prompt - 1 : -1].gather(1, ids[n_prompt:, None])[:, 0].numpy()
+        tokens = adapter.tokenizer.convert_ids_to_tokens(ids[n_prompt:].tolist())
+        assert tokens[0] == "▁A"
+        stop = len(tokens) - 1 if tokens[-1] == "." else len(tokens)
+        name_nll = nll[1:stop]
+        out.append((nll.mean(), name_nll.mean(), name_nll.sum()))
+    return np.array(out)
+
+
+def test_each_score_ranks_as_the_logits_say(adapter):
+    names = NAMES
+    images = _images(2, seed=3)
+    got = {s: adapter.score_candidates(images, None, names, score=s) for s in SCORES}
+    ip = adapter.processor.image_processor
+    blank = Image.new("RGB", (32, 32), tuple(round(255 * m) for m in ip.image_mean))
+    prior = _independent_scores(adapter, blank, names)[:, 2]
+    for i, image in enumerate(images):
+        ref = _independent_scores(adapter, image, names)
+        expected = {
+            "paper": ref[:, 0],
+            "name-mean": ref[:, 1],
+            "name-sum": ref[:, 2],
+            "pmi": ref[:, 2] - prior,  # −(log p(name | image) − log p(name | blank))
+        }
+        for score, want in expected.items():
+            np.testing.assert_allclose(got[score][i], want, atol=1e-4, rtol=0)
+            assert list(np.argsort(got[score][i], kind="stable")) == list(
+                np.argsort(want, kind="stable")
+            )
+    # the reductions are different numbers: the shared tokens and the prior matter
+    assert not np.allclose(got["paper"], got["name-mean"])
+    assert not np.allclose(got["name-sum"], got["pmi"])
+
+
+def test_score_is_recorded_and_labelled(adapter, counteranimal_dir, tmp_path):
+    store = ResultsStore(tmp_path / "s.duckdb")
+    kw = dict(store=store, n_boot=20, show_progress=False)
+    paper = evaluate_lvlm(adapter, counteranimal_dir, "1vN", **kw)
+    pmi = evaluate_lvlm(adapter, counteranimal_dir, "1vN", score="pmi", **kw)
+    assert paper.run_id != pmi.run_id and pmi.score == "pmi" and paper.score == "paper"
+    summary = store.summary().set_index("run_id")
+    assert summary.loc[pmi.run_id, "lvlm_score"] == "pmi"
+    assert summary.loc[paper.run_id, "lvlm_score"] == "paper"
+    config = json.loads(store.runs().set_index("run_id").loc[pmi.run_id, "config"])
+    assert config["scoring"]["score"] == "pmi"
 
 
 def _imagenet_names() -> tuple[str, ...]:

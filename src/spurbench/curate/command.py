@@ -24,6 +24,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
@@ -176,8 +177,11 @@ def _runtime(cache_dir: Path | None, batch_size: int, device: str, quiet: bool) 
 def _review_note(ws: Workspace, n: int) -> None:
     if n:
         console.print(
-            f"{n} images to review: open {ws.path(REVIEW_HTML)}, correct {ws.path(REVIEW_CSV)}, "
-            f"then `spurbench curate review --work {ws.root} --apply {ws.path(REVIEW_CSV)}`."
+            escape(
+                f"{n} images to review: open {ws.path(REVIEW_HTML)}, correct "
+                f"{ws.path(REVIEW_CSV)}, then `spurbench curate review --work {ws.root} "
+                f"--apply {ws.path(REVIEW_CSV)}`."
+            )
         )
 
 
@@ -230,7 +234,7 @@ def tag_cmd(
             f"Tagged {s['n_tagged']} images with {s['tagger']}; "
             f"{s['n_low_confidence']} below confidence {threshold:g}."
         )
-    console.print(f"Label sources: {s['sources']}")
+    console.print(escape(f"Label sources: {s['sources']}"))
     _review_note(ws, ws.last("tag")["summary"]["n_to_review"])  # type: ignore[index]
 
 
@@ -292,8 +296,10 @@ def clean_cmd(
     )
     s = report.summary()
     console.print(
-        f"{s['n_images']} images checked; dropped: {s['dropped'] or 'none'}; "
-        f"flagged as likely label noise: {s['label_noise_flagged']}."
+        escape(
+            f"{s['n_images']} images checked; dropped: {s['dropped'] or 'none'}; "
+            f"flagged as likely label noise: {s['label_noise_flagged']}."
+        )
     )
     _review_note(ws, ws.last("clean")["summary"]["n_to_review"])  # type: ignore[index]
 
@@ -353,8 +359,11 @@ def export_cmd(
     result = export_step(ws, out, name=name, overwrite=overwrite, command=_command(ctx))
     c = result.datasheet["counts"]
     console.print(
-        f"Exported {c['n_classes']} classes, {c['n_images']} images ({c['n_common']} common, "
-        f"{c['n_counter']} counter) to {result.root}; datasheet in DATASHEET.md / datasheet.json."
+        escape(
+            f"Exported {c['n_classes']} classes, {c['n_images']} images ({c['n_common']} "
+            f"common, {c['n_counter']} counter) to {result.root}; datasheet in DATASHEET.md / "
+            "datasheet.json."
+        )
     )
 
 
@@ -412,7 +421,7 @@ def diagnose_cmd(
         if out is not None:
             path = out / f"diagnosis-{_slug(d.model)}.csv"
             d.to_csv(path)
-            console.print(f"wrote {path}")
+            console.print(escape(f"wrote {path}"))
 
 
 @curate_app.command("run")
@@ -483,15 +492,20 @@ def run_cmd(
     )
     s = result.cleaning.summary()
     console.print(
-        f"Cleaning: dropped {s['dropped'] or 'none'}; "
-        f"{s['label_noise_flagged']} flagged as likely label noise."
+        escape(
+            f"Cleaning: dropped {s['dropped'] or 'none'}; "
+            f"{s['label_noise_flagged']} flagged as likely label noise."
+        )
     )
-    console.print(f"Label sources: {source_counts(result.tagging.dataset)}")
+    console.print(escape(f"Label sources: {source_counts(result.tagging.dataset)}"))
     print_discovery(result.discovery)
     if result.export is not None:
         c = result.export.datasheet["counts"]
         console.print(
-            f"Exported {c['n_classes']} classes, {c['n_images']} images to {result.export.root}."
+            escape(
+                f"Exported {c['n_classes']} classes, {c['n_images']} images to "
+                f"{result.export.root}."
+            )
         )
     _review_note(result.workspace, result.workspace.last("tag")["summary"]["n_to_review"])  # type: ignore[index]
 
@@ -518,17 +532,17 @@ def print_discovery(result: Discovery) -> None:
         t.add_column(col, justify="right" if col.strip() in ("acc", "n", "gap") else "left")
     for r in result.selection.itertuples():
         t.add_row(
-            str(r.class_name),
+            escape(str(r.class_name)),
             "yes" if r.kept else "no",
-            str(r.common),
+            escape(str(r.common)),
             _pct(r.acc_common),
             str(r.n_common),
-            str(r.counter),
+            escape(str(r.counter)),
             _pct(r.acc_counter),
             str(r.n_counter),
             _pct(r.gap),
             "yes" if r.ci_separated else "no",
-            str(r.reason),
+            escape(str(r.reason)),
         )
     console.print(t)
     b = Table(
@@ -540,7 +554,7 @@ def print_discovery(result: Discovery) -> None:
         b.add_column(col, justify="left" if col in ("model", "role") else "right")
     for r in result.bias.itertuples():
         b.add_row(
-            str(r.model),
+            escape(str(r.model)),
             str(r.role),
             str(r.n_classes),
             _pct(r.common),

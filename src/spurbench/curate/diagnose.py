@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -85,18 +86,18 @@ class Diagnosis:
         """A rich table: accuracy (%) and interval per cell; each class's worst cell in red."""
         backgrounds = sorted(self.cells["background"].unique())[:max_columns]
         t = Table(
-            title=f"{self.model} · accuracy % [{100 * self.level:g}% Clopper–Pearson] by "
+            title=f"{escape(self.model)} · accuracy % [{100 * self.level:g}% Clopper–Pearson] by "
             f"background ({self.protocol}); red: the class's worst background",
             title_justify="left",
         )
         t.add_column("class")
         for b in backgrounds:
-            t.add_column(b, justify="right")
+            t.add_column(escape(str(b)), justify="right")
         t.add_column("gap", justify="right")
         worst = self.classes.set_index("class_name")
         cells = self.cells.set_index(["class_name", "background"])
         for name in sorted(self.cells["class_name"].unique()):
-            row: list[Text | str] = [name]
+            row: list[Text | str] = [Text(str(name))]
             for b in backgrounds:
                 if (name, b) not in cells.index:
                     row.append(Text("·", style="dim"))

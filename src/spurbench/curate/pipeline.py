@@ -41,6 +41,7 @@ from spurbench.curate.workspace import (
     Workspace,
 )
 from spurbench.data.dataset import ImageDataset
+from spurbench.evaluate.preflight import check_readable
 from spurbench.models.base import ModelAdapter
 
 Model = str | ModelAdapter
@@ -255,6 +256,7 @@ def curate(
     config = config or DiscoveryConfig()
     spec = pool if isinstance(pool, PoolSpec) else PoolSpec(str(pool))
     ws = Workspace.create(work, spec)
+    check_readable(ws.pool())  # before any model loads: a pool of missing files is a typo
     cleaning = clean_step(
         ws,
         references=references if flag_noise else (),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spurbench.errors import ClassListError
+from spurbench.user_files import read_text_file
 
 NAME_SETS = ("openai", "wordnet")
 
@@ -84,7 +85,7 @@ def imagenet_index_of(name: str) -> int | None:
 
 def read_class_file(path: str | Path) -> ClassList:
     """Read one class name per line (blank lines and ``#`` comments ignored)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(path, "Class list").splitlines()
     names = tuple(s.strip() for s in lines if s.strip() and not s.strip().startswith("#"))
     return ClassList(names, None, "custom")
 
@@ -102,16 +103,24 @@ def resolve_templates(spec: str | Sequence[str] | None) -> tuple[str, ...]:
 
         return tuple(t("{c}") for t in OPENAI_IMAGENET_TEMPLATES)
     if isinstance(spec, str):
-        path = Path(spec)
-        if not path.is_file():
+        if not Path(spec).exists():
             raise ClassListError(
                 f"Templates {spec!r} are neither 'paper', 'openai' nor a readable file."
             )
-        spec = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+        text = read_text_file(spec, "Templates file")
+        spec = [s.strip() for s in text.splitlines() if s.strip()]
     templates = tuple(spec)
     bad = [t for t in templates if "{c}" not in t]
     if not templates or bad:
         raise ClassListError(f"Every template needs a '{{c}}' placeholder; these lack it: {bad}")
+    for t in templates:  # "{photo}" or a stray "{" would fail only when the prompts are built
+        try:
+            t.format(c="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ClassListError(
+                f"Template {t!r} is not a valid format string ({type(e).__name__}: {e}): "
+                "'{c}' is the only placeholder; write a literal brace as '{{' or '}}'."
+            ) from None
     return templates
 
 

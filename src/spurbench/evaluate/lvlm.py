@@ -25,31 +25,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spurbench.data.classes import resolve_templates
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import load_rgb
-from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
+from spurbench.evaluate.candidates import (
+    PAPER_REFERENCE,
+    SELF_REFERENCE,
+    CandidateSource,
+    candidate_sets,
+    candidates_digest,
+    prepare_candidates,
+)
 from spurbench.evaluate.runner import (
     TOPK,
     RunResult,
-    _candidates,
     _metrics_rows,
     _run_record,
     _with_run,
+    as_dataset,
 )
-from spurbench.features.cache import default_cache_dir, encode_dataset
+from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
-from spurbench.models.lvlm import LVLMAdapter, load_lvlm
-from spurbench.models.registry import create_model
+from spurbench.models.lvlm import SCORES, LVLMAdapter, load_lvlm
 from spurbench.progress import progress_bar
 from spurbench.store.results import ResultsStore
 
 LVLM_PROTOCOLS = ("1v20", "1vN")
-#: The paper's reference model for picking the 20 confusable candidates.
-PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
 #: Images per batch of the reference model's feature pass (the runner's default).
 REFERENCE_BATCH = 64
 
@@ -60,12 +63,12 @@ def evaluate_lvlm(
     protocol: str = "1v20",
     *,
     candidates: str | Path | None = None,
-    reference: str | ModelAdapter | None = None,
+    reference: str | ModelAdapter | CandidateSource | None = None,
     question: str | None = None,
     answer_template: str | None = None,
     reduction: str | None = None,
+    score: str = "paper",
     batch_size: int | None = None,
-    templates: str | list[str] | None = "paper",
     name_set: str = "openai",
     split: str | None = None,
     classes: str | Path | None = None,
@@ -84,35 +87,29 @@ def evaluate_lvlm(
         data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
         candidates: a JSON file of 1-vs-20 candidate sets ({label: [labels]}) to use as is.
         reference: the model whose confusions pick the 1-vs-20 candidates (paper:
-            ``ViT-B-32,laion400m_e31``), with ``templates`` for its zero-shot head.
+            ``ViT-B-32,laion400m_e31``, the default), always with the paper's prompt and names.
         question, answer_template, reduction: the prompt and score (default: the adapter's,
             i.e. the paper's "What is the main object in the image?" / "A {c}." / mean loss).
+        score: ``paper`` (the answer's loss, default), ``name-mean`` / ``name-sum`` (the name's
+            tokens only) or ``pmi`` (name log-likelihood with the image minus with a blank
+            image); see :data:`spurbench.models.lvlm.SCORES`. Recorded with the run.
         batch_size: candidate answers per batched forward (default: all of an image's).
         store: a results store (or its path) to write to; None writes nothing.
     """
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else open_dataset(
-            data,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
-        )
+    if score not in SCORES:
+        raise ClassListError(f"Unknown LVLM score {score!r}; choose one of {SCORES}.")
+    dataset, sources = check_lvlm_request(
+        data,
+        (protocol,),
+        reference=reference,
+        candidates=candidates,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        device=device,
     )
-    if protocol not in LVLM_PROTOCOLS:
-        raise ClassListError(
-            f"Protocol {protocol!r} is not available for vision-language chat models; choose "
-            f"among {LVLM_PROTOCOLS} (the paper evaluates LVLMs on 1v20; 1v1000 would score "
-            "1000 answers per image)."
-        )
-    P.check_protocol(protocol, dataset)
-    if protocol == "1v20" and candidates is None and reference is None:
-        raise ClassListError(
-            "1-vs-20 needs each class's 20 confusable labels: pass "
-            f"reference={PAPER_REFERENCE!r} (the paper's) or a candidates file."
-        )
+    source = sources[protocol]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     adapter = model if isinstance(model, LVLMAdapter) else load_lvlm(model, device=device)
     if isinstance(store, str | Path):
@@ -121,8 +118,12 @@ def evaluate_lvlm(
     answer_template = answer_template or adapter.answer_template
     reduction = reduction or adapter.reduction
 
-    cand = _lvlm_candidates(
-        protocol, dataset, candidates, reference, templates, cache, device, show_progress
+    cand = (
+        P.candidates_present(dataset.present_labels)
+        if source is None
+        else candidate_sets(
+            source, dataset, cache=cache, batch_size=REFERENCE_BATCH, show_progress=show_progress
+        )
     )
     table = dataset.table
     labels = table["label"].to_numpy().astype(int)
@@ -151,6 +152,7 @@ def evaluate_lvlm(
                 answer_template=answer_template,
                 reduction=reduction,
                 batch_size=batch_size,
+                score=score,
             )[0]
             order = np.argsort(loss, kind="stable")[:TOPK]  # ties: lower label index first
             top_labels.append(np.asarray(options)[order])
@@ -193,8 +195,13 @@ def evaluate_lvlm(
         "question": question,
         "answer_template": answer_template,
         "reduction": reduction,
+        "score": score,
         "chat_template_sha": adapter.chat_template_digest,
         "dtype": str(adapter.dtype).removeprefix("torch."),
+    }
+    # the paper's score keeps the run ids it had before scores could be chosen
+    identity = {
+        k: v for k, v in scoring.items() if k != "dtype" and (score != "paper" or k != "score")
     }
     cand_json = {str(k): v.tolist() for k, v in sorted(cand.items())}
     run_id = hashlib.sha256(
@@ -204,7 +211,7 @@ def evaluate_lvlm(
                 adapter.name,
                 dataset.digest(),
                 protocol,
-                {k: v for k, v in scoring.items() if k != "dtype"},
+                identity,
                 name_set,
                 cand_json if protocol == "1v20" else None,
             ]
@@ -220,6 +227,9 @@ def evaluate_lvlm(
         predictions,
         skipped,
         {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
+        source.name if source is not None else None,
+        candidates_digest(cand) if source is not None else None,
+        score,
     )
     if store is not None:
         record = _run_record(
@@ -236,36 +246,47 @@ def evaluate_lvlm(
     return result
 
 
-def _lvlm_candidates(
-    protocol: str,
+def check_lvlm_request(
+    data: str | Path | ImageDataset,
+    protocols: tuple[str, ...] | list[str],
+    *,
+    reference: str | ModelAdapter | CandidateSource | None = None,
+    candidates: str | Path | None = None,
+    name_set: str = "openai",
+    split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
+    device: str = "cpu",
+) -> tuple[ImageDataset, dict[str, CandidateSource | None]]:
+    """Open the dataset and check every protocol and 1-vs-20 source before the LVLM loads."""
+    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
+    for protocol in protocols:
+        if protocol not in LVLM_PROTOCOLS:
+            raise ClassListError(
+                f"Protocol {protocol!r} is not available for vision-language chat models; choose "
+                f"among {LVLM_PROTOCOLS} (the paper evaluates LVLMs on 1v20; 1v1000 would score "
+                "1000 answers per image)."
+            )
+        P.check_protocol(protocol, dataset)
+    source = _lvlm_source(dataset, reference, candidates, device) if "1v20" in protocols else None
+    return dataset, {p: source if p == "1v20" else None for p in protocols}
+
+
+def _lvlm_source(
     dataset: ImageDataset,
-    candidates_path: str | Path | None,
-    reference: str | ModelAdapter | None,
-    templates: str | list[str] | None,
-    cache: Path,
+    reference: str | ModelAdapter | CandidateSource | None,
+    candidates: str | Path | None,
     device: str,
-    show_progress: bool,
-) -> dict[int, np.ndarray]:
-    """The label sets each class is scored among: the runner's candidate code, not a copy."""
-    if protocol == "1vN":
-        return P.candidates_present(dataset.present_labels)
-    if candidates_path is not None:
-        return P.load_candidates(candidates_path, dataset.present_labels)
-    ref = reference if isinstance(reference, ModelAdapter) else create_model(reference, device)
-    feats = encode_dataset(
-        ref, dataset, cache, batch_size=REFERENCE_BATCH, show_progress=show_progress
-    )
-    return _candidates(
-        protocol,
-        dataset,
-        ref,
-        feats,
-        resolve_templates(templates),
-        cache,
-        reference=ref,
-        candidates_path=None,
-        batch_size=REFERENCE_BATCH,
-        num_workers=0,
-        show_progress=show_progress,
-        device=device,
-    )
+) -> CandidateSource:
+    """The 1-vs-20 source of an LVLM run, resolved before the LVLM loads.
+
+    The paper scores LVLMs among the sets of its CLIP reference; an LVLM has no zero-shot head
+    to rank labels with, so ``reference="self"`` is refused.
+    """
+    if reference == SELF_REFERENCE and candidates is None:
+        raise ClassListError(
+            "--reference self is not available for vision-language chat models (they have no "
+            f"zero-shot head to rank labels with); pass --reference {PAPER_REFERENCE} (the "
+            "paper's), another CLIP, or --candidates FILE."
+        )
+    return prepare_candidates(reference, candidates, dataset, device)

@@ -167,6 +167,20 @@ def summarize(
     return pd.DataFrame(rows, columns=["metric", "group", "value", "ci_low", "ci_high", "n"])
 
 
+def classes_per_group(summary: pd.DataFrame) -> tuple[int, int, int]:
+    """(common classes, counter classes, classes with both) of a :func:`summarize` frame."""
+
+    def n(metric: str, group: str) -> int:
+        rows = summary[(summary["metric"] == metric) & (summary["group"] == group)]
+        return int(rows["n"].iloc[0]) if len(rows) else 0
+
+    return (
+        n("balanced_accuracy", COMMON),
+        n("balanced_accuracy", COUNTER),
+        n("drop", "common-counter"),
+    )
+
+
 def per_class(
     labels: np.ndarray, groups: np.ndarray, correct: np.ndarray, level: float = LEVEL
 ) -> pd.DataFrame:

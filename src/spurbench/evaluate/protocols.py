@@ -1,7 +1,8 @@
 """The CounterAnimal protocols: which labels each image is classified among.
 
 * ``1v1000``: all ImageNet-1k classes (the paper's default).
-* ``1v20``: each class against its own 20 candidates — the labels a reference model finds most
+* ``1v20``: each class against its own 20 candidates — the labels a reference model (the paper's
+  CLIP ViT-B/32 LAION-400M by default, see :mod:`spurbench.evaluate.candidates`) finds most
   confusable with it (highest mean score over that class's images, common and counter together;
   for CLIP the score is the cosine between image and label text embeddings). The true class is
   always kept among the candidates. The sets are saved with the run; users may pass their own.
@@ -23,6 +24,20 @@ from spurbench.errors import ClassListError
 
 PROTOCOLS = ("1v1000", "1v20", "1vN")
 N_CONFUSABLE = 20
+
+
+def check_protocol_names(protocols: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The protocols asked for, or an error when the list is empty or names an unknown one."""
+    protocols = tuple(protocols)
+    if not protocols:
+        raise ClassListError(f"No protocol given; choose among {', '.join(PROTOCOLS)}.")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ClassListError(
+            f"Unknown protocol {unknown[0]!r}; choose among {', '.join(PROTOCOLS)} "
+            "(a comma list, or 'both' for 1v1000,1v20)."
+        )
+    return protocols
 
 
 def check_protocol(protocol: str, dataset: ImageDataset) -> None:
@@ -95,13 +110,75 @@ def save_candidates(candidates: dict[int, np.ndarray], path: str | Path) -> None
     write_json_atomic(path, {str(k): v.tolist() for k, v in sorted(candidates.items())})
 
 
-def load_candidates(path: str | Path, labels: list[int]) -> dict[int, np.ndarray]:
-    raw = json.loads(Path(path).read_text())
-    cand = {int(k): np.array(sorted(int(i) for i in v)) for k, v in raw.items()}
+def load_candidates(
+    path: str | Path, labels: list[int], size: int | None = N_CONFUSABLE
+) -> dict[int, np.ndarray]:
+    """Read a candidates file (``{label: [labels]}``) and check it before any model runs.
+
+    Every set must hold its own true label, have ``size`` distinct ImageNet indices (0-999),
+    and every label in ``labels`` (the evaluated classes) needs a set; anything else would give
+    meaningless accuracies, so it is a :class:`ClassListError` naming the first problem.
+    """
+    path = Path(path)
+    where = f"Candidate file {path}"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClassListError(f"{where} does not exist.") from None
+    except IsADirectoryError:
+        raise ClassListError(f"{where} is a folder; pass the JSON file.") from None
+    except UnicodeDecodeError:
+        raise ClassListError(f"{where} is not UTF-8 text.") from None
+    except json.JSONDecodeError as e:
+        raise ClassListError(f"{where} is not valid JSON: {e}.") from None
+    except OSError as e:
+        raise ClassListError(f"{where} cannot be read: {e}.") from None
+    shape = 'a JSON object {"<label>": [<label>, ...], ...} of ImageNet indices'
+    if not isinstance(raw, dict) or not raw:
+        raise ClassListError(f"{where} must be {shape}.")
+    cand: dict[int, np.ndarray] = {}
+    for key, values in raw.items():
+        y = _imagenet_index(key)
+        if y is None or not isinstance(values, list):
+            raise ClassListError(
+                f"{where}: entry {key!r} must be an ImageNet index (0-999) mapped to a list of "
+                "labels."
+            )
+        members = [_imagenet_index(v) for v in values]
+        bad = [v for v, m in zip(values, members, strict=True) if m is None]
+        if bad:
+            raise ClassListError(
+                f"{where}: the set of label {y} has entries outside the ImageNet indices 0-999: "
+                f"{bad[:5]}."
+            )
+        if len(set(members)) != len(members):
+            raise ClassListError(f"{where}: the set of label {y} repeats a label.")
+        if y not in members:
+            raise ClassListError(
+                f"{where}: the set of label {y} does not contain label {y} itself; every set "
+                "must hold its true class."
+            )
+        cand[y] = np.array(sorted(members))  # type: ignore[type-var]
+    sizes = sorted({len(v) for v in cand.values()})
+    if size is not None and sizes != [size]:
+        raise ClassListError(
+            f"{where}: 1-vs-{size} needs sets of {size} labels; found sizes {sizes}."
+        )
+    if len(sizes) > 1:
+        raise ClassListError(f"{where}: sets differ in size ({sizes}); all must be the same.")
     missing = [y for y in labels if y not in cand]
     if missing:
-        raise ClassListError(f"Candidate file {path} has no candidate set for labels {missing}.")
+        raise ClassListError(f"{where} has no candidate set for labels {missing}.")
     return cand
+
+
+def _imagenet_index(value: object) -> int | None:
+    """An ImageNet index from a JSON key or value (int or decimal string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 0 <= value < 1000 else None
 
 
 def mask_for(

@@ -25,12 +25,19 @@ from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
+from spurbench.evaluate.candidates import (
+    CandidateSource,
+    candidate_sets,
+    candidates_digest,
+    prepare_candidates,
+)
+from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
-from spurbench.store.results import ResultsStore
+from spurbench.store.results import ResultsStore, check_store_path
 
 TOPK = 5
 
@@ -48,6 +55,11 @@ class RunResult:
     predictions: pd.DataFrame
     skipped: pd.DataFrame
     candidates: dict[int, list[int]] = field(default_factory=dict)
+    #: 1-vs-20 only: where the sets came from (see candidates.describe_source) and their hash.
+    candidates_source: str | None = None
+    candidates_hash: str | None = None
+    #: LVLM runs only: how answers were scored (spurbench.models.lvlm.SCORES).
+    score: str | None = None
 
     def value(self, metric: str, group: str | None = None) -> float:
         rows = self.summary[self.summary["metric"] == metric]
@@ -89,31 +101,32 @@ def evaluate(
         protocols: any of ``1v1000``, ``1v20``, ``1vN``.
         templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list.
         store: a results store (or its path) to write to; None writes nothing.
-        reference: the model whose confusions pick the 1-vs-20 candidates (default: ``model``
-            when it is zero-shot); ``candidates`` a JSON file of candidate sets instead.
+        reference: the model whose confusions pick the 1-vs-20 candidates: default the paper's
+            ``ViT-B-32,laion400m_e31`` (with its own single prompt and OpenAI names, whatever
+            ``templates`` says), ``"self"`` for the evaluated model's own confusions (not the
+            paper's protocol); ``candidates`` a JSON file of candidate sets instead. Both are
+            resolved before the model loads (see :mod:`spurbench.evaluate.candidates`).
         backend: where the model's images are encoded: ``local`` (this process) or ``ray``
             (missing cache shards as work units on a Ray cluster; results are bit-identical).
         address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
             a local one with ``workers`` CPUs.
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
     """
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else open_dataset(
-            data,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
-        )
-    )
-    protocols = tuple(protocols)
+    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
+    protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = resolve_templates(templates)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
+    check_run_inputs(
+        dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
+    )
+    if isinstance(store, str | Path):
+        check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
+    source = (
+        prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
+    )
+    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -144,7 +157,7 @@ def evaluate(
             feats,
             template_list,
             cache,
-            reference,
+            source,
             candidates,
             batch_size,
             num_workers,
@@ -163,6 +176,7 @@ def evaluate(
             cache,
             n_boot,
             seed,
+            source,
         )
         if store is not None:
             store.write_run(
@@ -176,6 +190,32 @@ def evaluate(
     return results
 
 
+def as_dataset(
+    data: str | Path | ImageDataset,
+    name_set: str = "openai",
+    split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
+) -> ImageDataset:
+    """``data`` as an :class:`ImageDataset`, opened (and validated) unless it already is one."""
+    if isinstance(data, ImageDataset):
+        return data
+    return open_dataset(
+        data,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+    )
+
+
+def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
+    """The evaluated model; the reference's adapter when both name the same model."""
+    if source is not None and source.adapter is not None and source.adapter.name == model:
+        return source.adapter
+    return create_model(model, device=device)
+
+
 def _candidates(
     protocol: str,
     dataset: ImageDataset,
@@ -183,13 +223,14 @@ def _candidates(
     feats: FeatureSet,
     templates: tuple[str, ...],
     cache: Path,
-    reference: str | ModelAdapter | None,
+    reference: str | ModelAdapter | CandidateSource | None,
     candidates_path: str | Path | None,
     batch_size: int,
     num_workers: int | None,
     show_progress: bool,
     device: str,
 ) -> dict[int, np.ndarray]:
+    """The label set of each present class under ``protocol``: the one home of that choice."""
     present = dataset.present_labels
     if protocol == "1v1000":
         if dataset.label_subset is not None:
@@ -197,33 +238,18 @@ def _candidates(
         return P.candidates_all(len(dataset.classes), present)
     if protocol == "1vN":
         return P.candidates_present(present)
-    if candidates_path is not None:
-        return P.load_candidates(candidates_path, present)
-    if reference is None:
-        if not adapter.zero_shot:
-            raise ClassListError(
-                "1-vs-20 needs a reference model to pick each class's 20 confusable labels: "
-                "pass reference='ViT-B-32,laion400m_e31' (the paper's) or a candidates file."
-            )
-        ref, ref_feats = adapter, feats
-    else:
-        ref = reference if isinstance(reference, ModelAdapter) else create_model(reference, device)
-        ref_feats = (
-            feats
-            if ref.fingerprint == adapter.fingerprint
-            else encode_dataset(
-                ref,
-                dataset,
-                cache,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                show_progress=show_progress,
-            )
-        )
-    head = head_for(ref, dataset.classes, templates, cache)
-    ok = ref_feats.ok
-    scores = head.logits(ref_feats.embedding[ok])
-    return P.confusable_candidates(scores, dataset.table["label"].to_numpy()[ok])
+    source = prepare_candidates(reference, candidates_path, dataset, device)
+    return candidate_sets(
+        source,
+        dataset,
+        adapter,
+        feats,
+        templates,
+        cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        show_progress=show_progress,
+    )
 
 
 def _score(
@@ -238,12 +264,16 @@ def _score(
     cache: Path,
     n_boot: int,
     seed: int,
+    source: CandidateSource | None = None,
 ) -> RunResult:
     needed = np.unique(np.concatenate(list(cand.values())))
     head = head_for(adapter, dataset.classes.subset(needed), templates, cache)
     position = {int(c): i for i, c in enumerate(needed)}
     local = {y: np.array([position[int(c)] for c in v]) for y, v in cand.items()}
     ok = feats.ok
+    if not ok.any():
+        first = feats.errors[0] if len(feats.errors) else ""
+        raise ClassListError(f"No image of {dataset.name!r} could be read (first: {first}).")
     table = dataset.table
     logits = head.logits(feats.embedding[ok])
     mask = P.mask_for(local, labels[ok], len(needed))
@@ -279,8 +309,6 @@ def _score(
             "reason": [e for e, good in zip(feats.errors, ok, strict=True) if not good],
         }
     )
-    if not ok.any():
-        raise ClassListError(f"No image of {dataset.name!r} could be read; see the skipped list.")
     groups = predictions["group_name"].to_numpy()
     summary = M.summarize(y, groups, correct, correct5, n_boot=n_boot, seed=seed)
     per_class = M.per_class(y, groups, correct)
@@ -310,7 +338,17 @@ def _score(
         predictions,
         skipped,
         {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
+        *_candidates_identity(protocol, cand, source),
     )
+
+
+def _candidates_identity(
+    protocol: str, cand: dict[int, np.ndarray], source: CandidateSource | None
+) -> tuple[str | None, str | None]:
+    """(source name, hash) of a 1-vs-20 run's sets; (None, None) for other protocols."""
+    if protocol != "1v20":
+        return None, None
+    return (source.name if source is not None else None), candidates_digest(cand)
 
 
 def _with_run(df: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -391,9 +429,12 @@ def _run_record(
         "protocol": protocol,
         "templates": json.dumps(list(templates)),
         "name_set": dataset.classes.name_set if dataset.classes.name_set != "custom" else name_set,
+        "candidates_source": result.candidates_source,
+        "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__},
+        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }
 

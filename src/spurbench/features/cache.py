@@ -4,6 +4,13 @@ Image features are cached per (model fingerprint, preprocessing, image files) in
 number of rows, each written atomically. An evaluation killed mid-way leaves complete shards and
 a rerun encodes only the missing ones; a second protocol, a probe or a report on the same data
 never calls the image encoder again. Memory is bounded by one shard, not by the dataset.
+
+The key covers the images' *content* (a hash of their bytes), so a file replaced by ``cp -p``,
+``rsync -t`` or ``tar x`` with its size and mtime kept is encoded again. The trade-off: each
+file is read once more to hash it, and the hash is remembered under the file's identity (path,
+size, mtime, inode, ctime), so reruns only stat the files; a rewrite keeping all five (ctime
+needs the system clock moved) would go unnoticed. Caches keyed the older way are not read:
+their features are recomputed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from torch.utils.data import DataLoader
 from spurbench.atomic import DiskFullError, is_disk_full, write_atomic, write_json_atomic
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import ImageFiles
-from spurbench.errors import SpurbenchError
+from spurbench.errors import Interrupted, SpurbenchError
+from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
 from spurbench.progress import progress_bar
 
@@ -65,9 +73,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SPURBENCH_CACHE", Path.home() / ".cache" / "spurbench"))
 
 
-def feature_key(model: ModelAdapter, dataset: ImageDataset, layer: str = "final") -> str:
+def feature_key(
+    model: ModelAdapter,
+    dataset: ImageDataset,
+    layer: str = "final",
+    cache_dir: str | Path | None = None,
+) -> str:
+    """The cache folder's name: model, preprocessing, layer and the *bytes* of the images.
+
+    Files are identified by content, not by (path, size, mtime), which copy tools preserve
+    across a change (see :mod:`spurbench.features.content` for the cost and its limits).
+    """
+    images = content_digest(dataset.table["path"].tolist(), Path(cache_dir or default_cache_dir()))
     payload = json.dumps(
-        [model.fingerprint, model.preprocess_cfg.digest(), dataset.images_digest(), layer]
+        [model.fingerprint, model.preprocess_cfg.digest(), images, layer, "content-v1"]
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -159,7 +178,7 @@ def encode_dataset(
         shard_rows = shard_rows_default()
     if num_workers is None:
         num_workers = default_num_workers(gpu=_on_cuda(model))
-    key = feature_key(model, dataset)
+    key = feature_key(model, dataset, cache_dir=cache_dir)
     folder = Path(cache_dir or default_cache_dir()) / "features" / key
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -193,10 +212,18 @@ def encode_dataset(
             lambda units, bar: _encode_locally(model, dataset, units, batch_size, num_workers, bar)
         )
         rows_todo = sum(shards[i][1] - shards[i][0] for i in todo)
-        with progress_bar(f"encode {model.name}", total=rows_todo, enabled=show_progress) as bar:
-            for i, shard in encode([(i, shards[i]) for i in todo], bar):
-                loaded[i] = shard
-                _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
+        try:
+            with progress_bar(
+                f"encode {model.name}", total=rows_todo, enabled=show_progress
+            ) as bar:
+                for i, shard in encode([(i, shards[i]) for i in todo], bar):
+                    loaded[i] = shard
+                    _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"{len(loaded)} of {len(shards)} feature shards of {model.name} kept in "
+                f"{folder}; rerun the same command to resume"
+            ) from None
     pre = np.concatenate([loaded[i][0] for i in range(len(shards))])
     emb = np.concatenate([loaded[i][1] for i in range(len(shards))])
     errors = [e for i in range(len(shards)) for e in loaded[i][2]]

@@ -84,6 +84,8 @@ class ModelAdapter(ABC):
     preprocess: Callable[[Any], torch.Tensor]
     preprocess_cfg: PreprocessConfig
     zero_shot: bool = False
+    #: Seed the weights were drawn from (random-init models only).
+    init_seed: int | None = None
     _fingerprint: str | None = None
 
     @property

@@ -8,6 +8,7 @@ to put a local file instead of being shown the hub client's retry traceback.
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import socket
@@ -51,6 +52,17 @@ def _is_network_error(exc: BaseException) -> bool:
     return any(m.lower() in text.lower() for m in _OFFLINE_MARKERS)
 
 
+def _is_damaged(exc: BaseException, text: str) -> bool:
+    """A truncated or corrupt safetensors file, a config that is not JSON, or weights whose
+    shapes or names do not fit the configured architecture."""
+    return (
+        type(exc).__name__ == "SafetensorError"
+        or isinstance(exc, json.JSONDecodeError)
+        or (isinstance(exc, ValueError) and "Could not load valid config" in text)
+        or (isinstance(exc, RuntimeError) and "Error(s) in loading state_dict" in text)
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc)).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -92,6 +104,11 @@ def guarded_load(model_name: str, source: str) -> Iterator[None]:
                 "(e.g. pytorch_model.bin) that could run code when loaded. Convert them with "
                 "`model.save_pretrained(folder, safe_serialization=True)` in a trusted "
                 f"environment. ({_first_line(e)})"
+            ) from None
+        if _is_damaged(e, text):
+            raise WeightsUnavailableError(
+                f"Could not load {source}: its weights or config are damaged or do not match "
+                f"the architecture ({_first_line(e)}). Re-download or re-save the folder."
             ) from None
         if _is_network_error(e):
             raise WeightsUnavailableError(

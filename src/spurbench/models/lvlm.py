@@ -57,6 +57,13 @@ DEFAULT_ANSWER = "A {c}."
 #: what ``forward(labels=...)`` returns: the paper's score). "sum": the answer's total negative
 #: log-likelihood, which favours short names.
 REDUCTIONS = ("mean", "sum")
+#: What a candidate's score reads. ``paper``: the reduction (default mean) over every answer
+#: token of "A {name}.", the paper's score; the shared "A" and "." tokens are easy to predict and
+#: dilute a long name's mean, which favours long names. ``name-mean`` / ``name-sum``: the name's
+#: tokens only. ``pmi``: the name's log-likelihood with the image minus with a blank image (same
+#: prompt and answer), so names the language model finds likely whatever the image lose their
+#: prior advantage. Every score is a loss: lower wins.
+SCORES = ("paper", "name-mean", "name-sum", "pmi")
 #: Prompt tokens besides the image assumed by the memory estimate (question + template).
 PROMPT_TOKENS_ESTIMATE = 64
 #: Candidate batch assumed by the memory estimate when none is given (the 1-vs-20 protocol).
@@ -245,6 +252,8 @@ class LVLMAdapter(ModelAdapter):
         self._image_token_id = _image_token_id(self.processor, config)
         self._ids_memo: dict[str, list[int]] = {}
         self._prompt_memo: dict[str, tuple[str, str]] = {}
+        self._blank_memo: dict[tuple[str, str, str], float] = {}
+        self._span_memo: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.preprocess = self._pixel_values
         self.preprocess_cfg = _preprocess_cfg(self.processor)
 
@@ -328,6 +337,7 @@ class LVLMAdapter(ModelAdapter):
         answer_template: str | None = None,
         reduction: str | None = None,
         batch_size: int | None = None,
+        score: str = "paper",
     ) -> np.ndarray:
         """Loss of each candidate answer per image, shape (n_images, n_candidates): lower wins.
 
@@ -337,22 +347,68 @@ class LVLMAdapter(ModelAdapter):
             candidates: class names, one list for all images or one list per image; each is
                 formatted with ``answer_template`` (default "A {c}."). Ragged per-image lists
                 are padded with ``inf`` on the right.
-            reduction: ``mean`` (the answer's LM loss, the paper's) or ``sum`` (total NLL).
+            reduction: ``mean`` (the answer's LM loss, the paper's) or ``sum`` (total NLL) of
+                the ``paper`` score.
             batch_size: candidates per batched forward (default: all of an image's at once).
+            score: one of :data:`SCORES` (``paper``: the answer's loss with ``reduction``).
         """
         reduction = reduction or self.reduction
         _check_reduction(reduction)
+        if score not in SCORES:
+            raise SpurbenchError(f"Unknown score {score!r}; choose one of {SCORES}.")
         per_image = _per_image(candidates, len(images))
         template = answer_template or self.answer_template
         plan = self._plan(question, sorted({c for cs in per_image for c in cs}), template)
+        if score != "paper":
+            reduction = "mean" if score == "name-mean" else "sum"
         width = max((len(cs) for cs in per_image), default=0)
         out = np.full((len(images), width), np.inf)
         chunk = batch_size or self.candidate_batch_size
         for i, (image, names) in enumerate(zip(images, per_image, strict=True)):
             if names:
-                rows = [plan.row[n] for n in names]
+                rows = [self._scored_row(plan, n, score) for n in names]
                 out[i, : len(names)] = self._score_image(image, plan, rows, reduction, chunk)
+                if score == "pmi":
+                    out[i, : len(names)] -= self._blank_losses(plan, names, chunk)
         return out
+
+    def _scored_row(self, plan: _Plan, name: str, score: str) -> tuple[list[int], int, int]:
+        """(tokens from the cut, first scored, end of scored) of one candidate under ``score``."""
+        tail, first = plan.row[name]
+        if score == "paper":
+            return tail, first, len(tail)
+        key = (plan.question or self.question, plan.template, name)
+        if key not in self._span_memo:
+            self._span_memo[key] = self._name_span(
+                name, plan.question, plan.template, plan.cut + first
+            )
+        start, stop = self._span_memo[key]
+        return tail, start - plan.cut, stop - plan.cut
+
+    def _blank_losses(self, plan: _Plan, names: list[str], chunk: int | None) -> np.ndarray:
+        """Name-token NLL (sum) of each name after a blank image: the answer's prior (memoised).
+
+        The blank image is the processor's mean colour, so its normalised pixels are all zero:
+        the same prompt and tokens as with a real image, with no visual evidence.
+        """
+        missing = [
+            n
+            for n in dict.fromkeys(names)
+            if (plan.prompt, plan.template, n) not in self._blank_memo
+        ]
+        if missing:
+            ip = self.processor.image_processor
+            mean = getattr(ip, "image_mean", None) or (0.5, 0.5, 0.5)
+            h, w = self.preprocess_cfg.size
+            blank = Image.new(
+                "RGB", (w or 1, h or 1), tuple(round(255 * float(m)) for m in mean)
+            )
+            rows = [self._scored_row(plan, n, "pmi") for n in missing]
+            for n, loss in zip(
+                missing, self._score_image(blank, plan, rows, "sum", chunk), strict=True
+            ):
+                self._blank_memo[(plan.prompt, plan.template, n)] = float(loss)
+        return np.array([self._blank_memo[(plan.prompt, plan.template, n)] for n in names])
 
     def _ids(self, text: str) -> list[int]:
         """Token ids of a text, as the processor's tokenizer makes them (memoised)."""
@@ -391,13 +447,37 @@ class LVLMAdapter(ModelAdapter):
                 "prefix cannot be shared. Use another question or answer template."
             )
         rows = {n: (fulls[n][cut:], lcps[n] - cut) for n in names}
-        return _Plan(prompt, prompt_ids, image_pos, cut, rows)
+        return _Plan(prompt, prompt_ids, image_pos, cut, rows, question, template)
+
+    def _name_span(
+        self, name: str, question: str | None, template: str, answer_start: int
+    ) -> tuple[int, int]:
+        """[first, stop) positions, in the prompt + answer tokens, of the tokens of ``name``.
+
+        A token counts when its characters overlap the name's (a token merging the name's last
+        letter with "." belongs to the name). Needs a fast tokenizer's offset mapping.
+        """
+        text = self.full_text(name, question, template)
+        before = template.partition("{c}")[0].format()
+        begin = len(text) - len(template.format(c=name)) + len(before)
+        end = begin + len(name)
+        try:
+            offsets = self.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+        except (NotImplementedError, TypeError, KeyError):
+            raise SpurbenchError(
+                f"{self.name}: name-only scores need a fast tokenizer (character offsets)."
+            ) from None
+        inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > begin]
+        inside = [i for i in inside if i >= answer_start]
+        if not inside:
+            raise SpurbenchError(f"No token of the answer spells the name {name!r}.")
+        return inside[0], inside[-1] + 1
 
     def _score_image(
         self,
         image: Image.Image,
         plan: _Plan,
-        rows: list[tuple[list[int], int]],
+        rows: list[tuple[list[int], int, int]],
         reduction: str,
         chunk: int | None,
     ) -> np.ndarray:
@@ -442,19 +522,19 @@ class LVLMAdapter(ModelAdapter):
         return np.concatenate(losses)
 
     def _score_rows(
-        self, cache: Any, prefix_len: int, rows: list[tuple[list[int], int]], reduction: str
+        self, cache: Any, prefix_len: int, rows: list[tuple[list[int], int, int]], reduction: str
     ) -> np.ndarray:
-        """NLL of each row's answer tokens, given a cache holding the prefix for one image."""
-        n, width = len(rows), max(len(t) for t, _ in rows)
+        """NLL of each row's scored tokens [first, stop), given a cache holding the prefix."""
+        n, width = len(rows), max(len(t) for t, _, _ in rows)
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
         tokens = torch.full((n, width), pad, dtype=torch.long)
         scored = torch.zeros((n, width), dtype=torch.bool)  # scored[i, t]: token t is an answer
         mask = torch.zeros((n, width), dtype=torch.long)
-        for i, (tail, first) in enumerate(rows):
+        for i, (tail, first, stop) in enumerate(rows):
             tokens[i, : len(tail)] = torch.tensor(tail)
             mask[i, : len(tail)] = 1
-            scored[i, first : len(tail)] = True
+            scored[i, first:stop] = True
         cache.batch_repeat_interleave(n)
         tokens, mask, scored = (t.to(self.device) for t in (tokens, mask, scored))
         attention = torch.cat(
@@ -483,7 +563,9 @@ class _Plan:
     prompt_ids: list[int]
     image_pos: int  # last image placeholder in prompt_ids (unexpanded)
     cut: int  # prompt tokens (unexpanded) in the cached prefix
-    row: dict[str, tuple[list[int], int]]  # name -> (tokens from cut, first scored index)
+    row: dict[str, tuple[list[int], int]]  # name -> (tokens from cut, first answer token)
+    question: str | None
+    template: str  # the answer template
 
 
 def load_lvlm(name: str, device: str = "cpu", **kwargs: Any) -> LVLMAdapter:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 
 import pandas as pd
+import torch
 
 from spurbench.errors import SpurbenchError, UnknownModelError
 from spurbench.models.base import ModelAdapter
@@ -38,10 +39,27 @@ def _adapter_class(family: str) -> type[ModelAdapter]:
     raise UnknownModelError(f"Unknown model family {family!r}; known: {FAMILIES}.")
 
 
-def create_model(name: str | ModelSpec, device: str = "cpu") -> ModelAdapter:
-    """Load a model by name (see :mod:`spurbench.models.spec` for the accepted spellings)."""
+#: Seed of random-init weights (``ARCH,random``) unless the caller gives one.
+RANDOM_INIT_SEED = 0
+
+
+def create_model(
+    name: str | ModelSpec, device: str = "cpu", seed: int = RANDOM_INIT_SEED
+) -> ModelAdapter:
+    """Load a model by name (see :mod:`spurbench.models.spec` for the accepted spellings).
+
+    Random-init weights are drawn from ``seed`` (recorded as ``adapter.init_seed``), without
+    disturbing the caller's random state: the same name gives the same weights, hence the same
+    features, numbers and run id, in every process.
+    """
     spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
-    adapter = _adapter_class(spec.family)(spec, device=device)
+    if not spec.is_random_init:
+        adapter = _adapter_class(spec.family)(spec, device=device)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter = _adapter_class(spec.family)(spec, device=device)
+        adapter.init_seed = seed
     adapter.module.eval()
     return adapter
 

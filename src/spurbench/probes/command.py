@@ -20,6 +20,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
@@ -151,11 +152,11 @@ def probe_cmd(
     print_probe_tables(results)
     for r in results:
         for note in r.notes:
-            console.print(f"[yellow]{r.model}[/]: {note}", highlight=False)
+            console.print(f"[yellow]{escape(r.model)}[/]: {escape(note)}", highlight=False)
     if out is not None:
         for path in write_outputs(results, out):
-            console.print(f"wrote {path}")
-    console.print(f"Probe results stored in [bold]{store}[/].")
+            console.print(f"wrote {escape(str(path))}", highlight=False)
+    console.print(f"Probe results stored in [bold]{escape(str(store))}[/].")
 
 
 def _concept_folder(concepts: str | None) -> Path | None:
@@ -209,7 +210,7 @@ def _print_kurtosis(results: list[ProbeResult]) -> None:
             o = r.outliers.get(space)
             dims = "" if o is None else _dims(o.dims.tolist())
             t.add_row(
-                r.model,
+                escape(r.model),
                 space,
                 str(k.dim if k else (o.mean_abs_activation.size if o else "")),
                 _f(k.mean_image_kurtosis if k else None),
@@ -251,8 +252,8 @@ def _print_directions(results: list[ProbeResult]) -> None:
         for i in range(n):
             first = i == 0
             t.add_row(
-                r.model if first else "",
-                r.head_label if first else "",
+                escape(r.model) if first else "",
+                escape(r.head_label) if first else "",
                 f"{_pct(d.concentration(1))} / {_pct(d.concentration(10))}" if first else "",
                 str(i),
                 str(int(d.original_index[i])),
@@ -260,7 +261,7 @@ def _print_directions(results: list[ProbeResult]) -> None:
                 f"{float(d.importance[i]):.4g}",
                 _pct(float(d.importance[i]) / total),
                 _f(float(d.mean_abs_cos[i]), 3),
-                top.get(i, ""),
+                escape(top.get(i, "")),
                 end_section=i == n - 1,
             )
     console.print(t)
@@ -296,8 +297,8 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         n_dir = int(most["n_directions"].iloc[0])
         full = float(most.loc[most["k"] == n_dir, "accuracy"].iloc[0])
         t.add_row(
-            r.model,
-            r.head_label,
+            escape(r.model),
+            escape(r.head_label),
             str(int(most["n_images"].iloc[0])),
             str(n_dir),
             _pct(full),
@@ -347,9 +348,9 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         listed = ", ".join(f"{c} ({a:.2f})" for c, a in pairs[:6])
         listed += " …" if len(pairs) > 6 else ""
         t.add_row(
-            r.model,
-            r.head_label,
-            r.concept_source,
+            escape(r.model),
+            escape(r.head_label),
+            escape(r.concept_source),
             str(len(r.concepts)),
             str(len(r.encoded_concepts("directions"))),
             str(len(unique["directions"][r.model])) if len(shown) > 1 else "",

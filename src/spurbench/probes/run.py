@@ -302,6 +302,10 @@ def probe(
     requested = protocol
     if need_head:
         protocol = resolve_head_protocol(protocol, dataset)
+    if need_head and protocol == "1v20":  # a missing reference or bad file stops us here
+        from spurbench.evaluate.candidates import prepare_candidates
+
+        reference = prepare_candidates(reference, candidates, dataset, device)
     broden: ConceptImages | None = None
     if concept_images is not None and "concepts" in wanted:
         if concept_columns:

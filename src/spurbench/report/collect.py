@@ -6,6 +6,8 @@ and gives tests one object to compare the HTML and Markdown against.
 
 Runs are compared in *panels*: the runs that share a dataset and a protocol, because accuracies
 under different label spaces (1-vs-1000 vs 1-vs-N) or on different images are not comparable.
+1-vs-20 runs are further split by the hash of their candidate sets: accuracies among different
+sets are never pooled.
 A panel is placed among the published CounterAnimal numbers only when that comparison means
 something: the protocol is one the paper reports (1v1000, 1v20) and every class of the run is a
 CounterAnimal class (ImageNet labels). Any other panel is plotted on its own, with a note.
@@ -14,6 +16,7 @@ CounterAnimal class (ImageNet labels). Any other panel is plotted on its own, wi
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ import pandas as pd
 
 from spurbench.data.dataset import COMMON, COUNTER
 from spurbench.errors import SpurbenchError
+from spurbench.evaluate.candidates import FILE_PREFIX, PAPER_REFERENCE, describe_source
 from spurbench.evaluate.metrics import LEVEL, clopper_pearson
 from spurbench.reference.testbed import (
     PROTOCOLS as PUBLISHED_PROTOCOLS,
@@ -32,7 +36,7 @@ from spurbench.reference.testbed import (
     load_counteranimal_classes,
     load_counteranimal_models,
 )
-from spurbench.store.results import ResultsStore
+from spurbench.store.results import ResultsStore, paired_drop_note
 
 __all__ = [
     "Panel",
@@ -58,6 +62,24 @@ _HEADLINE: dict[str, tuple[str, str]] = {
 }
 
 
+#: Classes behind the balanced accuracies and the drop: alias -> (metric, group).
+_CLASS_COUNTS: dict[str, tuple[str, str]] = {
+    "classes_common": ("balanced_accuracy", COMMON),
+    "classes_counter": ("balanced_accuracy", COUNTER),
+    "classes_paired": ("drop", "common-counter"),
+}
+
+
+def _paired_drop_notes(runs: pd.DataFrame) -> list[str]:
+    """A note per run whose drop covers fewer classes than its common or counter accuracy."""
+    notes = []
+    for r in runs.itertuples():
+        note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
+        if note:
+            notes.append(f"{r.display} · {r.dataset} · {r.protocol}: {note}.")
+    return notes
+
+
 class ReportError(SpurbenchError):
     """The report cannot be written as asked (no store, no runs, nothing matching)."""
 
@@ -78,10 +100,14 @@ class Panel:
     n_classes: int
     published: pd.DataFrame | None = None
     note: str = ""
+    #: 1-vs-20 panels: the hash of the candidate sets all their runs share, and their source.
+    candidates_hash: str = ""
+    candidates_source: str = ""
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · {self.protocol}"
+        sets = f" · sets {self.candidates_hash}" if self.candidates_hash else ""
+        return f"{self.dataset} · {self.protocol}{sets}"
 
 
 @dataclass
@@ -192,7 +218,7 @@ def collect(
             f"No results store at {path}; run `spurbench eval` (or `spurbench demo`) first, "
             "or point --store at an existing .duckdb file."
         )
-    rs = ResultsStore(path)
+    rs = ResultsStore(path, read_only=True)
     runs = rs.runs()
     if runs.empty:
         raise ReportError(f"The results store {path} has no runs yet; run `spurbench eval`.")
@@ -241,6 +267,7 @@ def collect(
     cells = _cell_table(cell_counts, level)
     table["worst_cell"] = _worst_cell_names(table, classes)
     panels, notes = _panels(table, classes, with_published)
+    notes += _paired_drop_notes(table)
     return ReportData(
         store_path=path,
         runs=table,
@@ -273,6 +300,12 @@ def _run_table(runs: pd.DataFrame, overall: pd.DataFrame) -> pd.DataFrame:
             "created_at",
         ]
     ].copy()
+    for col in ("candidates_source", "candidates_hash"):  # absent from stores read read-only
+        values = runs[col] if col in runs else pd.Series([None] * len(runs), index=runs.index)
+        out[col] = values.where(values.notna(), "").astype(str)
+    out["lvlm_score"] = [
+        _lvlm_score(f, c) for f, c in zip(runs["family"], runs["config"], strict=True)
+    ]
     idx = overall.set_index(["run_id", "metric", "group_name"])
     for alias, (metric, group) in _HEADLINE.items():
         for suffix, col in (("", "value"), ("_lo", "ci_low"), ("_hi", "ci_high")):
@@ -288,13 +321,28 @@ def _run_table(runs: pd.DataFrame, overall: pd.DataFrame) -> pd.DataFrame:
     ):
         out[col] = out["run_id"].map(worst[src]) if len(worst) else np.nan
     out["worst_cell"] = out["worst_cell"].fillna("").astype(str)
+    for col, (metric, group) in _CLASS_COUNTS.items():
+        out[col] = [int(idx["n"].get((r, metric, group), 0)) for r in out["run_id"]]
     out["display"] = out["model"].map(short_names(out["model"].tolist()))
+    other = out["lvlm_score"].ne("") & out["lvlm_score"].ne("paper")
+    out.loc[other, "display"] = out.loc[other, "display"] + " · " + out.loc[other, "lvlm_score"]
     imagenet = out["protocol"].isin(PUBLISHED_PROTOCOLS)
     out["kind"] = [
         model_kind(f, bool(z), bool(i))
         for f, z, i in zip(out["family"], out["zero_shot"], imagenet, strict=True)
     ]
     return out
+
+
+def _lvlm_score(family: str, config: object) -> str:
+    """How an LVLM run scored its answers ('' for other models; 'paper' when not recorded)."""
+    if family != "lvlm":
+        return ""
+    try:
+        scoring = json.loads(str(config)).get("scoring", {})
+    except (ValueError, AttributeError):
+        scoring = {}
+    return str(scoring.get("score") or "paper")
 
 
 def _worst_cell_names(runs: pd.DataFrame, classes: pd.DataFrame) -> list[str]:
@@ -385,12 +433,14 @@ def _panels(
     panels: list[Panel] = []
     notes: list[str] = []
     seen: set[str] = set()
-    for (dataset, protocol), group in runs.groupby(["dataset", "protocol"], sort=False):
-        slug = _slug(f"{dataset}_{protocol}")
+    keys = ["dataset", "protocol", "candidates_hash"]
+    for (dataset, protocol, digest), group in runs.groupby(keys, sort=False):
+        slug = _slug(f"{dataset}_{protocol}" + (f"_{digest}" if digest else ""))
         while slug in seen:
             slug += "_"
         seen.add(slug)
         labels = set(classes.loc[classes["run_id"].isin(group["run_id"]), "label"].astype(int))
+        sources = sorted(set(group["candidates_source"]) - {""})
         panel = Panel(
             slug=slug,
             dataset=str(dataset),
@@ -398,7 +448,11 @@ def _panels(
             dataset_path=str(group["dataset_path"].iloc[0]),
             run_ids=group["run_id"].tolist(),
             n_classes=len(labels),
+            candidates_hash=str(digest),
+            candidates_source=" / ".join(describe_source(s) for s in sources),
         )
+        paper_sets = sources == [PAPER_REFERENCE]
+        from_file = bool(sources) and all(s.startswith(FILE_PREFIX) for s in sources)
         if not with_published:
             panel.note = "Published models left out (--no-published)."
         elif protocol not in PUBLISHED_PROTOCOLS:
@@ -412,6 +466,13 @@ def _panels(
                 f"{dataset} has classes outside CounterAnimal's {n_ca}, so its accuracies are "
                 "not comparable with the published ones; these models are shown on their own."
             )
+        elif protocol == "1v20" and not (paper_sets or from_file):
+            origin = panel.candidates_source or "not recorded (stored by an older spurbench)"
+            panel.note = (
+                f"1-vs-20 candidate sets: {origin}. Not the paper's reference sets, so these "
+                "models are shown on their own, since the published 1-vs-20 numbers use the "
+                "sets of CLIP ViT-B-32 (laion400m_e31)."
+            )
         else:
             pub = load_counteranimal_models(protocol, balanced=True)  # type: ignore[arg-type]
             panel.published = pub.assign(source="published")
@@ -422,10 +483,21 @@ def _panels(
                 )
             if protocol == "1v20":
                 panel.note += (
-                    " 1-vs-20 accuracies depend on the candidate sets; the published ones use "
-                    "the 20 classes CLIP ViT-B-32 (laion400m_e31) confuses most."
+                    f" 1-vs-20 sets {digest}: {panel.candidates_source}. The published "
+                    "accuracies use the 20 classes CLIP ViT-B-32 (laion400m_e31) confuses most"
+                    + (
+                        "."
+                        if paper_sets
+                        else ", so this placement holds only if the file holds those sets."
+                    )
                 )
         panels.append(panel)
+    split = runs[runs["protocol"] == "1v20"].groupby("dataset")["candidates_hash"].nunique()
+    for dataset, n in split[split > 1].items():
+        notes.append(
+            f"1-vs-20 runs on {dataset} used {n} different candidate sets; they are shown in "
+            "separate panels (one per sets hash) and never pooled."
+        )
     panels.sort(key=lambda p: p.published is None)  # comparisons with the testbed first
     missing = runs[runs["common"].isna() | runs["counter"].isna()]
     if len(missing):

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["report_cmd"]
 
@@ -46,6 +47,14 @@ def report_cmd(
         str, typer.Option(help="Axis scale of the trends: logit or probit.")
     ] = "logit",
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the trend bands.")] = 1000,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a non-empty folder that is not an earlier report (its files are "
+            "kept; index.html, summary.md and models.csv are replaced).",
+        ),
+    ] = False,
     open_: Annotated[
         bool, typer.Option("--open", help="Open the report in the default browser.")
     ] = False,
@@ -72,11 +81,13 @@ def report_cmd(
         transform=transform,  # type: ignore[arg-type]
         n_boot=n_boot,
     )
-    result = build_report(store, out, options)
+    result = build_report(store, out, options, force=force)
     console.print(
-        f"Report of {len(result.data.runs)} runs: [bold]{result.html}[/]\n"
-        f"Summary: {result.summary} · table: {result.table} · "
-        f"{len(result.figures)} figure files in {result.html.parent / 'figures'}",
+        f"Report of {len(result.data.runs)} runs: [bold]{escape(str(result.html))}[/]\n"
+        + escape(
+            f"Summary: {result.summary} · table: {result.table} · "
+            f"{len(result.figures)} figure files in {result.html.parent / 'figures'}"
+        ),
         highlight=False,
     )
     if open_:

@@ -25,7 +25,7 @@ from spurbench.report.effective_robustness import (
     Transform,
     fit_baseline,
 )
-from spurbench.report.plots import _FAMILY_STYLE
+from spurbench.report.plots import _FAMILY_STYLE, save_literal
 
 __all__ = [
     "FigureFiles",
@@ -43,7 +43,6 @@ __all__ = [
 
 #: Models per class-drop figure: more columns would make each bar too thin to read in print.
 MODELS_PER_DROP_FIGURE = 4
-_DPI = 150
 _DROP_COLOUR = "#c0504d"  # common > counter: the spurious background helps
 _GAIN_COLOUR = "#4f81bd"  # counter > common
 _SVG_ATTR_REF = re.compile(r'((?:xlink:)?href="#|url\(#)([^")]+)')
@@ -62,8 +61,7 @@ def save_figure(fig: Figure, base: Path) -> FigureFiles:
     """Write ``base``.png and ``base``.svg (no timestamp in the SVG, so reruns diff cleanly)."""
     base.parent.mkdir(parents=True, exist_ok=True)
     png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
-    fig.savefig(png, dpi=_DPI)
-    fig.savefig(svg, metadata={"Date": None})
+    save_literal(fig, png, svg, metadata={"Date": None})
     return FigureFiles(png, svg)
 
 

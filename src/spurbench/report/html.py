@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from spurbench.atomic import atomic_path
+from spurbench.errors import SpurbenchError
+from spurbench.evaluate.candidates import describe_source
 from spurbench.report.collect import Panel, ReportData, collect, panel_points, short_names
 from spurbench.report.effective_robustness import (
     DEFAULT_N_BOOT,
@@ -51,6 +53,7 @@ from spurbench.report.figures import (
     plot_kurtosis_vs_robustness,
     plot_pruning,
 )
+from spurbench.report.folder import check_out_dir, read_manifest, write_error, write_manifest
 from spurbench.report.plots import plot_counter_vs_common
 from spurbench.report.summary import render_summary
 from spurbench.report.tables import (
@@ -73,6 +76,7 @@ from spurbench.report.thumbnails import (
     label_names,
     wrong_examples,
 )
+from spurbench.store.spreadsheet import spreadsheet_safe
 
 __all__ = ["ReportOptions", "ReportOutput", "build_report"]
 
@@ -145,29 +149,46 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def build_report(
-    store: str | Path, out: str | Path, options: ReportOptions | None = None
+    store: str | Path,
+    out: str | Path,
+    options: ReportOptions | None = None,
+    force: bool = False,
 ) -> ReportOutput:
     """Write ``out/index.html``, ``out/summary.md``, ``out/models.csv`` and ``out/figures/``.
 
     Raises :class:`~spurbench.report.collect.ReportError` for a missing or empty store, or when
-    ``options.models`` matches no run; nothing is written then.
+    ``options.models`` matches no run, and :class:`~spurbench.report.folder.ReportFolderError`
+    when ``out`` is a file, cannot be written, or is a non-empty folder that is not an earlier
+    report (unless ``force``); nothing is written then. Only files an earlier report wrote
+    (listed in its marker) are ever replaced or removed, apart from the three named files
+    under ``force``.
     """
     opts = options or ReportOptions()
+    out = Path(out)
+    check_out_dir(out, force)
     data = collect(
         store, models=opts.models, with_published=opts.with_published, images=opts.thumbnails
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    except SpurbenchError:
+        raise
+    except OSError as e:
+        raise write_error(out, e) from None
     try:
         page = ReportPage(data, opts, staging)
         page.build()
         html = _render_html(page)
         summary = render_summary(page)
         figures = _commit(staging, out, page.figure_files())
-        _write_shared(out / TABLE_NAME, models_frame(data).to_csv(index=False))
+        _write_shared(out / TABLE_NAME, spreadsheet_safe(models_frame(data)).to_csv(index=False))
         _write_shared(out / SUMMARY_NAME, summary)
         _write_shared(out / HTML_NAME, html)
+    except SpurbenchError:
+        raise
+    except OSError as e:
+        raise write_error(out, e) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ReportOutput(
@@ -194,9 +215,16 @@ def _write_shared(target: Path, text: str) -> None:
 
 
 def _commit(staging: Path, out: Path, files: list[Path]) -> list[Path]:
-    """Move staged figure files into ``out/figures`` (atomic renames; stale figures removed)."""
+    """Move staged figure files into ``out/figures`` (atomic renames; stale figures removed).
+
+    The marker first lists the old and the new files, so a run killed half-way still knows
+    what it wrote; stale figures are those the previous report listed and this one does not.
+    """
     target_dir = out / FIGURES
     target_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(out)
+    ours = {f"{FIGURES}/{f.name}" for f in files} | {HTML_NAME, SUMMARY_NAME, TABLE_NAME}
+    write_manifest(out, previous | ours)
     moved = []
     for f in files:
         with open(f, "rb") as fh:
@@ -204,10 +232,10 @@ def _commit(staging: Path, out: Path, files: list[Path]) -> list[Path]:
         target = target_dir / f.name
         os.replace(f, target)
         moved.append(target)
-    keep = {p.name for p in moved}
-    for old in target_dir.iterdir():  # figures of panels or models no longer in the report
-        if old.is_file() and old.suffix in (".png", ".svg") and old.name not in keep:
-            old.unlink(missing_ok=True)
+    for stale in sorted(previous - ours):  # figures of panels or models no longer drawn
+        if stale.startswith(f"{FIGURES}/") and "/" not in stale[len(FIGURES) + 1 :]:
+            (out / stale).unlink(missing_ok=True)
+    write_manifest(out, ours)
     return moved
 
 
@@ -592,12 +620,30 @@ class ReportPage:
             "wrong": self.wrong,
             "thumb_failures": self.thumb_failures,
             "notes": data.notes,
+            "candidate_sets": candidate_sets_used(data),
+            "lvlm_scores": sorted(set(data.runs["lvlm_score"]) - {""}),
             "highlights": self.highlights(),
             "level": data.level,
             "kind_labels": KIND_LABELS,
             "figure_rel": lambda f: f.rel(self.root),
             "options": self.opts,
         }
+
+
+def candidate_sets_used(data: ReportData) -> list[dict[str, str]]:
+    """Each distinct 1-vs-20 candidate-set hash of the report, with where its sets came from."""
+    runs = data.runs[data.runs["protocol"] == "1v20"]
+    out = []
+    for digest, group in runs.groupby("candidates_hash", sort=False):
+        sources = sorted(set(group["candidates_source"]) - {""})
+        out.append(
+            {
+                "hash": str(digest) or "not recorded",
+                "source": " / ".join(describe_source(s) for s in sources)
+                or "not recorded (a run stored by an older spurbench)",
+            }
+        )
+    return out
 
 
 def _version() -> str:

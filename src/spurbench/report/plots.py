@@ -18,9 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from spurbench.report.effective_robustness import (
     DEFAULT_N_BOOT,
@@ -30,6 +32,22 @@ from spurbench.report.effective_robustness import (
     inverse_transform_accuracy,
     transform_accuracy,
 )
+
+
+def save_literal(fig: Figure, png: Path, svg: Path, **svg_kwargs: object) -> None:
+    """Save ``fig`` as PNG and SVG with every text drawn as written, never as mathtext.
+
+    Model, class and dataset names are user strings: a ``$`` pair in one would render as
+    maths and an odd one (``$x``) makes matplotlib's mathtext parser fail mid-report. Every
+    figure is saved through here, so no label needs escaping at its call site; tick labels
+    made while drawing are covered by the rc setting.
+    """
+    with mpl.rc_context({"text.parse_math": False}):
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        fig.savefig(png, dpi=150)
+        fig.savefig(svg, **svg_kwargs)
+
 
 # family -> (colour, marker, legend label); unknown families fall back to grey circles.
 _FAMILY_STYLE: dict[str, tuple[str, str, str]] = {
@@ -206,8 +224,7 @@ def plot_counter_vs_common(
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
-    fig.savefig(png, dpi=150)
-    fig.savefig(svg)
+    save_literal(fig, png, svg)
     x_all = data["x"].to_numpy()
     return CounterVsCommonPlot(
         png=png, svg=svg, fits=fits, x_range=(float(x_all.min()), float(x_all.max()))

@@ -6,6 +6,7 @@ the two always agree; figures are linked as the PNG files written beside it.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from spurbench.report.tables import KIND_LABELS, Table
@@ -16,8 +17,23 @@ if TYPE_CHECKING:
 __all__ = ["markdown_table", "render_summary"]
 
 
+#: Markdown and HTML syntax a name could carry: escaped with a backslash (CommonMark allows it
+#: before any ASCII punctuation), so ``<b>x</b>`` or ``$x$`` shows as typed, never as HTML or
+#: maths, and ``|`` cannot split a table cell.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$#!~&])")
+
+
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """User text (model, dataset, class names, paths) as literal Markdown on one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
+
+
+def _code(text: str) -> str:
+    """A code span (``|`` escaped: GFM splits table cells even inside code), or escaped text
+    when a backtick or line break would end the span early."""
+    if "`" in text or "\n" in text or "\r" in text:
+        return _escape(text)
+    return "`" + text.replace("|", "\\|") + "`"
 
 
 def markdown_table(table: Table, first_column_full: bool = False) -> str:
@@ -32,10 +48,11 @@ def markdown_table(table: Table, first_column_full: bool = False) -> str:
         "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
     ]
     for row in table.rows:
-        cells = [c.full for c in row]
+        # numeric cells are our own formatting ("12.3 [10.1, 14.5]"): kept readable as typed
+        cells = [c.full if n else _escape(c.full) for c, n in zip(row, numeric, strict=True)]
         if first_column_full and row[0].title:
-            cells[0] = f"`{row[0].title}`"
-        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+            cells[0] = _code(row[0].title)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -45,8 +62,9 @@ def render_summary(page: ReportPage) -> str:
     out = [
         f"# {ctx['title']}",
         "",
-        f"Store `{ctx['store']}` · {ctx['n_runs']} runs of {ctx['n_models']} models · "
-        f"datasets: {', '.join(ctx['datasets'])} · protocols: {', '.join(ctx['protocols'])} · "
+        f"Store {_code(ctx['store'])} · {ctx['n_runs']} runs of {ctx['n_models']} models · "
+        f"datasets: {', '.join(map(_escape, ctx['datasets']))} · "
+        f"protocols: {', '.join(map(_escape, ctx['protocols']))} · "
         f"generated {ctx['generated']} by spurbench {ctx['version']}.",
         "",
         "Accuracies are class-balanced top-1 (mean over classes) in percent; the drop is common "
@@ -79,7 +97,7 @@ def render_summary(page: ReportPage) -> str:
         ]
     for view in ctx["panels"]:
         if view["panel"].note:
-            out += [f"*{view['panel'].title}:* {view['panel'].note}", ""]
+            out += [f"*{_escape(view['panel'].title)}:* {_escape(view['panel'].note)}", ""]
     tables = ctx["probe"].get("tables", {}) if ctx["probe"] else {}
     titles = {
         "probe-kurtosis": "Outlier features (kurtosis)",
@@ -97,5 +115,5 @@ def render_summary(page: ReportPage) -> str:
         name = fig.files.png.name
         out.append(f"- [{name}]({rel['png']}) ([SVG]({rel['svg']})): {fig.caption}")
     if ctx["notes"]:
-        out += ["", "## Notes", ""] + [f"- {n}" for n in ctx["notes"]]
+        out += ["", "## Notes", ""] + [f"- {_escape(n)}" for n in ctx["notes"]]
     return "\n".join(out).rstrip() + "\n"

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from spurbench.data.dataset import COMMON, COUNTER
+from spurbench.evaluate.candidates import describe_source
 from spurbench.report.collect import Panel, ReportData
 
 __all__ = [
@@ -127,7 +128,12 @@ def model_table(data: ReportData) -> Table:
         "Worst cell %",
     ]
     columns += [f"ER vs {trend_name(f)} trend (pt)" for f in fams]
-    table = Table("models", columns, note=f"Intervals are {data.level:.0%} confidence intervals.")
+    note = f"Intervals are {data.level:.0%} confidence intervals."
+    if "classes_paired" in runs and (
+        runs["classes_paired"] < runs[["classes_common", "classes_counter"]].max(axis=1)
+    ).any():
+        note += " Some drops cover only the classes with both groups (see Notes)."
+    table = Table("models", columns, note=note)
     table.numeric = [False, False, False, False] + [True] * (len(columns) - 4)
     for _, r in runs.iterrows():
         images = int(r["n_images"]) - int(r["n_skipped"] or 0)
@@ -135,7 +141,7 @@ def model_table(data: ReportData) -> Table:
             Cell(str(r["display"]), str(r["display"]).lower(), title=str(r["model"])),
             Cell(KIND_LABELS.get(r["kind"], r["kind"]), r["kind"]),
             Cell(str(r["dataset"]), str(r["dataset"])),
-            Cell(str(r["protocol"]), str(r["protocol"])),
+            _protocol_cell(r),
             Cell(f"{images:,}", images, title=f"{int(r['n_skipped'] or 0)} unreadable skipped"),
             _pct_cell(r, "common"),
             _pct_cell(r, "counter"),
@@ -155,6 +161,22 @@ def model_table(data: ReportData) -> Table:
     return table
 
 
+def _protocol_cell(r: pd.Series) -> Cell:
+    """The protocol, with a 1-vs-20 run's sets hash and source, and an LVLM's score."""
+    sub = []
+    if r.get("candidates_hash"):
+        sub.append(f"sets {r['candidates_hash']}")
+    if r.get("lvlm_score"):
+        sub.append(f"score {r['lvlm_score']}")
+    source = describe_source(r.get("candidates_source") or None)
+    return Cell(
+        str(r["protocol"]),
+        str(r["protocol"]),
+        title=f"1-vs-20 candidate sets: {source}" if source else "",
+        sub=" · ".join(sub),
+    )
+
+
 def trend_name(family: str) -> str:
     """Short family name for headers: 'CLIP', 'ImageNet', 'supervised', 'LVLM'."""
     return KIND_LABELS.get(family, family).split(" (")[0].replace(" supervised", "")
@@ -162,7 +184,9 @@ def trend_name(family: str) -> str:
 
 def models_frame(data: ReportData) -> pd.DataFrame:
     """The model table as numbers (percent), for ``models.csv``."""
-    keep = ["model", "kind", "dataset", "protocol", "n_images", "n_skipped"]
+    keep = ["model", "kind", "dataset", "protocol", "candidates_hash", "candidates_source"]
+    keep += ["lvlm_score", "n_images", "n_skipped"]
+    keep += [c for c in ("classes_common", "classes_counter", "classes_paired") if c in data.runs]
     pct = [
         c
         for c in data.runs.columns

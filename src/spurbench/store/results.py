@@ -6,13 +6,22 @@ one short transaction, so concurrent runs queue for a moment instead of failing,
 writer leaves either its whole run or none of it (DuckDB rolls back an unfinished transaction
 from its WAL on the next open). A run is keyed by what determines its result, so re-running the
 same evaluation replaces its rows instead of duplicating them.
+
+Reading commands (``results``, ``report``) open the store read-only and never create the lock
+file, so a store on read-only media, or in a folder the user cannot write, can still be read;
+they take the lock when it already exists and can be opened, to wait for a writer in progress.
+The path is checked before anything opens it: a FIFO would block DuckDB forever (with the lock
+held), and a file of another kind (a SQLite database) would make DuckDB try to download an
+extension to read it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,19 @@ CREATE TABLE IF NOT EXISTS probes (
     probe_id VARCHAR, probe VARCHAR, metric VARCHAR, key VARCHAR, value DOUBLE, extra JSON
 );
 """
+#: Columns added after the first release, migrated into older stores when they are opened:
+#: where a 1-vs-20 run's candidate sets came from, and their hash (NULL for other protocols).
+_ADDED_RUN_COLUMNS = (("candidates_source", "VARCHAR"), ("candidates_hash", "VARCHAR"))
+#: How an LVLM run scored its answers (runs stored before the choice existed used the paper's).
+_LVLM_SCORE = (
+    "CASE WHEN r.family = 'lvlm' THEN "
+    "coalesce(json_extract_string(r.config, '$.scoring.score'), 'paper') END"
+)
+#: Columns of :meth:`ResultsStore.probe_results`.
+_PROBE_RESULT_COLUMNS = (
+    *("model", "dataset", "fingerprint"),
+    *("probe_id", "probe", "metric", "key", "value", "extra"),
+)
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("common", "balanced_accuracy", "common", "value"),
@@ -58,9 +80,65 @@ _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("drop", "drop", "common-counter", "value"),
     ("drop_ci_low", "drop", "common-counter", "ci_low"),
     ("drop_ci_high", "drop", "common-counter", "ci_high"),
+    ("classes_common", "balanced_accuracy", "common", "n"),
+    ("classes_counter", "balanced_accuracy", "counter", "n"),
+    ("classes_paired", "drop", "common-counter", "n"),
     ("common_per_image", "accuracy", "common", "value"),
     ("counter_per_image", "accuracy", "counter", "value"),
 )
+
+
+#: A DuckDB database file has this magic at byte 8 (after its header checksum).
+DUCKDB_MAGIC = b"DUCK"
+SQLITE_MAGIC = b"SQLite format 3\0"
+
+
+def check_store_path(path: str | Path) -> Path:
+    """``path`` if it can be a results store (absent, or a DuckDB file), else :class:`StoreError`.
+
+    Cheap and done before a model loads: it reads at most 16 bytes of a regular file, and never
+    opens anything else (opening a FIFO for reading blocks until a writer appears).
+    """
+    path = Path(path).expanduser()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise StoreError(f"Cannot use {path} as the results store: {e.strerror}.") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise StoreError(f"The results store {path} is {kind}; pass a .duckdb file path.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as e:
+        raise StoreError(f"Cannot read the results store {path}: {e.strerror}.") from None
+    if head and head[8:12] != DUCKDB_MAGIC:
+        kind = "a SQLite database" if head.startswith(SQLITE_MAGIC) else "not a DuckDB database"
+        raise StoreError(
+            f"{path} is {kind}, not a spurbench results store; pass a new or existing "
+            ".duckdb file."
+        )
+    return path
+
+
+def paired_drop_note(n_common: Any, n_counter: Any, n_paired: Any) -> str:
+    """Why the drop differs from common − counter when some class lacks a group ('' if not).
+
+    The balanced accuracies average over every class with images in the group; the drop only
+    over classes that have both groups (a class without counter images has no drop to add).
+    Counts may be missing (NA, NaN, None: a run without that group), read as 0.
+    """
+    n_common, n_counter, n_paired = (
+        0 if pd.isna(n) else int(n) for n in (n_common, n_counter, n_paired)
+    )
+    if n_paired == 0 or n_paired == n_common == n_counter:
+        return ""
+    return (
+        f"the drop is over the {n_paired} classes with both groups only, while common averages "
+        f"{n_common} classes and counter {n_counter}: it is not common − counter"
+    )
 
 
 _DISK_FULL_MARKERS = ("No space left", "Disk full", "disk is full", "Disk quota exceeded")
@@ -87,13 +165,31 @@ def _transaction(con: Any) -> Iterator[None]:
 
 
 class ResultsStore:
-    """Open (creating if needed) a results database at ``path``."""
+    """Open (creating if needed) a results database at ``path``.
 
-    def __init__(self, path: str | Path = DEFAULT_PATH) -> None:
-        self.path = Path(path).expanduser()
+    ``read_only``: for commands that only read; the store must exist, is opened read-only and
+    no lock file is created (see the module docstring).
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, read_only: bool = False) -> None:
+        self.path = check_store_path(path)
+        self.read_only = read_only
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
+        if read_only:
+            if not self.path.is_file():
+                raise StoreError(f"No results store at {self.path}; run `spurbench eval` first.")
+            return
         with self._connect() as con:
             con.execute(_SCHEMA)
+            for column, kind in _ADDED_RUN_COLUMNS:
+                con.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {kind}")
+
+    def _reader_lock(self) -> Any:
+        """The lock when it exists and can be opened; else nothing (read-only media)."""
+        lock_path = Path(self._lock.lock_file)
+        if lock_path.exists() and os.access(lock_path, os.R_OK | os.W_OK):
+            return self._lock
+        return nullcontext()
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -106,9 +202,10 @@ class ResultsStore:
         import duckdb
 
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                con = duckdb.connect(str(self.path))
+            if not self.read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._reader_lock() if self.read_only else self._lock:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
                 try:
                     yield con
                 finally:
@@ -199,12 +296,34 @@ class ResultsStore:
                 con.unregister("incoming")
 
     def probe_results(self, probe: str | None = None) -> pd.DataFrame:
-        """Probe rows joined with their run (model, dataset)."""
+        """Probe rows joined with their run (model, dataset).
+
+        A store opened read-only is not migrated: one written before probes existed has no
+        probe tables, and has no probe rows.
+        """
+        if self.read_only and not self._has_tables("probes", "probe_runs"):
+            return pd.DataFrame(columns=[*_PROBE_RESULT_COLUMNS])
         sql = (
             "SELECT r.model, r.dataset, r.fingerprint, p.* FROM probes p "
             "JOIN probe_runs r USING (probe_id)"
         )
         return self.query(sql + (" WHERE p.probe = ?" if probe else ""), [probe] if probe else [])
+
+    def _has_tables(self, *names: str) -> bool:
+        found = self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_name IN "
+            f"({', '.join('?' * len(names))})",
+            list(names),
+        )
+        return len(set(found["table_name"])) == len(names)
+
+    def _has_run_column(self, column: str) -> bool:
+        found = self.query(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = 'runs' "
+            "AND column_name = ?",
+            [column],
+        )
+        return len(found) > 0
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with self._connect() as con:
@@ -242,9 +361,15 @@ class ResultsStore:
             f"max(m.{field}) FILTER (m.metric = '{metric}' AND m.group_name = '{group}') AS {alias}"
             for alias, metric, group, field in _SUMMARY_COLUMNS
         )
+        added = ", ".join(
+            f"r.{column}" if not self.read_only or self._has_run_column(column)
+            else f"NULL::{kind} AS {column}"  # an old store opened read-only is not migrated
+            for column, kind in _ADDED_RUN_COLUMNS
+        )
         return self.query(f"""
-            SELECT r.run_id, r.model, r.dataset, r.protocol, r.n_images, r.n_skipped, {cols},
-                   r.created_at
+            SELECT r.run_id, r.model, r.dataset, r.protocol, {added},
+                   {_LVLM_SCORE} AS lvlm_score, r.n_images, r.n_skipped,
+                   {cols}, r.created_at
             FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.scope = 'overall'
             GROUP BY ALL ORDER BY r.created_at
         """)
@@ -252,6 +377,7 @@ class ResultsStore:
     def export(self, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
         """Write every table as CSV, JSON (records) or Parquet; returns the files written."""
         from spurbench.atomic import atomic_path
+        from spurbench.store.spreadsheet import spreadsheet_safe
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +387,7 @@ class ResultsStore:
             target = out / f"{table}.{fmt}"
             with atomic_path(target) as tmp:
                 if fmt == "csv":
-                    df.to_csv(tmp, index=False)
+                    spreadsheet_safe(df).to_csv(tmp, index=False)
                 elif fmt == "json":
                     df.to_json(tmp, orient="records", indent=1, date_format="iso")
                 elif fmt == "parquet":
