@@ -28,12 +28,7 @@ from spurbench.probes.outliers import (
     outlier_dimensions,
     random_rotation,
 )
-from spurbench.probes.pruning import (
-    DEFAULT_FRACTIONS,
-    held_out_pruning,
-    max_prunable_fraction,
-    pruning_curve,
-)
+from spurbench.probes.pruning import DEFAULT_FRACTIONS, max_prunable_fraction, pruning_curve
 from spurbench.probes.run import (
     PROBES,
     PreHeadClassifier,
@@ -58,7 +53,6 @@ __all__ = [
     "concepts_per_direction",
     "count_concepts",
     "encoded_concepts",
-    "held_out_pruning",
     "kurtosis_summary",
     "linear_probe_concepts",
     "max_prunable_fraction",
