@@ -19,7 +19,8 @@ def _json(args: list[str]):
 
 
 def test_theory_json(tmp_path):
-    rows = _json(["theory", "--out", str(tmp_path), "--p-spu", "0.5,0.9", "--mu-spu", "1",
+    rows = _json(["theory", "--out", str(tmp_path), "--outside-assumptions",
+                  "--p-spu", "0.5,0.9", "--mu-spu", "1",
                   "--seeds", "1", "--n", "2000", "--json"])  # fmt: skip
     assert len(rows) == 4 and {"p_spu", "mu_spu", "objective", "ood_error", "bound"} <= set(rows[0])
 
