@@ -127,3 +127,53 @@ def test_unknown_tag_is_not_mistaken_for_offline(monkeypatch):
     _go_offline(monkeypatch, OFFLINE["LocalEntryNotFoundError"])
     with pytest.raises(UnknownModelError, match="Unknown pretrained tag"):
         create_model("ViT-B-32,laion400m_e3")
+
+
+def test_unreachable_hub_fails_at_once_instead_of_retrying(monkeypatch, tmp_path):
+    """The hub client retries a missing file with back-off (about a minute per model offline);
+    when the hub cannot be reached, the load runs in huggingface_hub's offline mode, which reads
+    the local cache only and makes no request at all."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from spurbench.models import checkpoints
+
+    monkeypatch.setattr(checkpoints, "_hub_reachable", lambda endpoint: False)
+
+    def no_socket(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the hub client opened a connection: {args[:2]}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_socket)
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    before = constants.HF_HUB_OFFLINE
+    with (
+        pytest.raises(WeightsUnavailableError, match="no network and no cached copy"),
+        checkpoints.guarded_load("ViT-B-32,laion400m_e31", "laion400m_e31"),
+    ):
+        assert constants.is_offline_mode()
+        huggingface_hub.hf_hub_download(
+            "timm/not-cached-here", "open_clip_model.safetensors", cache_dir=tmp_path / "c"
+        )
+    assert before == constants.HF_HUB_OFFLINE  # restored after the load
+
+
+def test_reachable_hub_is_left_online(monkeypatch):
+    from huggingface_hub import constants
+
+    from spurbench.models import checkpoints
+
+    monkeypatch.setattr(checkpoints, "_hub_reachable", lambda endpoint: True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with checkpoints.guarded_load("m", "m"):
+        assert not constants.is_offline_mode()
+
+
+def test_open_clip_logs_no_second_error_line(monkeypatch, tmp_path, caplog):
+    """open_clip logs its download failure on the root logger before raising; the user gets the
+    same failure as the one `error:` line, so the log record is not shown too."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _go_offline(monkeypatch, OFFLINE["LocalEntryNotFoundError"])
+    with caplog.at_level("WARNING"), pytest.raises(WeightsUnavailableError):
+        create_model("ViT-B-32,laion400m_e31")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

@@ -9,12 +9,15 @@ to put a local file instead of being shown the hub client's retry traceback.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import re
 import socket
 import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
+from urllib.parse import urlparse
 
 from spurbench.errors import UnsafeCheckpointError, WeightsUnavailableError
 
@@ -79,6 +82,68 @@ def _refused(source: str, exc: BaseException) -> UnsafeCheckpointError:
     )
 
 
+#: Seconds to wait for the hub's TCP handshake before calling it unreachable.
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@lru_cache(maxsize=4)
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens (asked once per process)."""
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=_HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_offline_when_unreachable() -> Iterator[None]:
+    """Run a load in huggingface_hub's offline mode when its endpoint cannot be reached.
+
+    Without network the hub client retries every candidate file with back-off, about a minute
+    per model, before it reports that the weights are not cached. Offline mode reads the local
+    cache only, so a cached model still loads and a missing one fails at once, with the same
+    "not in the local cache" error the retries would have ended in.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # no hub client, nothing to retry
+        yield
+        return
+    if constants.HF_HUB_OFFLINE or _hub_reachable(constants.ENDPOINT):
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
+class _LoaderErrorFilter(logging.Filter):
+    """Drops the ERROR records a loader logs on the root logger just before it raises.
+
+    open_clip logs "Failed to download weights ..." and then raises the same failure; the user
+    reads it once, as the `error:` line the raised exception becomes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and "open_clip" in record.pathname)
+
+
+@contextmanager
+def _loader_errors_not_logged() -> Iterator[None]:
+    root = logging.getLogger()
+    quiet = _LoaderErrorFilter()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 @contextmanager
 def guarded_load(model_name: str, source: str) -> Iterator[None]:
     """Re-raise loader failures as WeightsUnavailableError or UnsafeCheckpointError.
@@ -87,7 +152,8 @@ def guarded_load(model_name: str, source: str) -> Iterator[None]:
     it is a bug, and keeps its traceback.
     """
     try:
-        yield
+        with _hub_offline_when_unreachable(), _loader_errors_not_logged():
+            yield
     except pickle.UnpicklingError as e:
         raise _refused(source, e) from None
     except Exception as e:
