@@ -257,3 +257,19 @@ def test_probe_on_1v20_defaults_to_the_paper_reference_before_encoding(
         probe(f"local-dir:{tiny_clip_dir}", counteranimal_dir, probes=["pruning"],
               protocol="1v20", cache_dir=tmp_path / "c", show_progress=False)  # fmt: skip
     assert encoded == []
+
+
+def test_reference_and_candidates_file_together_is_an_error(counteranimal_dir, tmp_path):
+    """Two sources for one set of candidates: refuse instead of silently using the file."""
+    sets_file = tmp_path / "sets.json"
+    sets_file.write_text("{}")
+    out = runner.invoke(
+        app,
+        ["eval", "-m", "tiny_clip:random", "-d", str(counteranimal_dir), "--protocol", "1v20",
+         "--reference", "self", "--candidates", str(sets_file),
+         "--store", str(tmp_path / "s.duckdb"), "-q"],
+    )  # fmt: skip
+    assert out.exit_code == 2, out.output
+    assert out.output.count("error:") == 1
+    assert "--reference" in out.output and "--candidates" in out.output
+    assert not (tmp_path / "s.duckdb").exists()

@@ -33,6 +33,7 @@ from spurbench.data.classes import PAPER_TEMPLATES, imagenet_classes
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError, SpurbenchError, WeightsUnavailableError
 from spurbench.evaluate import protocols as P
+from spurbench.evaluate.preflight import check_one_source
 from spurbench.features.cache import FeatureSet, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
@@ -91,6 +92,7 @@ def prepare_candidates(
     """
     if isinstance(reference, CandidateSource):
         return reference
+    check_one_source(reference, candidates_path)
     if candidates_path is not None:
         sets = P.load_candidates(candidates_path, dataset.present_labels)
         return CandidateSource(f"{FILE_PREFIX}{Path(candidates_path).name}", sets=sets)

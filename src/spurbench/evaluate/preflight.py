@@ -21,6 +21,7 @@ __all__ = [
     "check_batch_size",
     "check_cache_dir",
     "check_device",
+    "check_one_source",
     "check_readable",
     "check_run_inputs",
 ]
@@ -107,6 +108,16 @@ def check_readable(dataset: ImageDataset) -> None:
         )
 
 
+def check_one_source(reference: object, candidates_path: str | Path | None) -> None:
+    """Refuse a reference model and a candidates file together: they are two answers to one
+    question, and using either silently would hide which sets the run used."""
+    if candidates_path is not None and reference is not None:
+        raise SpurbenchError(
+            f"Both --reference {reference} and --candidates {candidates_path} name the 1-vs-20 "
+            "candidate sets; pass one of them."
+        )
+
+
 def check_run_inputs(
     dataset: ImageDataset,
     *,
@@ -114,8 +125,10 @@ def check_run_inputs(
     device: str,
     cache: Path,
     candidates: str | Path | None,
+    reference: object = None,
 ) -> None:
     """Everything :func:`spurbench.evaluate.evaluate` can check before loading a model."""
+    check_one_source(reference, candidates)
     check_batch_size(batch_size)
     check_device(device)
     check_cache_dir(cache)

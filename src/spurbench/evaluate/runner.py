@@ -132,7 +132,12 @@ def evaluate(
     )
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
-        dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        cache=cache,
+        candidates=candidates,
+        reference=reference,
     )
     if isinstance(store, str | Path):
         check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
