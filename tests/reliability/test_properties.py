@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from spurbench.data.classes import imagenet_classes
+from spurbench.data.classes import imagenet_classes, name_key
 from spurbench.data.layouts import load_manifest
 from spurbench.errors import DatasetError
 from spurbench.evaluate.metrics import (
@@ -61,6 +61,13 @@ paths = st.builds(
 )
 
 
+def _one_spelling(values: list[str]) -> list[str]:
+    """Each name as first drawn: a valid manifest spells a class or group one way (``P`` and
+    ``p`` together are refused, see ``_refuse_spelling_variants``)."""
+    first: dict[str, str] = {}
+    return [first.setdefault(name_key(v), v) for v in values]
+
+
 @st.composite
 def manifests(draw: st.DrawFn) -> dict[str, object]:
     """A valid manifest: unique paths, ImageNet indices or names as labels, optional groups."""
@@ -69,10 +76,11 @@ def manifests(draw: st.DrawFn) -> dict[str, object]:
     if draw(st.booleans()):
         labels: list[object] = draw(st.lists(st.integers(0, 999), min_size=n, max_size=n))
     else:
-        labels = draw(st.lists(names, min_size=n, max_size=n))
+        labels = _one_spelling(draw(st.lists(names, min_size=n, max_size=n)))
     table: dict[str, object] = {"path": path_list, "label": labels}
     if draw(st.booleans()):
-        table["group"] = draw(st.lists(names | st.just(""), min_size=n, max_size=n))
+        groups = draw(st.lists(names | st.just(""), min_size=n, max_size=n))
+        table["group"] = _one_spelling(groups)
     return table
 
 
