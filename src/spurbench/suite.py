@@ -55,6 +55,8 @@ from spurbench.data.imagenet_shifts import (
 from spurbench.errors import DatasetError
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.evaluate import metrics as M
+from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
+from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import Features, LinearHead, ModelAdapter
 from spurbench.models.registry import create_model
 from spurbench.report.effective_robustness import (
@@ -202,6 +204,9 @@ def run_suite(
     loaded: dict[str, ImageDataset] = {
         name: load_shift(name, path, name_set=name_set) for name, path in found.items()
     }
+    check_batch_size(batch_size)
+    check_device(device)
+    check_cache_dir(Path(cache_dir) if cache_dir else default_cache_dir())
     adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)

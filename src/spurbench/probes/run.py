@@ -53,6 +53,7 @@ from spurbench.data.dataset import ImageDataset
 from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError, DatasetError, SpurbenchError
 from spurbench.evaluate import protocols as P
+from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
@@ -269,6 +270,15 @@ def probe(
         if isinstance(data, ImageDataset)
         else open_dataset(data, name_set=name_set, split=split)
     )
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_run_inputs(
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        cache=cache,
+        candidates=candidates,
+        reference=reference,
+    )
     need_head = bool(_HEAD_PROBES & set(wanted))
     if need_head:
         P.check_protocol(protocol, dataset)
@@ -278,7 +288,6 @@ def probe(
         reference = prepare_candidates(reference, candidates, dataset, device)
     columns = _check_concept_columns(dataset, concept_columns) if "concepts" in wanted else []
     template_list = resolve_templates(templates)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if isinstance(model, ModelAdapter):
         adapter = model
     else:
