@@ -127,6 +127,13 @@ def tiny_hf_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.random_llava import save_random_llava
+
+    return save_random_llava(tmp_path_factory.mktemp("models") / "tiny_llava")
+
+
+@pytest.fixture(scope="session")
 def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder of generated worlds and trained tiny zoos for the whole test session.
 
