@@ -20,6 +20,8 @@ import pytest
 from spurbench.report.browser import chromium_path, open_report
 from spurbench.store import ResultsStore
 
+pytestmark = pytest.mark.browser
+
 INSTALL_TIMEOUT_S = 900
 
 
