@@ -529,11 +529,12 @@ def save_timm(trained: TrainedModel, folder: str | Path, world: World) -> Path:
 # the zoo
 
 
-_TRAINERS: dict[str, str] = {
-    TINY_CLIP: "train_tiny_clip",
-    TINY_CLASSIFIER: "train_tiny_classifier",
-    TINY_CLIP_FT: "finetune_tiny_clip",
-    TINY_CLIP_FT_CONTRASTIVE: "finetune_tiny_clip",
+#: Which function trains each zoo model (the fine-tuned ones take the tiny CLIP's folder first).
+TRAINERS: dict[str, Callable[..., TrainedModel]] = {
+    TINY_CLIP: train_tiny_clip,
+    TINY_CLASSIFIER: train_tiny_classifier,
+    TINY_CLIP_FT: finetune_tiny_clip,
+    TINY_CLIP_FT_CONTRASTIVE: finetune_tiny_clip,
 }
 
 
@@ -564,9 +565,6 @@ def train_zoo(
     ``device`` may be ``"cuda"`` where one exists; the cache key does not include it (the recipe
     is the same), but the record does, and the weights differ numerically from a CPU run.
     """
-    import sys
-
-    module = sys.modules[__name__]  # look trainers up at call time so tests can replace them
     root = zoo_dir(world, cfg, cache_dir)
     wanted = list(cfg.models)
     if set(_FINETUNED) & set(wanted) and TINY_CLIP not in wanted:
@@ -577,7 +575,7 @@ def train_zoo(
             folder = root / name
             if not _is_complete(folder):
                 start, cpu_start = time.perf_counter(), time.process_time()
-                trainer = getattr(module, _TRAINERS[name])
+                trainer = TRAINERS[name]
                 if name in _FINETUNED:
                     trained = trainer(
                         out[TINY_CLIP], world, cfg, progress=progress, device=device,
