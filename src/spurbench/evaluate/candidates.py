@@ -26,6 +26,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,9 +34,10 @@ from spurbench.data.classes import PAPER_TEMPLATES, imagenet_classes
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError, SpurbenchError, WeightsUnavailableError
 from spurbench.evaluate import protocols as P
-from spurbench.features.cache import FeatureSet, encode_dataset
-from spurbench.heads.cached import head_for
-from spurbench.models.base import ModelAdapter
+
+if TYPE_CHECKING:
+    from spurbench.features.cache import FeatureSet
+    from spurbench.models.base import ModelAdapter
 
 #: The paper's reference model for the 1-vs-20 candidate sets.
 PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
@@ -89,6 +91,8 @@ def prepare_candidates(
     Called before the evaluated model loads: a reference without weights on this machine or an
     invalid candidates file is an error that says what else to pass, before anything runs.
     """
+    from spurbench.models.base import ModelAdapter
+
     if isinstance(reference, CandidateSource):
         return reference
     if candidates_path is not None:
@@ -132,6 +136,9 @@ def candidate_sets(
     A reference model ranks with the paper's head (one prompt, OpenAI names); ``self`` ranks with
     the evaluated ``adapter``'s own head and ``templates`` on its features ``feats``.
     """
+    from spurbench.features.cache import encode_dataset
+    from spurbench.heads.cached import head_for
+
     if source.sets is not None:
         return source.sets
     if source.is_self:
