@@ -22,8 +22,8 @@ loaded with ``use_safetensors=True``: pickled ``.bin`` weights are refused. Befo
 is read, the parameter count (from the config, on the meta device) times the bytes per
 parameter, plus the KV cache of a prefix and a batch of candidates, is compared with the free
 memory of the target device; a model that cannot fit is refused with a :class:`SpurbenchError`
-unless forced. bf16 on GPU, fp32 on CPU (bf16 matmuls are several times slower on the CPUs
-this project measured). Peak-memory arithmetic for a 7B model: ``docs/lvlm_memory.md``.
+unless forced. bf16 on GPU, fp32 on CPU (most CPUs have no fast bf16 matmul). Peak-memory
+arithmetic for a 7B model: ``docs/lvlm_memory.md``.
 """
 
 from __future__ import annotations

@@ -114,11 +114,9 @@ class TrainConfig:
     def fast(cls, seed: int = 0, **overrides: Any) -> TrainConfig:
         """Fewer steps at a higher learning rate, for tests on :meth:`WorldConfig.fast` worlds.
 
-        About 30 s per tiny CLIP on two uncontended CPU cores. Tuned (seeds 0-4, zero-shot with
-        the paper's prompt) to give a common-counter drop of 0.54-0.68 at ``rho = 0.9``,
-        0.015-0.09 at ``rho = 0.5`` and -0.03..+0.015 at ``rho = 1/B`` with accuracy ~0.98;
-        80 steps at lr 1e-3 left the uniform-world drop noisier (up to +-0.03 at lower
-        accuracy), and lr 3e-3 was unstable.
+        Enough training that the planted effect is clear (a large common-counter drop at
+        ``rho = 0.9``, none at ``rho = 1/B``, near-perfect accuracy) in a fraction of the
+        default recipe's time.
         """
         base: dict[str, Any] = {
             "clip_steps": 120,
