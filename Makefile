@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-fast lint bench
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -22,6 +22,10 @@ lint: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The edit loop: everything but the slow, Ray, browser and subprocess tests (CI runs `make test`).
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not ray and not browser and not subprocess"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run_all.py

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,7 +40,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spurbench.models.lvlm import LVLMAdapter, llava_15_7b_config, load_lvlm, save_random_llava
+from spurbench.models.lvlm import LVLMAdapter, load_lvlm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.random_llava import llava_15_7b_config, save_random_llava
 
 #: 20 ImageNet (WordNet) names of 1-3 words, like a 1-vs-20 candidate set.
 NAMES = [

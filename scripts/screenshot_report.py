@@ -20,7 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from spurbench.report.browser import open_report
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.browser import open_report  # the test suite's Chromium driver
 
 DEFAULT_SECTIONS = ("", "#class-drops", "#examples")
 

@@ -7,6 +7,7 @@ architectures built from tiny configs, saved the way users receive real checkpoi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,13 +128,22 @@ def tiny_hf_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.random_llava import save_random_llava
+
+    return save_random_llava(tmp_path_factory.mktemp("models") / "tiny_llava")
+
+
+@pytest.fixture(scope="session")
 def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder of generated worlds and trained tiny zoos for the whole test session.
 
     Worlds and zoos are keyed by their configs, so tests asking for the same (world, training)
-    pair share one training run instead of each paying for their own.
+    pair share one training run instead of each paying for their own. ``SPURBENCH_TEST_SYNTH_DIR``
+    keeps them between sessions.
     """
-    return tmp_path_factory.mktemp("synth")
+    env = os.environ.get("SPURBENCH_TEST_SYNTH_DIR")
+    return Path(env) if env else tmp_path_factory.mktemp("synth")
 
 
 def trained_world(cache: Path, world_cfg, train_cfg):

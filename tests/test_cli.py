@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from spurbench.cli import app
@@ -95,6 +96,7 @@ def test_predictions_allow_recomputing_metrics(tiny_clip_dir, counteranimal_dir,
         assert stored.loc[g, "value"] == v
 
 
+@pytest.mark.subprocess
 def test_errors_are_one_line_without_traceback(tmp_path, counteranimal_dir):
     proc = subprocess.run(
         [

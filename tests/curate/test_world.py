@@ -8,8 +8,8 @@ The worlds are generated with a background-caption fraction of 0.5 for the high-
 tiny CLIP has seen background words and zero-shot tagging is learnable (at 0 it never has); the
 test images do not depend on ``rho`` or captions, so both worlds share them.
 
-Training takes about a minute per model on two idle cores (much longer on a loaded machine), so
-it happens once per session; ``SPURBENCH_TEST_SYNTH_DIR`` keeps worlds and models between runs.
+Worlds and models come from the session's ``synth_cache`` (tests/conftest.py), so the uniform
+world's tiny CLIP is the one the ground-truth tests already trained, not a second training run.
 The numbers quoted in comments were measured with world generator version 3 and seed 0; the
 assertions leave room for the ties that groups of 20 images produce (see each test).
 """
@@ -17,7 +17,6 @@ assertions leave room for the ties that groups of 20 images produce (see each te
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +39,9 @@ from spurbench.synth.train import (
     TINY_CLIP,
     TINY_CLIP_FT,
     TrainConfig,
-    train_zoo,
 )
-from spurbench.synth.world import World, WorldConfig, generate_world
+from spurbench.synth.world import World, WorldConfig
+from tests.conftest import trained_world
 
 pytestmark = pytest.mark.slow
 
@@ -58,26 +57,19 @@ class Trained:
     models: dict[str, str]  # zoo name -> spurbench model name
 
 
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env = os.environ.get("SPURBENCH_TEST_SYNTH_DIR")
-    return Path(env) if env else tmp_path_factory.mktemp("curate_synth")
-
-
-def _trained(root: Path, cfg: WorldConfig, models: tuple[str, ...]) -> Trained:
-    world = generate_world(cfg, root / f"world-{cfg.key()}")
-    zoo = train_zoo(world, TrainConfig.fast(models=models), root / "zoo", progress=False)
+def _trained(cache: Path, cfg: WorldConfig, models: tuple[str, ...]) -> Trained:
+    world, zoo = trained_world(cache, cfg, TrainConfig.fast(models=models))
     return Trained(world, {k: f"local-dir:{v}" for k, v in zoo.items()})
 
 
 @pytest.fixture(scope="session")
-def high(synth_root: Path) -> Trained:
-    return _trained(synth_root, HIGH, (TINY_CLIP, TINY_CLIP_FT))
+def high(synth_cache: Path) -> Trained:
+    return _trained(synth_cache, HIGH, (TINY_CLIP, TINY_CLIP_FT))
 
 
 @pytest.fixture(scope="session")
-def uniform(synth_root: Path) -> Trained:
-    return _trained(synth_root, UNIFORM, (TINY_CLIP,))
+def uniform(synth_cache: Path) -> Trained:
+    return _trained(synth_cache, UNIFORM, (TINY_CLIP,))
 
 
 @pytest.fixture(scope="session")

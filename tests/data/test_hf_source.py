@@ -129,6 +129,7 @@ def _class_file(tmp_path: Path, names: list[str]) -> Path:
     return path
 
 
+@pytest.mark.subprocess
 def test_hub_spec_offline_says_how_to_use_a_local_copy(tmp_path, tiny_clip_dir):
     env = {
         **os.environ,

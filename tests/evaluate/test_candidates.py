@@ -73,7 +73,8 @@ def _no_encoding(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("encode")
         raise AssertionError("images were encoded before the reference was checked")
 
-    for module in ("spurbench.evaluate.runner", "spurbench.evaluate.candidates"):
+    # candidates imports encode_dataset when it runs, so patching its source module covers it
+    for module in ("spurbench.evaluate.runner", "spurbench.features.cache"):
         monkeypatch.setattr(importlib.import_module(module), "encode_dataset", refuse)
     return calls
 

@@ -22,12 +22,11 @@ from spurbench.models.lvlm import (
     SCORES,
     LVLMAdapter,
     estimate_memory,
-    llava_15_7b_config,
     load_lvlm,
-    save_random_llava,
 )
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
+from tests.random_llava import llava_15_7b_config
 
 PROMPT = "USER: <image>\nWhat is the main object in the image? ASSISTANT:"  # LLaVA-1.5's format
 # Names of 1 to 4 words: candidate rows of different lengths, padded in one batch.
@@ -41,11 +40,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_llava(tmp_path_factory.mktemp("models") / "tiny_llava")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """One contract, tested once over every model family (timm's test_models.py in spirit).
 
-Each family is a real architecture at random init and a tiny input size. The head's logits are
-checked against an independent forward of the underlying library, not against our own code.
+Each family of the family table is a real architecture at random init and a tiny input size.
+The head's logits are checked against an independent forward of the underlying library, not
+against our own code. LVLMs fill the contract's image side; they classify by answer likelihood
+(tests/lvlm), so their ``head`` must refuse.
 """
 
 from __future__ import annotations
@@ -12,19 +14,33 @@ import pytest
 import torch
 
 from spurbench.data.classes import ClassList, imagenet_classes
+from spurbench.errors import SpurbenchError
 from spurbench.models import Features, LinearHead, create_model
-
-FAMILIES = ["open_clip", "hf_clip", "timm", "torchvision"]
+from spurbench.models.spec import FAMILIES, parse_model_name
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_clip_dir, tiny_hf_clip_dir):
+def names(tiny_clip_dir, tiny_hf_clip_dir, tiny_llava_dir):
+    """One tiny model name per family of the table."""
     return {
-        "open_clip": create_model(f"local-dir:{tiny_clip_dir}"),
-        "hf_clip": create_model(f"hf:{tiny_hf_clip_dir}"),
-        "timm": create_model("timm:test_vit,random"),
-        "torchvision": create_model("torchvision:resnet18:random"),
+        "open_clip": f"local-dir:{tiny_clip_dir}",
+        "hf_clip": f"hf:{tiny_hf_clip_dir}",
+        "timm": "timm:test_vit,random",
+        "torchvision": "torchvision:resnet18:random",
+        "lvlm": f"lvlm:{tiny_llava_dir}",
     }
+
+
+@pytest.fixture(scope="module")
+def adapters(names):
+    return {family: create_model(name) for family, name in names.items()}
+
+
+def test_every_family_has_a_contract_case(names):
+    assert set(names) == set(FAMILIES)
+    for family, name in names.items():
+        spec = parse_model_name(name)
+        assert spec.family == family and parse_model_name(spec.name) == spec
 
 
 def _batch(adapter, n=3, seed=0):
@@ -49,13 +65,29 @@ def test_contract_shapes_and_determinism(adapters, family):
     assert a.pre_head.dtype == torch.float32 and a.embedding.dtype == torch.float32
     assert a.pre_head.shape[0] == a.embedding.shape[0] == 3
     assert torch.equal(a.embedding, b.embedding), "CPU inference must be deterministic"
-    head = adapter.head(_classes(adapter), ["a photo of a {c}."])
-    assert isinstance(head, LinearHead)
-    assert head.weight.shape == (3, a.embedding.shape[1])
+    if family == "lvlm":
+        with pytest.raises(SpurbenchError, match="no linear head"):
+            adapter.head(_classes(adapter), ["a photo of a {c}."])
+    else:
+        head = adapter.head(_classes(adapter), ["a photo of a {c}."])
+        assert isinstance(head, LinearHead)
+        assert head.weight.shape == (3, a.embedding.shape[1])
     proj = adapter.projection()
     if proj is not None:  # embedding = pre_head @ P when the last map is linear
         np.testing.assert_allclose(a.pre_head.numpy() @ proj, a.embedding.numpy(), atol=1e-5)
-    assert len(adapter.fingerprint) == 32 and adapter.fingerprint == adapter.fingerprint
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fingerprint_is_the_weights_identity(adapters, names, family):
+    """A second load of a name hashes to the same 32 hex digits; a changed weight does not."""
+    adapter = adapters[family]
+    assert len(adapter.fingerprint) == 32
+    again = create_model(names[family])
+    assert again.fingerprint == adapter.fingerprint
+    with torch.no_grad():
+        next(iter(again.module.parameters())).add_(1.0)
+    again._fingerprint = None  # the hash is memoised per adapter
+    assert again.fingerprint != adapter.fingerprint
 
 
 @pytest.mark.parametrize("family", ["timm", "torchvision"])

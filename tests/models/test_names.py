@@ -15,8 +15,10 @@ from spurbench.models import create_model, list_models, parse_model_name
         ("ViT-B-32,/ckpt/x.pt", "open_clip", "ViT-B-32", "/ckpt/x.pt"),
         ("hf-hub:timm/ViT-B-16-SigLIP", "open_clip", "hf-hub:timm/ViT-B-16-SigLIP", None),
         ("hf:openai/clip-vit-base-patch32", "hf_clip", "openai/clip-vit-base-patch32", None),
-        ("timm:resnet50.a1_in1k", "timm", "resnet50.a1_in1k", None),
-        ("resnet50.a1_in1k", "timm", "resnet50.a1_in1k", None),
+        ("timm:resnet50,a1_in1k", "timm", "resnet50", "a1_in1k"),
+        ("timm:resnet50.a1_in1k", "timm", "resnet50", "a1_in1k"),
+        ("resnet50.a1_in1k", "timm", "resnet50", "a1_in1k"),
+        ("timm:local-dir:/ckpt/v1.2", "timm", "local-dir:/ckpt/v1.2", None),
         ("torchvision:resnet50:IMAGENET1K_V2", "torchvision", "resnet50", "IMAGENET1K_V2"),
         ("resnet50:IMAGENET1K_V2", "torchvision", "resnet50", "IMAGENET1K_V2"),
         ("torchvision:vit_b_16", "torchvision", "vit_b_16", None),
@@ -26,6 +28,28 @@ def test_parse(name, family, arch, pretrained):
     spec = parse_model_name(name)
     assert (spec.family, spec.arch, spec.pretrained) == (family, arch, pretrained)
     assert parse_model_name(spec.name) == spec
+
+
+def test_both_timm_spellings_store_under_one_name(tmp_path):
+    """``arch,tag`` and timm's ``arch.tag`` load one weight, so they must give one store row."""
+    from typer.testing import CliRunner
+
+    from spurbench.cli import app
+    from spurbench.store import ResultsStore
+    from tests.reliability.conftest import make_grouped
+
+    data, store = make_grouped(tmp_path / "data", per_group=2), tmp_path / "r.duckdb"
+    for i, model in enumerate(["timm:test_resnet,random", "timm:test_resnet.random"]):
+        out = CliRunner().invoke(
+            app,
+            [
+                "eval", "-m", model, "-d", str(data), "--protocol", "1vN", "--store", str(store),
+                "--cache-dir", str(tmp_path / f"cache{i}"), "--batch-size", "8", "-q",
+            ],
+        )  # fmt: skip
+        assert out.exit_code == 0, out.output
+    runs = ResultsStore(store).runs()
+    assert runs["model"].tolist() == ["timm:test_resnet,random"]
 
 
 @pytest.mark.parametrize(

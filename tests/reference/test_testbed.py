@@ -21,7 +21,7 @@ from spurbench.reference.testbed import (
     load_openclip_results,
 )
 
-SHARED_MD = Path("/work/shared/reference/counteranimal_published.md")
+SHARED_MD = Path(__file__).parent / "data" / "counteranimal" / "counteranimal_published.md"
 
 # Published drop differs from common - counter by more than rounding (0.02 points):
 # 1-vs-20 ResNet-50 prints 83.72 / 68.60 / 15.29, but 83.72 - 68.60 = 15.12.
@@ -239,7 +239,6 @@ def _md_tables(text: str) -> dict[str, list[list[str]]]:
     return out
 
 
-@pytest.mark.skipif(not SHARED_MD.is_file(), reason="shared source markdown not available")
 def test_csvs_match_shared_markdown() -> None:
     """Guard against transcription slips: every number in the CSVs equals the cited markdown."""
     tables = list(_md_tables(SHARED_MD.read_text(encoding="utf-8")).values())

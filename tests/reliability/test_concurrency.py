@@ -29,6 +29,7 @@ HOLD_S = 0.4  # how long each of this process's "long writes" keeps the store op
 GAP_S = 0.15  # > filelock's 50 ms polling interval
 
 
+@pytest.mark.subprocess
 def test_evaluations_in_two_processes_at_once_are_all_stored(tmp_path, tiny_clip_dir, tiny_model):
     """A CLI evaluation runs in a subprocess while this process keeps evaluating and storing.
 
@@ -102,6 +103,7 @@ def _hold_lock(store: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.subprocess
 def test_a_writer_waits_for_the_lock_then_writes(tmp_path):
     store = tmp_path / "s.duckdb"
     rs = ResultsStore(store)
@@ -115,6 +117,7 @@ def test_a_writer_waits_for_the_lock_then_writes(tmp_path):
     assert sorted(ResultsStore(store).runs().run_id) == ["first", "second"]  # ... then wrote
 
 
+@pytest.mark.subprocess
 def test_a_writer_gives_up_with_a_clear_message(tmp_path, monkeypatch):
     store = tmp_path / "s.duckdb"
     ResultsStore(store).write_run(*run_rows("first"))

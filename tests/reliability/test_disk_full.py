@@ -196,6 +196,7 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.subprocess
 def test_real_full_disk(tiny_tmpfs, tiny_model, tmp_path):
     data = make_grouped(tmp_path / "data", 3)
     store, cache = tiny_tmpfs / "r.duckdb", tiny_tmpfs / "cache"

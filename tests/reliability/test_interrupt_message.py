@@ -25,6 +25,7 @@ def _n_shards(cache: Path) -> int:
     return len(list(cache.glob("features/*/shard-*.npz")))
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_encoding_says_what_was_kept(tmp_path, tiny_clip_dir):
     """Decode workers (the default) get the same SIGINT, from the terminal's process group."""
     data = make_grouped(tmp_path / "data", PER_GROUP, CLASSES)

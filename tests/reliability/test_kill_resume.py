@@ -57,6 +57,7 @@ def _kill_when_shards(proc: subprocess.Popen, cache: Path, at_least: int) -> Non
     proc.wait(timeout=30)
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_evaluation_resumes_to_identical_results(
     tmp_path, tiny_clip_dir, tiny_model, monkeypatch
 ):
@@ -155,6 +156,7 @@ print("not killed")
 """
 
 
+@pytest.mark.subprocess
 def test_kill_9_inside_a_store_transaction_leaves_no_partial_run(tmp_path):
     """The killed run's `runs` and `predictions` rows were inserted, but never committed."""
     store = tmp_path / "r.duckdb"
@@ -190,6 +192,7 @@ write_atomic(sys.argv[3], torn)
 """
 
 
+@pytest.mark.subprocess
 def test_kill_9_during_a_file_write_leaves_the_old_file(tmp_path):
     """Every cache file goes through ``write_atomic``: a writer killed half-way changes nothing.
 

@@ -58,6 +58,7 @@ def test_bad_store_path_is_one_error_before_the_model_loads(kind, tmp_path, no_m
     assert no_model_load == []
 
 
+@pytest.mark.subprocess
 def test_fifo_store_does_not_hang_results(tmp_path):
     """Through a real process, with a timeout: a regression must fail, not hang the suite."""
     store = tmp_path / "r.duckdb"

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from spurbench.report.browser import chromium_path, open_report
 from spurbench.store import ResultsStore
+from tests.browser import chromium_path, open_report
+
+pytestmark = pytest.mark.browser
 
 INSTALL_TIMEOUT_S = 900
 

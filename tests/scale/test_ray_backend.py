@@ -69,6 +69,7 @@ def check_against_local(
     assert_one_run_per_protocol(tmp / "store.duckdb")
 
 
+@pytest.mark.ray
 def test_ray_equals_local(ray_cluster, model_name, scale_data, local_reference, tmp_path, ray_log):
     results = run_eval(model_name, scale_data, tmp_path, backend="ray")
     done = units_done(ray_log)
@@ -76,6 +77,7 @@ def test_ray_equals_local(ray_cluster, model_name, scale_data, local_reference, 
     check_against_local(model_name, scale_data, tmp_path, results, local_reference)
 
 
+@pytest.mark.ray
 def test_rerun_after_partial_completion_encodes_only_missing_shards(
     ray_cluster, model_name, scale_data, local_reference, tmp_path, ray_log
 ):
@@ -99,6 +101,7 @@ def test_rerun_after_partial_completion_encodes_only_missing_shards(
     check_against_local(model_name, scale_data, tmp_path, results, local_reference)
 
 
+@pytest.mark.ray
 def test_killed_worker_unit_is_retried(
     ray_cluster, model_name, scale_data, local_reference, tmp_path, ray_log, monkeypatch
 ):
@@ -112,6 +115,7 @@ def test_killed_worker_unit_is_retried(
     check_against_local(model_name, scale_data, tmp_path, results, local_reference)
 
 
+@pytest.mark.ray
 def test_cli_backend_ray(ray_cluster, model_name, scale_data, local_reference, tmp_path):
     store = tmp_path / "store.duckdb"
     args = ["eval", "-m", model_name, "-d", str(scale_data), "--protocol", ",".join(PROTOCOLS)]

@@ -140,6 +140,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.ray
 def test_two_nodes_give_local_results(
     two_nodes, model_name, scale_data, local_reference, tmp_path, ray_log, monkeypatch
 ):

@@ -154,8 +154,8 @@ def test_train_zoo_writes_every_model_and_hits_the_cache(
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained again instead of using the cache")
 
-    for fn in ("train_tiny_clip", "train_tiny_classifier", "finetune_tiny_clip"):
-        monkeypatch.setattr(T, fn, boom)
+    for name in T.TRAINERS:
+        monkeypatch.setitem(T.TRAINERS, name, boom)
     assert T.train_zoo(world, CFG, tmp_path, progress=False) == zoo
 
     # a zoo of fewer models reuses the models already trained with the same recipe

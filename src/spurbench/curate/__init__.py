@@ -16,28 +16,71 @@ Each step is also usable on its own: :func:`load_pool`, :func:`tag_backgrounds`,
 :func:`flag_label_noise`, :func:`discover`, :func:`export_dataset`, :func:`diagnose`.
 """
 
-from spurbench.curate.cleaning import CleaningReport, clean_pool, file_hashes, flag_label_noise
-from spurbench.curate.diagnose import Diagnosis, diagnose
-from spurbench.curate.discovery import Discovery, DiscoveryConfig, discover, select_pairs
-from spurbench.curate.export import Export, export_dataset
-from spurbench.curate.pipeline import Curation, Runtime, curate
-from spurbench.curate.pool import (
-    AUTO,
-    BACKGROUND_SOURCES,
-    MANUAL,
-    REVIEWED,
-    apply_labels,
-    load_pool,
-    write_labels,
-)
-from spurbench.curate.review import apply_review, review_table, write_review
-from spurbench.curate.tagging import (
-    PAPER_BACKGROUNDS,
-    TagResult,
-    read_vocabulary,
-    tag_backgrounds,
-)
-from spurbench.curate.workspace import PoolSpec, Workspace
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spurbench._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from spurbench.curate.cleaning import CleaningReport, clean_pool, file_hashes, flag_label_noise
+    from spurbench.curate.diagnose import Diagnosis, diagnose
+    from spurbench.curate.discovery import Discovery, DiscoveryConfig, discover, select_pairs
+    from spurbench.curate.export import Export, export_dataset
+    from spurbench.curate.pipeline import Curation, Runtime, curate
+    from spurbench.curate.pool import (
+        AUTO,
+        BACKGROUND_SOURCES,
+        MANUAL,
+        REVIEWED,
+        apply_labels,
+        load_pool,
+        write_labels,
+    )
+    from spurbench.curate.review import apply_review, review_table, write_review
+    from spurbench.curate.tagging import (
+        PAPER_BACKGROUNDS,
+        TagResult,
+        read_vocabulary,
+        tag_backgrounds,
+    )
+    from spurbench.curate.workspace import PoolSpec, Workspace
+
+#: name -> module; imported on first use, so the CLI's start-up does not load the stage.
+_EXPORTS = {
+    "CleaningReport": "spurbench.curate.cleaning",
+    "clean_pool": "spurbench.curate.cleaning",
+    "file_hashes": "spurbench.curate.cleaning",
+    "flag_label_noise": "spurbench.curate.cleaning",
+    "Diagnosis": "spurbench.curate.diagnose",
+    "diagnose": "spurbench.curate.diagnose",
+    "Discovery": "spurbench.curate.discovery",
+    "DiscoveryConfig": "spurbench.curate.discovery",
+    "discover": "spurbench.curate.discovery",
+    "select_pairs": "spurbench.curate.discovery",
+    "Export": "spurbench.curate.export",
+    "export_dataset": "spurbench.curate.export",
+    "Curation": "spurbench.curate.pipeline",
+    "Runtime": "spurbench.curate.pipeline",
+    "curate": "spurbench.curate.pipeline",
+    "AUTO": "spurbench.curate.pool",
+    "BACKGROUND_SOURCES": "spurbench.curate.pool",
+    "MANUAL": "spurbench.curate.pool",
+    "REVIEWED": "spurbench.curate.pool",
+    "apply_labels": "spurbench.curate.pool",
+    "load_pool": "spurbench.curate.pool",
+    "write_labels": "spurbench.curate.pool",
+    "apply_review": "spurbench.curate.review",
+    "review_table": "spurbench.curate.review",
+    "write_review": "spurbench.curate.review",
+    "PAPER_BACKGROUNDS": "spurbench.curate.tagging",
+    "TagResult": "spurbench.curate.tagging",
+    "read_vocabulary": "spurbench.curate.tagging",
+    "tag_backgrounds": "spurbench.curate.tagging",
+    "PoolSpec": "spurbench.curate.workspace",
+    "Workspace": "spurbench.curate.workspace",
+}
+lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "AUTO",

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from spurbench.curate.defaults import NEAR_DISTANCE
 from spurbench.curate.pool import LABEL_CONFLICT, LABEL_NOISE, add_flag, with_table
 from spurbench.curate.scoring import Predictions
 from spurbench.data.dataset import ImageDataset
@@ -41,8 +42,6 @@ from spurbench.data.members import is_member, read_member
 from spurbench.errors import SpurbenchError
 from spurbench.progress import progress_bar
 
-#: Default Hamming distance (of 64 pHash bits) at or below which two images are near duplicates.
-NEAR_DISTANCE = 4
 _HASH_BITS = 64
 _CHUNK = 1 << 20
 

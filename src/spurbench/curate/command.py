@@ -20,7 +20,7 @@ or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounte
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,23 +28,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
-from spurbench.curate.cleaning import NEAR_DISTANCE
-from spurbench.curate.diagnose import diagnose
-from spurbench.curate.discovery import Discovery, DiscoveryConfig
-from spurbench.curate.pipeline import (
-    Runtime,
-    clean_step,
-    curate,
-    discover_step,
-    export_step,
-    review_step,
-    tag_step,
-)
+from spurbench.curate.defaults import DEFAULT_THRESHOLD, NEAR_DISTANCE
 from spurbench.curate.pool import source_counts
-from spurbench.curate.tagging import DEFAULT_PROMPTS, DEFAULT_THRESHOLD, read_vocabulary
-from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML, PoolSpec, Workspace
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import JsonOpt, print_json, print_table, records
+
+if TYPE_CHECKING:
+    from spurbench.curate.discovery import Discovery
+    from spurbench.curate.pipeline import Runtime
+    from spurbench.curate.workspace import Workspace
+
 
 __all__ = ["curate_app"]
 
@@ -157,6 +150,8 @@ def _workspace(
     classes: Path | None,
     allow_outside_root: bool,
 ) -> Workspace:
+    from spurbench.curate.workspace import PoolSpec, Workspace
+
     if pool is None:
         return Workspace.open(work)
     spec = PoolSpec(
@@ -172,10 +167,14 @@ def _workspace(
 
 
 def _runtime(cache_dir: Path | None, batch_size: int, device: str, quiet: bool) -> Runtime:
+    from spurbench.curate.pipeline import Runtime
+
     return Runtime(cache_dir, batch_size, device, show_progress=not quiet)
 
 
 def _review_note(ws: Workspace, n: int) -> None:
+    from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML
+
     if n:
         console.print(
             escape(
@@ -214,6 +213,9 @@ def tag_cmd(
     Labels given with the pool (a manifest column, background folders, --labels) are kept as
     `manual` and never re-tagged; with all images labelled no model is loaded.
     """
+    from spurbench.curate.pipeline import tag_step
+    from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
+
     ws = _workspace(
         work, pool, background_column, labels, name_set, split, classes, allow_outside_root
     )
@@ -247,6 +249,9 @@ def review_cmd(
     apply: Annotated[Path, typer.Option("--apply", help="The edited review CSV.")],
 ) -> None:
     """Feed a corrected review CSV back: its labels become `reviewed`, `exclude=yes` excludes."""
+    from spurbench.curate.pipeline import review_step
+    from spurbench.curate.workspace import Workspace
+
     ws = Workspace.open(work)
     counts = review_step(ws, apply, command=_command(ctx))
     console.print(
@@ -282,6 +287,8 @@ def clean_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Drop unreadable files and exact/near duplicates (listed); flag likely label noise."""
+    from spurbench.curate.pipeline import clean_step
+
     ws = _workspace(
         work, pool, background_column, labels, name_set, split, classes, allow_outside_root
     )
@@ -332,6 +339,9 @@ def discover_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
+    from spurbench.curate.discovery import DiscoveryConfig
+    from spurbench.curate.pipeline import discover_step
+
     ws = _workspace(
         work, pool, background_column, labels, name_set, split, classes, allow_outside_root
     )
@@ -360,6 +370,9 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export there.")] = False,
 ) -> None:
     """Write the selected pairs in the CounterAnimal layout with a manifest and a datasheet."""
+    from spurbench.curate.pipeline import export_step
+    from spurbench.curate.workspace import Workspace
+
     ws = Workspace.open(work)
     result = export_step(ws, out, name=name, overwrite=overwrite, command=_command(ctx))
     c = result.datasheet["counts"]
@@ -404,6 +417,9 @@ def diagnose_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy of a model on every class × background group, with exact intervals."""
+    from spurbench.curate.diagnose import diagnose
+    from spurbench.curate.workspace import Workspace
+
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
@@ -482,6 +498,10 @@ def run_cmd(
         spurbench curate run --pool photos/manifest.csv --work cur/ --out MyCounterAnimal/
           -r ViT-B-32,laion400m_e31 --held-out ViT-B-16,openai --tagger ViT-L-14,openai
     """
+    from spurbench.curate.discovery import DiscoveryConfig
+    from spurbench.curate.pipeline import curate
+    from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
+
     ws = _workspace(
         work, pool, background_column, labels, name_set, split, classes, allow_outside_root
     )

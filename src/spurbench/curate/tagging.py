@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from spurbench.curate.defaults import DEFAULT_THRESHOLD
 from spurbench.curate.pool import (
     AUTO,
     LOW_CONFIDENCE,
@@ -63,7 +64,6 @@ PAPER_BACKGROUNDS: tuple[str, ...] = (
     "outdoor",
 )
 DEFAULT_PROMPTS: tuple[str, ...] = ("a photo of {bg}.",)
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass

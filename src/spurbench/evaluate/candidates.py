@@ -26,6 +26,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,10 +34,10 @@ from spurbench.data.classes import PAPER_TEMPLATES, imagenet_classes
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError, SpurbenchError, WeightsUnavailableError
 from spurbench.evaluate import protocols as P
-from spurbench.evaluate.preflight import check_one_source
-from spurbench.features.cache import FeatureSet, encode_dataset
-from spurbench.heads.cached import head_for
-from spurbench.models.base import ModelAdapter
+
+if TYPE_CHECKING:
+    from spurbench.features.cache import FeatureSet
+    from spurbench.models.base import ModelAdapter
 
 #: The paper's reference model for the 1-vs-20 candidate sets.
 PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
@@ -79,6 +80,16 @@ def describe_source(name: str | None) -> str:
     return f"reference {name} (not the paper's)"
 
 
+def check_one_source(reference: object, candidates_path: str | Path | None) -> None:
+    """Refuse a reference model and a candidates file together: they are two answers to one
+    question, and using either silently would hide which sets the run used."""
+    if candidates_path is not None and reference is not None:
+        raise SpurbenchError(
+            f"Both --reference {reference} and --candidates {candidates_path} name the 1-vs-20 "
+            "candidate sets; pass one of them."
+        )
+
+
 def prepare_candidates(
     reference: str | ModelAdapter | CandidateSource | None,
     candidates_path: str | Path | None,
@@ -90,6 +101,8 @@ def prepare_candidates(
     Called before the evaluated model loads: a reference without weights on this machine or an
     invalid candidates file is an error that says what else to pass, before anything runs.
     """
+    from spurbench.models.base import ModelAdapter
+
     if isinstance(reference, CandidateSource):
         return reference
     check_one_source(reference, candidates_path)
@@ -134,6 +147,9 @@ def candidate_sets(
     A reference model ranks with the paper's head (one prompt, OpenAI names); ``self`` ranks with
     the evaluated ``adapter``'s own head and ``templates`` on its features ``feats``.
     """
+    from spurbench.features.cache import encode_dataset
+    from spurbench.heads.cached import head_for
+
     if source.sets is not None:
         return source.sets
     if source.is_self:

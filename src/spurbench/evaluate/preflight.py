@@ -15,13 +15,13 @@ from pathlib import Path
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import load_rgb
 from spurbench.errors import DatasetError, SpurbenchError
+from spurbench.evaluate.candidates import check_one_source
 from spurbench.user_files import read_json_file
 
 __all__ = [
     "check_batch_size",
     "check_cache_dir",
     "check_device",
-    "check_one_source",
     "check_readable",
     "check_run_inputs",
 ]
@@ -105,16 +105,6 @@ def check_readable(dataset: ImageDataset) -> None:
         raise DatasetError(
             f"No image of {dataset.name} can be read ({missing} missing, "
             f"{len(paths) - missing} undecodable; first: {paths[0]}: {first_reason})."
-        )
-
-
-def check_one_source(reference: object, candidates_path: str | Path | None) -> None:
-    """Refuse a reference model and a candidates file together: they are two answers to one
-    question, and using either silently would hide which sets the run used."""
-    if candidates_path is not None and reference is not None:
-        raise SpurbenchError(
-            f"Both --reference {reference} and --candidates {candidates_path} name the 1-vs-20 "
-            "candidate sets; pass one of them."
         )
 
 

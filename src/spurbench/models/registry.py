@@ -6,37 +6,21 @@ Built explicitly (a dict of family → adapter class), never filled by import si
 from __future__ import annotations
 
 import fnmatch
+import importlib
 
 import pandas as pd
 import torch
 
 from spurbench.errors import SpurbenchError, UnknownModelError
 from spurbench.models.base import ModelAdapter
-from spurbench.models.spec import FAMILIES, ModelSpec, parse_model_name
+from spurbench.models.spec import FAMILIES, FAMILY_TABLE, ModelSpec, parse_model_name
 
 
 def _adapter_class(family: str) -> type[ModelAdapter]:
-    if family == "open_clip":
-        from spurbench.models.open_clip_adapter import OpenClipAdapter
-
-        return OpenClipAdapter
-    if family == "timm":
-        from spurbench.models.supervised import TimmAdapter
-
-        return TimmAdapter
-    if family == "torchvision":
-        from spurbench.models.supervised import TorchvisionAdapter
-
-        return TorchvisionAdapter
-    if family == "lvlm":
-        from spurbench.models.lvlm import LVLMAdapter
-
-        return LVLMAdapter
-    if family == "hf_clip":
-        from spurbench.models.hf_clip import HFClipAdapter
-
-        return HFClipAdapter
-    raise UnknownModelError(f"Unknown model family {family!r}; known: {FAMILIES}.")
+    if family not in FAMILY_TABLE:
+        raise UnknownModelError(f"Unknown model family {family!r}; known: {FAMILIES}.")
+    module, _, cls = FAMILY_TABLE[family].adapter.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 #: Seed of random-init weights (``ARCH,random``) unless the caller gives one.
@@ -71,26 +55,14 @@ def list_models(pattern: str | None = None, family: str | None = None) -> pd.Dat
     torchvision: every classification model and weight enum. Hugging Face CLIP ids are open-ended
     and not listed.
     """
-    rows: list[tuple[str, str, str]] = []
-    if family in (None, "open_clip"):
-        import open_clip
-
-        rows += [("open_clip", a, t) for a, t in open_clip.list_pretrained()]
-    if family in (None, "timm"):
-        import timm
-
-        for n in timm.list_models(pretrained=True):
-            arch, _, tag = n.partition(".")
-            rows.append(("timm", arch, tag))
-    if family in (None, "torchvision"):
-        import torchvision
-
-        for arch in torchvision.models.list_models(module=torchvision.models):
-            rows += [
-                ("torchvision", arch, w.name) for w in torchvision.models.get_model_weights(arch)
-            ]
     if family not in (None, *FAMILIES):
         raise SpurbenchError(f"Unknown family {family!r}; choose one of {FAMILIES}.")
+    rows = [
+        (f.name, arch, tag or "")
+        for f in FAMILY_TABLE.values()
+        if f.lister is not None and family in (None, f.name)
+        for arch, tag in f.lister()
+    ]
     df = pd.DataFrame(rows, columns=["family", "arch", "pretrained"])
     df["name"] = [ModelSpec(f, a, p or None).name for f, a, p in rows]
     if pattern:

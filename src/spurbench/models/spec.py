@@ -6,8 +6,8 @@ Accepted forms (the registry in :mod:`spurbench.models.registry` resolves them):
   ``ViT-B-32,/path/to/ckpt.safetensors``; random init ``ViT-B-32,random``; hub and folder
   models ``hf-hub:org/repo`` and ``local-dir:/path`` (open_clip's own schemas).
 * Hugging Face transformers CLIP: ``hf:openai/clip-vit-base-patch32`` or a local folder.
-* timm: ``timm:resnet50.a1_in1k`` or a bare timm name with a tag (``resnet50.a1_in1k``);
-  ``timm:local-dir:/path``.
+* timm: ``timm:resnet50,a1_in1k`` (canonical), timm's own ``timm:resnet50.a1_in1k`` or a bare
+  timm name with a tag (``resnet50.a1_in1k``), all one weight; ``timm:local-dir:/path``.
 * torchvision: ``torchvision:resnet50`` (default weights), ``torchvision:resnet50:IMAGENET1K_V2``
   or the bare ``resnet50:IMAGENET1K_V2``; ``torchvision:resnet50:random`` for random init.
 * Vision-language chat models scored by answer likelihood (LLaVA-style, transformers):
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-FAMILIES = ("open_clip", "hf_clip", "timm", "torchvision", "lvlm")
 LVLM_MODEL_TYPES = ("llava", "llava_next")
 RANDOM = "random"
+_HUB_OR_DIR = ("hf-hub:", "local-dir:")
 
 
 @dataclass(frozen=True)
@@ -38,22 +39,125 @@ class ModelSpec:
     @property
     def name(self) -> str:
         """The canonical spelling, which parses back to the same spec."""
-        if self.family == "open_clip":
-            if self.arch.startswith(("hf-hub:", "local-dir:")):
-                return self.arch
-            return f"{self.arch},{self.pretrained}" if self.pretrained else self.arch
-        if self.family == "torchvision":
-            return f"torchvision:{self.arch}" + (f":{self.pretrained}" if self.pretrained else "")
-        if self.family == "timm":
-            return f"timm:{self.arch}" + (f",{self.pretrained}" if self.pretrained else "")
-        if self.family == "lvlm":
-            return f"lvlm:{self.arch}"
-        return f"hf:{self.arch}"
+        return FAMILY_TABLE[self.family].canonical(self)
 
     @property
     def is_random_init(self) -> bool:
         return self.pretrained == RANDOM
 
+
+@dataclass(frozen=True)
+class Family:
+    """One model zoo: how its names are written, parsed, loaded and listed.
+
+    ``prefix`` is the explicit spelling (``timm:...``); ``parse`` reads the text after it;
+    ``canonical`` writes the one name a spec is stored under; ``adapter`` is the
+    ``module:Class`` that loads it (imported only when a model is created); ``lister`` gives the
+    known (arch, pretrained) pairs, or is None where names are open-ended (hub ids, folders).
+    """
+
+    name: str
+    prefix: str
+    parse: Callable[[str], ModelSpec]
+    canonical: Callable[[ModelSpec], str]
+    adapter: str
+    lister: Callable[[], Iterable[tuple[str, str]]] | None = None
+
+
+def _split(rest: str, sep: str) -> tuple[str, str | None]:
+    arch, _, tag = rest.partition(sep)
+    return arch.strip(), tag.strip() or None
+
+
+def _parse_open_clip(rest: str) -> ModelSpec:
+    if rest.startswith("local-dir:"):
+        return _spec_for_folder(Path(rest[len("local-dir:") :]))
+    if rest.startswith("hf-hub:"):
+        return ModelSpec("open_clip", rest)
+    return ModelSpec("open_clip", *_split(rest, ","))
+
+
+def _parse_timm(rest: str) -> ModelSpec:
+    """``arch,tag`` and timm's own ``arch.tag`` are one weight, hence one spec."""
+    if "," in rest:
+        return ModelSpec("timm", *_split(rest, ","))
+    if rest.startswith(_HUB_OR_DIR):
+        return ModelSpec("timm", rest)
+    return ModelSpec("timm", *_split(rest, "."))
+
+
+def _name_open_clip(spec: ModelSpec) -> str:
+    if spec.arch.startswith(_HUB_OR_DIR):
+        return spec.arch
+    return f"{spec.arch},{spec.pretrained}" if spec.pretrained else spec.arch
+
+
+def _list_open_clip() -> list[tuple[str, str]]:
+    import open_clip
+
+    return list(open_clip.list_pretrained())
+
+
+def _list_timm() -> list[tuple[str, str]]:
+    import timm
+
+    return [_split(n, ".") for n in timm.list_models(pretrained=True)]  # type: ignore[misc]
+
+
+def _list_torchvision() -> list[tuple[str, str]]:
+    import torchvision
+
+    return [
+        (arch, w.name)
+        for arch in torchvision.models.list_models(module=torchvision.models)
+        for w in torchvision.models.get_model_weights(arch)
+    ]
+
+
+FAMILY_TABLE: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "open_clip",
+            "open_clip:",
+            _parse_open_clip,
+            _name_open_clip,
+            "spurbench.models.open_clip_adapter:OpenClipAdapter",
+            _list_open_clip,
+        ),
+        Family(
+            "hf_clip",
+            "hf:",
+            lambda rest: ModelSpec("hf_clip", rest),
+            lambda s: f"hf:{s.arch}",
+            "spurbench.models.hf_clip:HFClipAdapter",
+        ),
+        Family(
+            "timm",
+            "timm:",
+            _parse_timm,
+            lambda s: f"timm:{s.arch}" + (f",{s.pretrained}" if s.pretrained else ""),
+            "spurbench.models.supervised:TimmAdapter",
+            _list_timm,
+        ),
+        Family(
+            "torchvision",
+            "torchvision:",
+            lambda rest: ModelSpec("torchvision", *_split(rest, ":")),
+            lambda s: f"torchvision:{s.arch}" + (f":{s.pretrained}" if s.pretrained else ""),
+            "spurbench.models.supervised:TorchvisionAdapter",
+            _list_torchvision,
+        ),
+        Family(
+            "lvlm",
+            "lvlm:",
+            lambda rest: ModelSpec("lvlm", rest),
+            lambda s: f"lvlm:{s.arch}",
+            "spurbench.models.lvlm:LVLMAdapter",
+        ),
+    )
+}
+FAMILIES = tuple(FAMILY_TABLE)
 
 _TV_WEIGHTS = re.compile(r"^[A-Z0-9_]+$")
 
@@ -61,26 +165,12 @@ _TV_WEIGHTS = re.compile(r"^[A-Z0-9_]+$")
 def parse_model_name(name: str) -> ModelSpec:
     """Parse a user's model name into a :class:`ModelSpec` (no loading, no network)."""
     name = name.strip()
-    if name.startswith("open_clip:"):
-        name = name[len("open_clip:") :]
-    if name.startswith("lvlm:"):
-        return ModelSpec("lvlm", name[len("lvlm:") :])
-    if name.startswith("hf:"):
-        return ModelSpec("hf_clip", name[3:])
-    if name.startswith("timm:"):
-        rest = name[5:]
-        arch, _, pretrained = rest.partition(",")
-        return ModelSpec("timm", arch, pretrained or None)
-    if name.startswith("torchvision:"):
-        arch, _, weights = name[len("torchvision:") :].partition(":")
-        return ModelSpec("torchvision", arch, weights or None)
-    if name.startswith(("hf-hub:", "local-dir:")):
-        if name.startswith("local-dir:"):
-            return _spec_for_folder(Path(name[len("local-dir:") :]))
-        return ModelSpec("open_clip", name)
-    if "," in name:
-        arch, _, pretrained = name.partition(",")
-        return ModelSpec("open_clip", arch.strip(), pretrained.strip() or None)
+    for family in FAMILY_TABLE.values():
+        if name.startswith(family.prefix):
+            return family.parse(name[len(family.prefix) :])
+    # No prefix: infer the family from the spelling, as each zoo's users write it.
+    if name.startswith(_HUB_OR_DIR) or "," in name:
+        return _parse_open_clip(name)
     if ":" in name:
         arch, _, weights = name.partition(":")
         if _TV_WEIGHTS.match(weights):
@@ -88,7 +178,7 @@ def parse_model_name(name: str) -> ModelSpec:
     if Path(name).is_dir():
         return _spec_for_folder(Path(name))
     if "." in name and Path(name).suffix.lower() not in (".pt", ".pth", ".bin", ".safetensors"):
-        return ModelSpec("timm", name)
+        return _parse_timm(name)
     return ModelSpec("open_clip", name)
 
 

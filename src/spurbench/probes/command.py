@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -24,9 +24,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
-from spurbench.probes.concepts import unique_concepts
-from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
+from spurbench.probes.names import PROBES, SPACES
 from spurbench.terminal import JsonOpt, print_json, print_table
+
+if TYPE_CHECKING:
+    from spurbench.probes.run import ProbeResult
 
 __all__ = ["probe_cmd"]
 
@@ -121,6 +123,8 @@ def probe_cmd(
         spurbench probe -m local-dir:./clip_a -m local-dir:./clip_b -d world/manifest.csv
           --split test --concepts shape,colour,texture,background --out probes/
     """
+    from spurbench.probes.run import json_safe, probe
+
     names = _split(probe_names) or []
     results: list[ProbeResult] = []
     for name in model:
@@ -313,6 +317,8 @@ def _at_fraction(curve: pd.DataFrame, fraction: float) -> str:
 
 
 def _print_concepts(results: list[ProbeResult]) -> None:
+    from spurbench.probes.concepts import unique_concepts
+
     shown = [r for r in results if r.concepts is not None]
     if not shown:
         return
@@ -360,6 +366,7 @@ def _row_records(results: list[ProbeResult]) -> list[dict]:
 def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
     """Write the tidy rows (CSV, JSON), pruning curves and concept tables of every model."""
     from spurbench.atomic import atomic_path
+    from spurbench.probes.run import json_safe
 
     out.mkdir(parents=True, exist_ok=True)
     frames: dict[str, pd.DataFrame] = {

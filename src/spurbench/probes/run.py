@@ -64,6 +64,7 @@ from spurbench.probes.concepts import (
     top_concepts_per_direction,
 )
 from spurbench.probes.directions import Directions, privileged_directions
+from spurbench.probes.names import PROBES, SPACES
 from spurbench.probes.outliers import (
     KurtosisSummary,
     OutlierReport,
@@ -88,14 +89,10 @@ __all__ = [
     "probe_solver",
 ]
 
-#: Probe names, in the order they run (later ones reuse earlier results).
-PROBES: tuple[str, ...] = ("kurtosis", "outliers", "directions", "pruning", "concepts")
 #: Concept columns used by default when present (what the synthetic world plants).
 CONCEPT_COLUMNS: tuple[str, ...] = ("shape", "colour", "texture", "background")
 #: Used when none of :data:`CONCEPT_COLUMNS` carries values (e.g. class folders with groups).
 FALLBACK_CONCEPT_COLUMNS: tuple[str, ...] = ("background", "group")
-#: The two representation spaces of the outlier probes.
-SPACES: tuple[str, ...] = ("pre_head", "embedding")
 #: Directions whose top concepts are stored, and how many concepts each.
 TOP_DIRECTIONS, TOP_CONCEPTS = 5, 3
 _HEAD_PROBES = frozenset({"directions", "pruning", "concepts"})

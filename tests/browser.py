@@ -1,4 +1,5 @@
-"""Open a report in the system's headless Chromium, for screenshots and browser tests.
+"""Open a report in the system's headless Chromium, for the browser tests and
+``scripts/screenshot_report.py`` (test tooling, not part of the package).
 
 Playwright drives the Debian ``chromium`` package (``executable_path``) instead of downloading
 its own browser build: the download needs network access the project does not assume, and the

@@ -1,0 +1,8 @@
+"""Probe and space names, in a module the CLI can import without loading the probes."""
+
+from __future__ import annotations
+
+#: Probe names, in the order they run (later ones reuse earlier results).
+PROBES: tuple[str, ...] = ("kurtosis", "outliers", "directions", "pruning", "concepts")
+#: The two representation spaces of the outlier probes.
+SPACES: tuple[str, ...] = ("pre_head", "embedding")
