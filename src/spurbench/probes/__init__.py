@@ -28,7 +28,12 @@ from spurbench.probes.outliers import (
     outlier_dimensions,
     random_rotation,
 )
-from spurbench.probes.pruning import DEFAULT_FRACTIONS, max_prunable_fraction, pruning_curve
+from spurbench.probes.pruning import (
+    DEFAULT_FRACTIONS,
+    held_out_pruning,
+    max_prunable_fraction,
+    pruning_curve,
+)
 from spurbench.probes.run import (
     PROBES,
     PreHeadClassifier,
@@ -53,6 +58,7 @@ __all__ = [
     "concepts_per_direction",
     "count_concepts",
     "encoded_concepts",
+    "held_out_pruning",
     "kurtosis_summary",
     "linear_probe_concepts",
     "max_prunable_fraction",
