@@ -87,7 +87,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 CONCEPT_COLUMNS: tuple[str, ...] = ("badge_colour", "badge_texture", "background")
 
 #: Bump when rendering or layout changes, so cached worlds made by older code are not reused.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 _SPLIT_CODE = {"train": 0, "test": 1}
 _WORLD_JSON = "world.json"
