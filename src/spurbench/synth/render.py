@@ -370,3 +370,13 @@ def render_image(
     bg = render_background(background, rng, size)
     fg, alpha = render_foreground(spec, rng, size)
     return compose(bg, fg, alpha)
+
+
+def render_layers(
+    spec: ForegroundSpec, background: str, rng: np.random.Generator, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(background, object rgb, object alpha) of the picture :func:`render_image` draws from
+    ``rng``: the renderer's exact layers, so background counterfactuals need no estimated mask."""
+    bg = render_background(background, rng, size)
+    fg, alpha = render_foreground(spec, rng, size)
+    return bg, fg, alpha

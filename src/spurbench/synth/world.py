@@ -424,3 +424,12 @@ def _install(tmp: Path, out: Path) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def render_seeds(cfg: WorldConfig) -> dict[str, list[int]]:
+    """The seed each image of the world is drawn from, by manifest path.
+
+    Re-drawing an image's layers from its seed (see :func:`spurbench.synth.render.render_layers`)
+    gives its exact foreground mask without storing one per image.
+    """
+    return {str(row["path"]): list(row["seed"]) for row in _plan_rows(cfg)}  # type: ignore[call-overload]
