@@ -52,17 +52,24 @@ def _rng(seed: int, image_id: str, variant: str) -> np.random.Generator:
 def choose_donors(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     """(image_id, variant, donor_id) of every mixed variant that has a donor.
 
-    ``table`` holds the images with usable masks (image_id, label, group). MIXED-SAME takes an
-    other image of the same class; MIXED-RAND a random other class, then a random image of it;
-    MIXED-NEXT a random image of the next class (labels in sorted order, cyclic); SWAP-TO-COMMON
-    a common image of the same class (counter images only); SWAP-TO-COUNTER the reverse.
+    ``table`` holds the images with usable masks (image_id, label, group). A class's
+    backgrounds are those of its *common* photos when it has any (on CounterAnimal data the
+    counter backgrounds are by construction the rare ones, so drawing MIXED-SAME from them
+    would mix SWAP-TO-COUNTER into it), else of all its photos. MIXED-SAME takes another image
+    of the same class; MIXED-RAND a random other class, then a random image of it; MIXED-NEXT a
+    random image of the next class (labels in sorted order, cyclic); SWAP-TO-COMMON a common
+    image of the same class (counter images only); SWAP-TO-COUNTER the reverse.
     """
     table = table.sort_values("image_id", kind="stable")  # pools in a row-order-free order
     ids = table["image_id"].astype(str).to_numpy()
     labels = table["label"].to_numpy()
     groups = table["group"].astype(str).to_numpy()
     classes = np.unique(labels)
-    by_class = {int(c): ids[labels == c] for c in classes}
+    has_common = {int(c) for c in labels[groups == COMMON]}
+    by_class = {
+        int(c): ids[(labels == c) & ((groups == COMMON) | (int(c) not in has_common))]
+        for c in classes
+    }
     rows = []
     for image_id, label, group in zip(ids, labels.tolist(), groups, strict=True):
         same = by_class[label][by_class[label] != image_id]
