@@ -93,6 +93,8 @@ def test_donors_follow_the_rules_and_the_seed():
     for r in d.itertuples():
         own, other = label[r.image_id], label[r.donor_id]
         assert r.donor_id != r.image_id
+        if r.variant in (V.MIXED_SAME, V.MIXED_RAND, V.MIXED_NEXT):
+            assert group[r.donor_id] == "common"  # a class's backgrounds are its common ones
         if r.variant == V.MIXED_SAME:
             assert other == own
         elif r.variant == V.MIXED_RAND:
