@@ -10,6 +10,7 @@ The library API, usable from a notebook (the CLI is a thin layer over it)::
     spurbench.load_results("spurbench.duckdb").metrics   # every table as a DataFrame
 """
 
+from spurbench.counterfactual import CounterfactualResult, counterfactual
 from spurbench.data.classes import ClassList, imagenet_classes, resolve_templates
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.layouts import open_dataset
@@ -23,11 +24,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClassList",
+    "CounterfactualResult",
     "ImageDataset",
     "ModelAdapter",
     "ResultsStore",
     "RunResult",
     "SpurbenchError",
+    "counterfactual",
     "create_model",
     "encode_dataset",
     "evaluate",

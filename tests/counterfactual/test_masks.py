@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
+from spurbench.counterfactual.estimate import GRABCUT_BOX, GRABCUT_CENTRE
 from spurbench.counterfactual.masks import (
     SYNTHETIC,
     USER,
@@ -16,7 +20,7 @@ from spurbench.counterfactual.masks import (
     synthetic_masks,
 )
 from spurbench.data.layouts import open_dataset
-from spurbench.errors import DatasetError
+from spurbench.errors import DatasetError, UnknownModelError, WeightsUnavailableError
 from spurbench.synth.render import ForegroundSpec, compose, render_layers
 from spurbench.synth.world import World, WorldConfig, generate_world, render_seeds
 
@@ -45,7 +49,8 @@ def test_synthetic_masks_find_counteranimal_copies(world):
     direct = synthetic_masks(world.root)
     manifest = open_dataset(world.root / "manifest.csv")
     by_name = {
-        (r.label, r.background, Path(r.path).name): r for r in manifest.table.itertuples()
+        (r.label, r.background, Path(r.path).name): r
+        for r in manifest.table.itertuples()
         if r.split == "test"
     }
     for _, row in ds.table.iterrows():
@@ -76,3 +81,72 @@ def test_user_mask_folder_mirrors_the_tree(tmp_path):
         mask_lookup(ds, None)
     with pytest.raises(DatasetError, match="does not exist"):
         mask_lookup(ds, tmp_path / "nowhere")
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a >= 0.5, b >= 0.5
+    return float((a & b).sum() / (a | b).sum())
+
+
+def _copy_with_boxes(world: World, tmp_path: Path, n: int = 6) -> tuple[Path, list[np.ndarray]]:
+    """World test photos copied outside the world (so its exact masks are not found), with a
+    manifest of boxes around each object (its exact mask's box, 2 px margin); the exact masks."""
+    seeds = render_seeds(world.config)
+    rows, truth = [], []
+    for r in world.split("test").head(n).itertuples():
+        spec = ForegroundSpec(r.shape, r.colour, r.texture)
+        rng = np.random.default_rng(seeds[r.path])
+        _, _, alpha = render_layers(spec, r.background, rng, world.config.image_size)
+        ys, xs = np.nonzero(alpha > 0)
+        box = (xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3)
+        name = f"{r.Index}.png"
+        (tmp_path / name).write_bytes((world.root / r.path).read_bytes())
+        rows.append((name, r.label, r.class_name, r.group, *box))
+        truth.append(alpha)
+    cols = ["path", "label", "class_name", "group", "x0", "y0", "x1", "y1"]
+    manifest = tmp_path / "boxes.csv"
+    pd.DataFrame(rows, columns=cols).to_csv(manifest, index=False)
+    return manifest, truth
+
+
+def test_grabcut_from_boxes_recovers_the_exact_masks(world, tmp_path):
+    manifest, truth = _copy_with_boxes(world, tmp_path)
+    ds = open_dataset(manifest)
+    lookup = mask_lookup(ds, None, boxes=True, cache_dir=tmp_path / "cache")
+    masks = [lookup(row) for _, row in ds.table.iterrows()]
+    assert all(m.source == GRABCUT_BOX for m in masks)
+    ious = [_iou(m.alpha, t) for m, t in zip(masks, truth, strict=True)]
+    assert np.median(ious) > 0.7, ious
+    # estimated once, then read back from the cache
+    again = [lookup(row) for _, row in ds.table.iterrows()]
+    assert all(np.array_equal(a.alpha, b.alpha) for a, b in zip(masks, again, strict=True))
+    # the centre prior is a rougher guess, recorded as such
+    centre = mask_lookup(ds, None, source="grabcut", cache_dir=tmp_path / "cache")
+    assert centre(ds.table.iloc[0]).source == GRABCUT_CENTRE
+
+
+def test_boxes_are_checked(world, tmp_path):
+    manifest, _ = _copy_with_boxes(world, tmp_path, n=2)
+    df = pd.read_csv(manifest)
+    df.loc[0, "x1"] = df.loc[0, "x0"]
+    df.to_csv(manifest, index=False)
+    with pytest.raises(DatasetError, match="1 boxes are empty"):
+        mask_lookup(open_dataset(manifest), None, boxes=True)
+
+
+def test_segmentation_model_by_name(world, tmp_path, monkeypatch):
+    ds = open_dataset(world.counteranimal_root)
+    row = ds.table.iloc[0]
+    spec = "segmentation:lraspp_mobilenet_v3_large:random"  # random init: the code path only
+    mask = mask_lookup(ds, None, source=spec, cache_dir=tmp_path)(row)
+    assert mask.source == f"{spec}" and mask.alpha.shape == (32, 32)
+    assert set(np.unique(mask.alpha)) <= {0.0, 1.0}
+    with pytest.raises(UnknownModelError, match="lraspp_mobilenet_v3_large"):
+        mask_lookup(ds, None, source="segmentation:lraspp_mobilenet")
+
+    def offline(*args, **kwargs):
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailableError, match="hub cache"):
+        mask_lookup(ds, None, source="segmentation:lraspp_mobilenet_v3_large")

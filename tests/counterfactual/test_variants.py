@@ -9,6 +9,7 @@ import pytest
 from spurbench.counterfactual import variants as V
 from spurbench.counterfactual.build import choose_donors
 from spurbench.counterfactual.masks import Mask, mask_status
+from spurbench.errors import SpurbenchError
 
 
 def _image() -> np.ndarray:
@@ -60,7 +61,7 @@ def test_only_bg_black_and_whole_image_box():
     assert (V.only_bg(img, m, "black")[3:5, 1:4] == 0).all()
     full = np.ones((6, 6))
     assert (V.only_bg(img, full, "tile") == np.round(img.reshape(-1, 3).mean(0))).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(SpurbenchError, match="Unknown fill"):
         V.only_bg(img, m, "inpaint")
 
 
@@ -114,6 +115,9 @@ def test_donors_follow_the_rules_and_the_seed():
     pd.testing.assert_frame_equal(
         d.sort_values(key).reset_index(drop=True), shuffled.sort_values(key).reset_index(drop=True)
     )
-    assert not choose_donors(table, seed=1).sort_values(key)["donor_id"].reset_index(
-        drop=True
-    ).equals(d.sort_values(key)["donor_id"].reset_index(drop=True))
+    assert (
+        not choose_donors(table, seed=1)
+        .sort_values(key)["donor_id"]
+        .reset_index(drop=True)
+        .equals(d.sort_values(key)["donor_id"].reset_index(drop=True))
+    )

@@ -38,8 +38,10 @@ def per_image(predictions: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame
     meta = p.drop_duplicates("source_id").set_index("source_id")[
         ["label", "class_name", "source_group"]
     ]
-    out = meta.join(wide).reset_index().rename(
-        columns={"source_id": "image_id", "source_group": "group"}
+    out = (
+        meta.join(wide)
+        .reset_index()
+        .rename(columns={"source_id": "image_id", "source_group": "group"})
     )
     out["attribution"] = [
         attribution(r.get(f"correct_{V.ORIGINAL}"), r.get(f"correct_{V.SWAP_TO_COMMON}"))
@@ -83,11 +85,12 @@ def _acc(images: pd.DataFrame, variant: str, group: str | None = None) -> float:
     return float(values.astype(float).mean()) if len(values) else float("nan")
 
 
-def model_summary(
-    images: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0
-) -> dict[str, float]:
+def model_summary(images: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
     """Accuracy per variant, the BG-gap and its interval, the drop and its share explained."""
     out = {f"acc_{v}": _acc(images, v) for v in V.VARIANTS}
+    # a counter photo's background is, by construction, another class's usual one: the
+    # background alone can only point at the photo's own class on common photos
+    out["acc_only_bg_common"] = _acc(images, V.ONLY_BG, COMMON)
     pair = images.dropna(subset=[f"correct_{V.MIXED_SAME}", f"correct_{V.MIXED_RAND}"])
     gap = paired_gap(
         pair[f"correct_{V.MIXED_SAME}"].astype(float).to_numpy(),

@@ -44,6 +44,12 @@ def _file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _mask_digest(mask: Mask) -> str:
+    return hashlib.sha256(np.ascontiguousarray(mask.alpha, dtype=np.float64).tobytes()).hexdigest()[
+        :16
+    ]
+
+
 def _rng(seed: int, image_id: str, variant: str) -> np.random.Generator:
     key = int(hashlib.sha256(image_id.encode()).hexdigest()[:12], 16)
     return np.random.default_rng([seed, key, V.VARIANTS.index(variant)])
@@ -161,7 +167,7 @@ def build_variants(
         mask = masks(src)
         assert mask is not None  # usable
         pixels = _load(str(src["path"]))
-        digest = _file_digest(src["path"])
+        digest = _file_digest(src["path"]) + _mask_digest(mask)
         base = {
             "label": int(src["label"]),
             "class_name": src["class_name"],
@@ -181,11 +187,12 @@ def build_variants(
             rows.append(_row(base, variant, path, background))
         for d in donors[donors["image_id"] == image_id].itertuples(index=False):
             donor = by_id.loc[d.donor_id]
-            key = _digest(BUILDER_VERSION, digest, _file_digest(donor["path"]), d.variant, fill)
+            donor_mask = masks(donor)
+            assert donor_mask is not None  # donors are drawn among usable masks
+            donor_digest = _file_digest(donor["path"]) + _mask_digest(donor_mask)
+            key = _digest(BUILDER_VERSION, digest, donor_digest, d.variant, fill)
             path = out / d.variant / f"{key}.png"
             if not path.exists():
-                donor_mask = masks(donor)
-                assert donor_mask is not None
                 bg = _background(str(donor["path"]), donor_mask, pixels.shape[:2], fill)
                 _save(V.paste(pixels, mask.alpha, bg), path)
             rows.append(_row(base, d.variant, path, donor["background"], d.donor_id))

@@ -1,8 +1,10 @@
 """Foreground masks for background counterfactuals, and the guard against unusable ones.
 
 Masks come, in order of preference, from the synthetic world's renderer (exact: the object's
-alpha is re-drawn from the image's seed) or from a user folder of PNGs mirroring the image tree
-(``<masks>/<path relative to the dataset root>`` with a ``.png`` suffix, white = object).
+alpha is re-drawn from the image's seed), from a user folder of PNGs mirroring the image tree
+(``<masks>/<path relative to the dataset root>`` with a ``.png`` suffix, white = object), from
+GrabCut on a user box or a centre prior, or from a segmentation model
+(:mod:`spurbench.counterfactual.estimate`). Each mask records its source.
 A mask is an ``HxW`` float array in [0, 1] (soft edges allowed); the object is where it is
 >= 0.5. Masks covering under 1 % or over 90 % of the image are flagged and not used, as a near
 empty or near full mask leaves nothing to swap (Xiao et al., ICLR 2021, filtered ImageNet-9 the
@@ -124,14 +126,107 @@ def synthetic_masks(world_root: str | Path) -> MaskLookup:
     return lookup
 
 
-def mask_lookup(dataset: ImageDataset, masks: str | Path | None) -> MaskLookup:
-    """User masks when ``masks`` is given, else the synthetic world's; an error if neither."""
-    if masks is not None:
-        return folder_masks(dataset, masks)
+#: ``--mask-source`` values; ``segmentation:NAME[:WEIGHTS]`` names a torchvision model.
+MASK_SOURCES = ("auto", "world", "folder", "grabcut", "segmentation:NAME")
+
+
+def estimated_masks(
+    estimate: Callable[[pd.Series, np.ndarray], tuple[np.ndarray, str]], cache_dir: Path, key: str
+) -> MaskLookup:
+    """A lookup that estimates each image's mask once and keeps it as a PNG in ``cache_dir``.
+
+    Estimating (GrabCut, a segmentation net) costs more than building every variant, and the
+    builder asks for a mask more than once (as source and as donor), so masks are cached on
+    disk, keyed by the image file's bytes and the estimator, rather than held in memory.
+    """
+    import hashlib
+
+    from spurbench.atomic import write_atomic
+
+    def lookup(row: pd.Series) -> Mask | None:
+        data = Path(row["path"]).read_bytes()
+        digest = hashlib.sha256(data + key.encode()).hexdigest()[:20]
+        png, label = cache_dir / f"{digest}.png", cache_dir / f"{digest}.source"
+        if png.is_file() and label.is_file():
+            with Image.open(png) as im:
+                return Mask(np.asarray(im, dtype=np.float64) / 255.0, label.read_text())
+        with Image.open(row["path"]) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        alpha, source = estimate(row, pixels)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        grey = Image.fromarray(np.round(alpha * 255).astype(np.uint8))
+        write_atomic(png, lambda f: grey.save(f, format="PNG"))
+        write_atomic(label, lambda f: f.write(source.encode()))
+        return Mask(alpha, source)
+
+    return lookup
+
+
+def first_of(lookups: list[MaskLookup]) -> MaskLookup:
+    """The first mask any of ``lookups`` finds for an image (a per-image fallback chain)."""
+
+    def lookup(row: pd.Series) -> Mask | None:
+        for one in lookups:
+            if (mask := one(row)) is not None:
+                return mask
+        return None
+
+    return lookup
+
+
+def mask_lookup(
+    dataset: ImageDataset,
+    masks: str | Path | None,
+    *,
+    source: str = "auto",
+    boxes: bool = False,
+    cache_dir: str | Path | None = None,
+) -> MaskLookup:
+    """Where each image's mask comes from (``source`` is one of :data:`MASK_SOURCES`).
+
+    ``auto`` takes, per image, the first of: the user's mask folder (when ``masks`` is given),
+    the synthetic world's exact masks (when the data is a spurbench world), GrabCut from the
+    manifest's boxes (when ``boxes``); with none of these it is an error, as a centre-prior
+    GrabCut is a rough guess the user should ask for (``grabcut``). Everything that can be
+    checked without reading every image is checked here, before any model loads.
+    """
+    from spurbench.counterfactual import estimate as E
+
+    if boxes:
+        E.check_boxes(dataset.table)
+    if masks is not None and source not in ("auto", "folder"):
+        raise DatasetError(f"--masks is a mask folder; it does not go with --mask-source {source}.")
+    from spurbench.features.cache import default_cache_dir
+
+    cache = Path(cache_dir or default_cache_dir()) / "counterfactual" / "masks"
     world = find_world_root(dataset)
-    if world is None:
+    if source == "world":
+        if world is None:
+            raise DatasetError(f"{dataset.name!r} is not a spurbench synthetic world.")
+        return synthetic_masks(world)
+    if source == "folder":
+        if masks is None:
+            raise DatasetError("--mask-source folder needs --masks DIR.")
+        return folder_masks(dataset, masks)
+    if source == "grabcut":
+        return estimated_masks(E.grabcut_masks(boxes), cache / "grabcut", f"grabcut:{boxes}")
+    if source.startswith("segmentation:"):
+        spec = source.removeprefix("segmentation:")
+        return estimated_masks(E.segmentation_masks(spec), cache / "segmentation", spec)
+    if source != "auto":
+        raise DatasetError(f"Unknown --mask-source {source!r}; choose among {MASK_SOURCES}.")
+    chain: list[MaskLookup] = []
+    if masks is not None:
+        chain.append(folder_masks(dataset, masks))
+    if world is not None:
+        chain.append(synthetic_masks(world))
+    if boxes:
+        chain.append(estimated_masks(E.grabcut_masks(True), cache / "grabcut", "grabcut:True"))
+    if not chain:
         raise DatasetError(
             f"No foreground masks for {dataset.name!r}: pass --masks DIR (PNGs mirroring the "
-            "image tree, white = object), or use a spurbench synthetic world."
+            "image tree, white = object), --boxes (manifest columns x0,y0,x1,y1), "
+            "--mask-source grabcut (centre prior) or segmentation:NAME, or use a spurbench "
+            "synthetic world."
         )
-    return synthetic_masks(world)
+    return chain[0] if len(chain) == 1 else first_of(chain)

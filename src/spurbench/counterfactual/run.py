@@ -18,6 +18,7 @@ import pandas as pd
 from spurbench.counterfactual.analysis import model_summary, per_image
 from spurbench.counterfactual.build import BUILDER_VERSION, VariantSet, build_variants
 from spurbench.counterfactual.masks import mask_lookup
+from spurbench.counterfactual.variants import DEFAULT_FILL, check_fill
 from spurbench.data.dataset import ImageDataset
 from spurbench.evaluate.metrics import N_BOOT
 from spurbench.evaluate.runner import RunResult, as_dataset, evaluate
@@ -42,22 +43,30 @@ class CounterfactualResult:
     mask_counts: dict[str, int]
     fill: str
     protocol: str
+    #: how many images took their mask from each source (synthetic, user, grabcut-box, ...)
+    mask_sources: dict[str, int]
+    seed: int
 
 
 def variants_for(
     data: str | Path | ImageDataset,
     *,
     masks: str | Path | None = None,
+    mask_source: str = "auto",
+    boxes: bool = False,
     seed: int = 0,
-    fill: str = "tile",
+    fill: str = DEFAULT_FILL,
     cache_dir: str | Path | None = None,
     name_set: str = "openai",
 ) -> VariantSet:
     """The dataset's counterfactual images, built (or found) in the cache."""
+    check_fill(fill)
     dataset = as_dataset(data, name_set)
-    lookup = mask_lookup(dataset, masks)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256(repr((BUILDER_VERSION, dataset.digest(), seed, fill)).encode())
+    lookup = mask_lookup(dataset, masks, source=mask_source, boxes=boxes, cache_dir=cache)
+    key = hashlib.sha256(
+        repr((BUILDER_VERSION, dataset.digest(), seed, fill, mask_source, boxes)).encode()
+    )
     return build_variants(
         dataset, lookup, cache / "counterfactual" / key.hexdigest()[:16], seed=seed, fill=fill
     )
@@ -69,8 +78,10 @@ def counterfactual(
     *,
     protocol: str = "1v1000",
     masks: str | Path | None = None,
+    mask_source: str = "auto",
+    boxes: bool = False,
     seed: int = 0,
-    fill: str = "tile",
+    fill: str = DEFAULT_FILL,
     templates: str | list[str] | None = "paper",
     name_set: str = "openai",
     store: ResultsStore | str | Path | None = None,
@@ -83,14 +94,17 @@ def counterfactual(
 ) -> CounterfactualResult:
     """Evaluate ``model`` on the background counterfactuals of ``data`` under ``protocol``.
 
-    ``masks`` is a folder of PNG masks mirroring the image tree; without it the synthetic
-    world's exact masks are used. ``fill`` is how the object's box is filled in ONLY-BG and the
-    mixed backgrounds (``tile``: Xiao et al.'s ONLY-BG-T; ``black``: ONLY-BG-B). ``export``
-    copies the variant images there as ``<variant>/<source image id>.png``.
+    ``masks`` is a folder of PNG masks mirroring the image tree, ``boxes`` says the manifest
+    has object boxes (``x0,y0,x1,y1``) for GrabCut, and ``mask_source`` picks one source
+    (see :func:`~spurbench.counterfactual.masks.mask_lookup`); by default the synthetic world's
+    exact masks are used where there are no user masks. ``fill`` is how the object's box is
+    filled in ONLY-BG and the mixed backgrounds (see :mod:`spurbench.counterfactual.variants`).
+    ``export`` copies the variant images there as ``<variant>/<source image id>.png``.
     """
     built = variants_for(
-        data, masks=masks, seed=seed, fill=fill, cache_dir=cache_dir, name_set=name_set
-    )
+        data, masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
+        cache_dir=cache_dir, name_set=name_set,
+    )  # fmt: skip
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     (run,) = evaluate(
@@ -115,6 +129,8 @@ def counterfactual(
     summary = model_summary(images, n_boot=n_boot, seed=seed)
     counts = built.masks["mask_status"].value_counts()
     mask_counts = {s: int(counts.get(s, 0)) for s in ("ok", "missing", "too_small", "too_large")}
+    found = built.masks["mask_source"][built.masks["mask_source"] != ""]
+    mask_sources = {str(k): int(v) for k, v in found.value_counts().sort_index().items()}
     if store is not None:
         store.write_artifact(
             run.run_id,
@@ -122,6 +138,7 @@ def counterfactual(
             {
                 "fill": fill,
                 "seed": seed,
+                "mask_sources": mask_sources,
                 "summary": summary,
                 "mask_counts": mask_counts,
                 "images": images.to_dict(orient="records"),
@@ -129,7 +146,9 @@ def counterfactual(
         )
     if export is not None:
         export_variants(built, export)
-    return CounterfactualResult(run.model, run, summary, images, mask_counts, fill, protocol)
+    return CounterfactualResult(
+        run.model, run, summary, images, mask_counts, fill, protocol, mask_sources, seed
+    )
 
 
 def export_variants(built: VariantSet, out_dir: str | Path) -> Path:

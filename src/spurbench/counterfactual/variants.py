@@ -32,7 +32,16 @@ SINGLE = (ORIGINAL, ONLY_FG, NO_FG, ONLY_BG)
 #: Variants that paste the object on another image's ONLY-BG.
 MIXED = (MIXED_SAME, MIXED_RAND, MIXED_NEXT, SWAP_TO_COMMON, SWAP_TO_COUNTER)
 VARIANTS = (*SINGLE, *MIXED)
-FILLS = ("tile", "black")
+#: How ONLY-BG fills the object's box: see :func:`only_bg`.
+FILLS = ("tile", "blur", "mean", "black")
+DEFAULT_FILL = "tile"
+
+
+def check_fill(fill: str) -> None:
+    if fill not in FILLS:
+        from spurbench.errors import SpurbenchError
+
+        raise SpurbenchError(f"Unknown fill {fill!r}; choose among {', '.join(FILLS)}.")
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -57,38 +66,67 @@ def bounding_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
     return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
 
 
-def only_bg(image: np.ndarray, alpha: np.ndarray, fill: str = "tile") -> np.ndarray:
-    """The image with the object's bounding box filled (``tile`` or ``black``).
+def only_bg(image: np.ndarray, alpha: np.ndarray, fill: str = DEFAULT_FILL) -> np.ndarray:
+    """The image with the object's bounding box filled from the background around it.
 
-    ``tile`` repeats the largest strip of the image outside the box (above, below, left or
-    right of it) across the box, in the strip's own phase, as Xiao et al.'s ONLY-BG-T; when the
-    box covers the whole image the box gets the image's mean colour.
+    * ``tile`` (Xiao et al.'s ONLY-BG-T): the largest strip of the image outside the box (above,
+      below, left or right of it) repeated across the box in the strip's own phase;
+    * ``blur``: each box pixel the Gaussian-weighted mean of the background pixels outside the
+      box (a normalised convolution, sigma = half the box's longer side), so the box takes the
+      local colours of the background without its texture;
+    * ``mean``: the mean colour of the pixels outside the box;
+    * ``black`` (ONLY-BG-B): zeros.
+
+    When the box covers the whole image, every fill but ``black`` gives the image's mean colour.
     """
-    if fill not in FILLS:
-        raise ValueError(f"unknown fill {fill!r}; choose among {FILLS}")
+    check_fill(fill)
     h, w = alpha.shape
     y0, y1, x0, x1 = bounding_box(alpha)
     out = image.copy()
     if fill == "black":
         out[y0:y1, x0:x1] = 0
         return out
+    outside = np.ones((h, w), dtype=bool)
+    outside[y0:y1, x0:x1] = False
+    if not outside.any():
+        out[y0:y1, x0:x1] = _to_uint8(image.reshape(-1, 3).mean(axis=0))
+        return out
+    if fill == "mean":
+        out[y0:y1, x0:x1] = _to_uint8(image[outside].mean(axis=0))
+    elif fill == "blur":
+        out[y0:y1, x0:x1] = _blur_fill(image, outside, max(y1 - y0, x1 - x0) / 2)[y0:y1, x0:x1]
+    else:
+        out[y0:y1, x0:x1] = _tile_fill(image, (y0, y1, x0, x1))
+    return out
+
+
+def _blur_fill(image: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised convolution: the Gaussian-weighted mean of the ``known`` pixels, everywhere."""
+    from scipy.ndimage import gaussian_filter
+
+    weight = known.astype(np.float64)
+    norm = gaussian_filter(weight, sigma, mode="reflect")
+    channels = [gaussian_filter(image[..., c] * weight, sigma, mode="reflect") for c in range(3)]
+    return _to_uint8(np.stack(channels, axis=-1) / np.maximum(norm, 1e-12)[..., None])
+
+
+def _tile_fill(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box's pixels tiled from the largest strip outside it, in the strip's phase."""
+    h, w = image.shape[:2]
+    y0, y1, x0, x1 = box
     strips = {  # (area, rows, cols) of each strip outside the box
         "top": (y0 * w, slice(0, y0), slice(0, w)),
         "bottom": ((h - y1) * w, slice(y1, h), slice(0, w)),
         "left": (x0 * h, slice(0, h), slice(0, x0)),
         "right": ((w - x1) * h, slice(0, h), slice(x1, w)),
     }
-    area, rows, cols = max(strips.values(), key=lambda s: s[0])
-    if area == 0:
-        out[y0:y1, x0:x1] = _to_uint8(image.reshape(-1, 3).mean(axis=0))
-        return out
+    _, rows, cols = max(strips.values(), key=lambda s: s[0])
     strip = image[rows, cols]
     sh, sw = strip.shape[:2]
     # tile in the strip's own phase so that the pattern continues from the strip into the box
     yy = (np.arange(y0, y1) - rows.start) % sh
     xx = (np.arange(x0, x1) - cols.start) % sw
-    out[y0:y1, x0:x1] = strip[np.ix_(yy, xx)]
-    return out
+    return strip[np.ix_(yy, xx)]
 
 
 def paste(image: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
