@@ -21,8 +21,14 @@ from spurbench.counterfactual.masks import (
 )
 from spurbench.data.layouts import open_dataset
 from spurbench.errors import DatasetError, UnknownModelError, WeightsUnavailableError
-from spurbench.synth.render import ForegroundSpec, compose, render_layers
-from spurbench.synth.world import World, WorldConfig, generate_world, render_seeds
+from spurbench.synth.render import SMALL_OBJECT_SCALE, ForegroundSpec, compose, render_layers
+from spurbench.synth.world import (
+    World,
+    WorldConfig,
+    generate_world,
+    render_seeds,
+    small_object_paths,
+)
 
 SMALL = WorldConfig(n_classes=3, n_backgrounds=3, n_train_per_class=2, n_test_per_cell=2)
 
@@ -150,3 +156,26 @@ def test_segmentation_model_by_name(world, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsUnavailableError, match="hub cache"):
         mask_lookup(ds, None, source="segmentation:lraspp_mobilenet_v3_large")
+
+
+def test_small_object_option_is_off_by_default_and_exact_when_on(tmp_path):
+    assert WorldConfig().small_counter_fraction == 0 and not small_object_paths(SMALL)
+    # off, the cache key (so every existing world) is what it was before the option existed
+    assert SMALL.key() == WorldConfig(**{**SMALL.__dict__, "small_counter_fraction": 0.0}).key()
+    cfg = WorldConfig(**{**SMALL.__dict__, "small_counter_fraction": 0.5})
+    assert cfg.key() != SMALL.key()
+    world = generate_world(cfg, tmp_path / "w")
+    small = small_object_paths(cfg)
+    assert len(small) == SMALL.n_classes * 1  # 1 of 2 images of each counter cell
+    lookup = synthetic_masks(world.root)
+    for _, row in open_dataset(world.root / "manifest.csv").table.iterrows():
+        rel = str(Path(row["path"]).relative_to(world.root))
+        area = lookup(row).area
+        assert (area < 0.1) if rel in small else (area > 0.1), (rel, area)
+    # the small objects' layers recompose their stored images exactly
+    seeds = render_seeds(cfg)
+    for row in world.manifest[world.manifest["path"].isin(small)].itertuples():
+        rng = np.random.default_rng(seeds[row.path])
+        spec = ForegroundSpec(row.shape, row.colour, row.texture)
+        layers = render_layers(spec, row.background, rng, cfg.image_size, SMALL_OBJECT_SCALE)
+        assert (np.asarray(compose(*layers)) == np.asarray(Image.open(world.root / row.path))).all()

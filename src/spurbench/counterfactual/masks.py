@@ -94,11 +94,17 @@ def synthetic_masks(world_root: str | Path) -> MaskLookup:
     An image is found by its path in the world, or, for the CounterAnimal-layout copies of the
     test split, by (label, background, file name) among the test images.
     """
-    from spurbench.synth.render import ForegroundSpec, render_layers
-    from spurbench.synth.world import World, render_seeds
+    from spurbench.synth.render import (
+        OBJECT_SCALE,
+        SMALL_OBJECT_SCALE,
+        ForegroundSpec,
+        render_layers,
+    )
+    from spurbench.synth.world import World, render_seeds, small_object_paths
 
     world = World.load(world_root)
     seeds = render_seeds(world.config)
+    small = small_object_paths(world.config)
     rows = world.manifest.set_index("path", drop=False)
     test = world.split("test")
     by_cell = {
@@ -120,7 +126,8 @@ def synthetic_masks(world_root: str | Path) -> MaskLookup:
         r = rows.loc[rel]
         spec = ForegroundSpec(str(r["shape"]), str(r["colour"]), str(r["texture"]))
         rng = np.random.default_rng(seeds[rel])
-        _, _, alpha = render_layers(spec, str(r["background"]), rng, world.config.image_size)
+        scale = SMALL_OBJECT_SCALE if rel in small else OBJECT_SCALE
+        _, _, alpha = render_layers(spec, str(r["background"]), rng, world.config.image_size, scale)
         return Mask(alpha, SYNTHETIC)
 
     return lookup

@@ -18,7 +18,7 @@ import pandas as pd
 from spurbench.counterfactual.analysis import model_summary, per_image
 from spurbench.counterfactual.build import BUILDER_VERSION, VariantSet, build_variants
 from spurbench.counterfactual.masks import mask_lookup
-from spurbench.counterfactual.variants import DEFAULT_FILL, check_fill
+from spurbench.counterfactual.variants import DEFAULT_FILL, ORIGINAL, SWAP_TO_COMMON, check_fill
 from spurbench.data.dataset import ImageDataset
 from spurbench.evaluate.metrics import N_BOOT
 from spurbench.evaluate.runner import RunResult, as_dataset, evaluate
@@ -126,6 +126,10 @@ def counterfactual(
         on="image_id",
         how="left",
     )
+    table = built.dataset.table
+    for variant in (ORIGINAL, SWAP_TO_COMMON):  # where the report finds its thumbnails
+        paths = table[table["variant"] == variant].set_index("source_id")["path"]
+        images[f"path_{variant}"] = images["image_id"].map(paths).fillna("")
     summary = model_summary(images, n_boot=n_boot, seed=seed)
     counts = built.masks["mask_status"].value_counts()
     mask_counts = {s: int(counts.get(s, 0)) for s in ("ok", "missing", "too_small", "too_large")}
@@ -139,6 +143,7 @@ def counterfactual(
                 "fill": fill,
                 "seed": seed,
                 "mask_sources": mask_sources,
+                "protocol": protocol,
                 "summary": summary,
                 "mask_counts": mask_counts,
                 "images": images.to_dict(orient="records"),

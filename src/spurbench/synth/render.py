@@ -327,8 +327,17 @@ def _shade(rgb: np.ndarray) -> np.ndarray:
     return rgb * 0.45 if rgb.mean() > 0.2 else rgb + 0.45
 
 
+#: Half-extent of the object as a fraction of the image side (uniform in this range).
+OBJECT_SCALE = (0.30, 0.45)
+#: A size no training image has (about a third of the usual), for planted object-caused failures.
+SMALL_OBJECT_SCALE = (0.13, 0.16)
+
+
 def render_foreground(
-    spec: ForegroundSpec, rng: np.random.Generator, size: int
+    spec: ForegroundSpec,
+    rng: np.random.Generator,
+    size: int,
+    scale_range: tuple[float, float] = OBJECT_SCALE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``spec`` at a random pose; returns (rgb HxWx3, alpha HxW), both floats in [0, 1].
 
@@ -337,7 +346,7 @@ def render_foreground(
     """
     ss = size * _SUPERSAMPLE
     y, x = _grid(ss)
-    scale = rng.uniform(0.30, 0.45)
+    scale = rng.uniform(*scale_range)
     cy, cx = rng.uniform(0.5 - (0.5 - scale * 0.8), 0.5 + (0.5 - scale * 0.8), 2)
     angle = rng.uniform(0, 2 * np.pi)
     dx, dy = (x - cx) / scale, (cy - y) / scale
@@ -373,10 +382,14 @@ def render_image(
 
 
 def render_layers(
-    spec: ForegroundSpec, background: str, rng: np.random.Generator, size: int
+    spec: ForegroundSpec,
+    background: str,
+    rng: np.random.Generator,
+    size: int,
+    scale_range: tuple[float, float] = OBJECT_SCALE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(background, object rgb, object alpha) of the picture :func:`render_image` draws from
     ``rng``: the renderer's exact layers, so background counterfactuals need no estimated mask."""
     bg = render_background(background, rng, size)
-    fg, alpha = render_foreground(spec, rng, size)
+    fg, alpha = render_foreground(spec, rng, size, scale_range)
     return bg, fg, alpha
