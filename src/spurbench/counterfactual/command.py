@@ -151,3 +151,15 @@ def _print_result(r: CounterfactualResult) -> None:
     t.add_row("masks (source: images)", f"{masks}; {flagged} flagged, "
               f"{r.mask_counts['missing']} missing (counts)")  # fmt: skip
     print_table(console, t)
+
+
+def demo_line(r: CounterfactualResult) -> str:
+    """One sentence for ``spurbench demo``: what the background caused, for one model."""
+    s = r.summary
+    return (
+        f"Background counterfactuals ({escape(r.model.split('/')[-1])}, fill {r.fill}): BG-gap "
+        f"{_pct(s['bg_gap'])} [{_pct(s['bg_gap_ci_low'])}, {_pct(s['bg_gap_ci_high'])}] points; "
+        f"swapping only the background to a common one recovers {_pct(s['drop_explained'])} % "
+        f"of the drop; counter photos: {s['n_background']} background-caused, "
+        f"{s['n_object']} object-caused, {s['n_robust']} robust."
+    )
