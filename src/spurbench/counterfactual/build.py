@@ -11,6 +11,9 @@ One image (and its donor) is in memory at a time.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from spurbench.atomic import write_atomic
 from spurbench.counterfactual import variants as V
 from spurbench.counterfactual.masks import Mask, MaskLookup, mask_status
 from spurbench.data.dataset import COMMON, COUNTER, ImageDataset
@@ -114,9 +116,24 @@ def _background(path: str, mask: Mask, size: tuple[int, int], fill: str) -> np.n
 
 
 def _save(pixels: np.ndarray, path: Path) -> None:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
+    """Write a variant image unless it is there: temp file + rename, so no reader sees half a
+    file. Not fsynced (variants are a cache, rebuilt from their sources; fsync per image was
+    half the build time): an empty file left by a power cut is rebuilt, see :func:`_missing`."""
+    if not _missing(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(pixels).save(fh, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        with suppress(OSError):
+            os.unlink(tmp)
+
+
+def _missing(path: Path) -> bool:
+    return not path.is_file() or path.stat().st_size == 0
 
 
 def _row(
@@ -192,7 +209,7 @@ def build_variants(
             donor_digest = _file_digest(donor["path"]) + _mask_digest(donor_mask)
             key = _digest(BUILDER_VERSION, digest, donor_digest, d.variant, fill)
             path = out / d.variant / f"{key}.png"
-            if not path.exists():
+            if _missing(path):
                 bg = _background(str(donor["path"]), donor_mask, pixels.shape[:2], fill)
                 _save(V.paste(pixels, mask.alpha, bg), path)
             rows.append(_row(base, d.variant, path, donor["background"], d.donor_id))
