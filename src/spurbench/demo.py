@@ -129,8 +129,8 @@ def _tour(result: DemoResult, store: ResultsStore, show_progress: bool) -> None:
         cache_dir=cache,
         show_progress=show_progress,
     )
-    # background counterfactuals of the reference CLIP only: one more evaluation of nine
-    # variants per photo, tens of seconds on two cores (the variant images are cached)
+    # background counterfactuals of the reference CLIP only: eight variant images per photo
+    # built and scored (measured: 89 s for 400 photos on two busy cores; cached on a rerun)
     result.counterfactual = counterfactual(
         f"local-dir:{result.models[TINY_CLIP]}",
         result.world.counteranimal_root,
