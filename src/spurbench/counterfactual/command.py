@@ -80,7 +80,7 @@ def counterfactual_cmd(
 
         spurbench counterfactual photos.csv -m ViT-B-32,openai --boxes --protocol 1vN
     """
-    from spurbench.counterfactual.run import counterfactual, variants_for
+    from spurbench.counterfactual.run import counterfactual
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.evaluate.protocols import check_protocol_names
 
@@ -89,8 +89,8 @@ def counterfactual_cmd(
     check_device(device)
     options = dict(masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
                    cache_dir=cache_dir, name_set=name_set)  # fmt: skip
-    # built (and cached) before any model loads, so bad data or masks fail fast
-    variants_for(data, **options)  # type: ignore[arg-type]
+    # counterfactual() builds (or finds) the variants before it loads the model, so bad data or
+    # masks fail before any model loads
     results = []
     for name in model:
         r = counterfactual(
