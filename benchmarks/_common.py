@@ -152,3 +152,16 @@ def run_child(script: str, cfg: dict[str, Any], what: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"The {what} run failed:\n{proc.stderr[-4000:]}")
     return parse_result(proc.stdout)
+
+
+def parse_or_run_child(parser: Any, child: Callable[[dict[str, Any]], None]) -> Any:
+    """Parse the benchmark's arguments; as a ``--child CFG`` process, run ``child`` and return
+    None (the parent then has nothing left to do)."""
+    import argparse
+
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return None
+    return args

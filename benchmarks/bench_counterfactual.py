@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from _common import (
     busy_warning,
     emit,
     load_average,
+    parse_or_run_child,
     peak_rss_mib,
     run_child,
     stopwatch,
@@ -79,10 +79,7 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-S-32,random")
     parser.add_argument("--per-cell", type=int, nargs=2, default=(5, 20))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
+    if (args := parse_or_run_child(parser, child)) is None:
         return
 
     from rich.console import Console
