@@ -74,6 +74,13 @@ def test_no_masks_for_plain_photos_says_what_to_pass(counteranimal_dir, tmp_path
     assert "--masks DIR" in out.output and "--boxes" in out.output
 
 
+def test_library_entry_point_is_top_level():
+    import spurbench
+    from spurbench.counterfactual.run import counterfactual
+
+    assert spurbench.counterfactual is counterfactual and "counterfactual" in spurbench.__all__
+
+
 def test_cli_json_on_a_world(world, tiny_clip_dir, tmp_path):
     store = tmp_path / "s.duckdb"
     base = [

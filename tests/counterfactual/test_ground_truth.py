@@ -93,9 +93,9 @@ def test_attributions_are_stored(strong):
 
 def test_no_correlation_small_bg_gap(synth_cache, strong):
     """At rho = 1/B the gap is small and far below the rho = 0.9 one. Not asserted: that its
-    interval contains 0. One run measured [0.0075, ...]: MIXED-SAME always puts a class's object
-    on its nominal common background, whose colour contrast with the object is fixed per class
-    (the rho = 1/B common-counter drop is likewise -0.03..+0.015 per training seed)."""
+    interval contains 0. One run measured [0.0075, ...]; a guess, not tested: MIXED-SAME puts
+    an object on its class's nominal common background, whose contrast with the object is fixed
+    per class (the rho = 1/B common-counter drop is likewise -0.03..+0.015 per training seed)."""
     _, _, r = _run(synth_cache, WorldConfig.fast().uniform_rho)
     s = r.summary
     assert s["bg_gap_ci_low"] > -0.05 and s["bg_gap_ci_high"] < 0.06, s
