@@ -635,6 +635,10 @@ def demo_cmd(
             f"them (ties between 0 %-groups can pick another worst background). "
             f"Table: {escape(str(out / 'discovery.csv'))}"
         )
+    if result.counterfactual is not None:
+        from spurbench.counterfactual.command import demo_line
+
+        console.print(demo_line(result.counterfactual))
     console.print(
         escape(
             f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
@@ -821,6 +825,7 @@ def _table7_panel(out: Path, rho: float) -> None:
 
 def _register_stage_commands() -> None:
     """Commands whose option parsing lives beside their stage (still thin: parse, call, print)."""
+    from spurbench.counterfactual.command import counterfactual_cmd
     from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
@@ -828,6 +833,7 @@ def _register_stage_commands() -> None:
     from spurbench.suite_command import suite_cmd
 
     app.command("probe")(probe_cmd)
+    app.command("counterfactual")(counterfactual_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
     app.add_typer(curate_app, name="curate")

@@ -138,6 +138,8 @@ class ReportData:
     probes: pd.DataFrame
     examples: pd.DataFrame = field(default_factory=pd.DataFrame)
     wrong: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: background counterfactual artifacts of the runs (run_id, content JSON); may be empty
+    counterfactuals: pd.DataFrame = field(default_factory=pd.DataFrame)
     level: float = LEVEL
     notes: list[str] = field(default_factory=list)
 
@@ -261,6 +263,11 @@ def collect(
             ids,
         )
 
+    counterfactuals = rs.query(
+        f"SELECT run_id, content FROM artifacts WHERE kind = 'counterfactual' "
+        f"AND run_id IN ({marks}) ORDER BY run_id",
+        ids,
+    )
     overall = metrics[metrics["scope"] == "overall"]
     table = _run_table(runs, overall)
     classes = _class_table(metrics[metrics["scope"] == "class"])
@@ -277,6 +284,7 @@ def collect(
         probes=probes,
         examples=examples,
         wrong=wrong,
+        counterfactuals=counterfactuals,
         level=level,
         notes=notes,
     )
