@@ -102,6 +102,13 @@ def eval_cmd(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Image pass: fp32 (exact), bf16 or fp16 autocast, or auto (bf16/fp16 on CUDA; "
+            "on CPU bf16 only where measured faster on this machine). Recorded per run."
+        ),
+    ] = "fp32",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -137,11 +144,13 @@ def eval_cmd(
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
+    from spurbench.models.precision import check_precision
 
     protocols = _protocols(protocol)
     _check_score(score, model)
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
+    check_precision(precision)
     common = dict(
         name_set=name_set,
         split=split,
@@ -206,6 +215,7 @@ def eval_cmd(
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
+            precision=precision,
         )
         for r in results:
             _print_result(r)

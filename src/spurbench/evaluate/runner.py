@@ -36,6 +36,7 @@ from spurbench.features.cache import FeatureSet, default_cache_dir, encode_datas
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore, check_store_path
 
@@ -91,6 +92,7 @@ def evaluate(
     backend: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    precision: str = "fp32",
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -111,12 +113,16 @@ def evaluate(
         address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
             a local one with ``workers`` CPUs.
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
+        precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
+            or ``auto`` (measured per machine and architecture, see
+            :mod:`spurbench.models.precision`); recorded with every run.
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
     protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = resolve_templates(templates)
+    check_precision(precision)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
         dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
@@ -127,6 +133,7 @@ def evaluate(
         prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
     )
     adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device)
+    adapter.precision = resolve_precision(precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -326,6 +333,8 @@ def _score(
                 if protocol == "1v20"
                 else None,
             ]
+            # fp32 keeps the run ids it always had; another precision is another run
+            + ([adapter.precision] if adapter.precision != "fp32" else [])
         ).encode()
     ).hexdigest()[:16]
     return RunResult(
@@ -433,7 +442,7 @@ def _run_record(
         "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        "config": {"preprocess": adapter.preprocess_cfg.__dict__, "precision": adapter.precision}
         | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }

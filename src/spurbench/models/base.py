@@ -86,6 +86,8 @@ class ModelAdapter(ABC):
     zero_shot: bool = False
     #: Seed the weights were drawn from (random-init models only).
     init_seed: int | None = None
+    #: Resolved precision of the image pass (see :mod:`spurbench.models.precision`).
+    precision: str = "fp32"
     _fingerprint: str | None = None
 
     @property
@@ -123,6 +125,7 @@ class ModelAdapter(ABC):
             "pretrained": self.spec.pretrained,
             "fingerprint": self.fingerprint,
             "zero_shot": self.zero_shot,
+            "precision": self.precision,
             "preprocess": self.preprocess_cfg.__dict__,
         }
 
