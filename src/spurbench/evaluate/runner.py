@@ -132,7 +132,7 @@ def evaluate(
     source = (
         prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
     )
-    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device)
+    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device, cache)
     adapter.precision = resolve_precision(precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
@@ -216,11 +216,14 @@ def as_dataset(
     )
 
 
-def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
-    """The evaluated model; the reference's adapter when both name the same model."""
+def _load(
+    model: str, source: CandidateSource | None, device: str, cache: Path
+) -> ModelAdapter:
+    """The evaluated model (built only when a cache misses); the reference's adapter when both
+    name the same model."""
     if source is not None and source.adapter is not None and source.adapter.name == model:
         return source.adapter
-    return create_model(model, device=device)
+    return create_model(model, device=device, cache_dir=cache)
 
 
 def _candidates(
