@@ -26,13 +26,15 @@ Rules, kept here so that a re-import is mechanical:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path
+import _reference_import as shared
+from _reference_import import folder_reader
 
 #: Output column -> timm results file (under ``results/``).
 FILES: dict[str, str] = {
@@ -76,73 +78,29 @@ def join(read: Callable[[str], str]) -> list[dict[str, str]]:
 
 
 def to_csv(rows: list[dict[str, str]]) -> str:
-    """CSV text with ``\\n`` line ends, so the committed file is byte-for-byte reproducible."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    """The committed file's text (reproducible byte for byte)."""
+    return shared.to_csv(rows, COLUMNS)
 
 
-def folder_reader(folder: Path) -> Callable[[str], str]:
-    """Read the files from a checkout's (or a download's) ``results/`` folder."""
-    return lambda name: (folder / name).read_text(encoding="utf-8")
-
-
-def git_reader(git_dir: Path, rev: str) -> Callable[[str], str]:
+def git_reader(git_dir: Path, rev: str) -> shared.Reader:
     """Read the files at ``rev`` from a (bare) clone, without a work tree."""
-
-    def read(name: str) -> str:
-        return subprocess.run(
-            ["git", f"--git-dir={git_dir}", "show", f"{rev}:results/{name}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-
-    return read
-
-
-def _provenance(git_dir: Path, rev: str) -> str:
-    """Commit of ``rev`` and the blob id of each file, for SOURCES.md."""
-
-    def git(*args: str) -> str:
-        cmd = ["git", f"--git-dir={git_dir}", *args]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-
-    lines = [f"commit {git('rev-parse', rev)} ({git('log', '-1', '--format=%ci', rev)})"]
-    for name in FILES.values():
-        last = git("log", "-1", "--format=%H %cs", rev, "--", f"results/{name}")
-        lines.append(f"  {name}: blob {git('rev-parse', f'{rev}:results/{name}')}, last {last}")
-    return "\n".join(lines)
+    return shared.git_reader(git_dir, rev, "results/")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="folder", type=Path, help="timm's results/ folder")
-    src.add_argument("--git-dir", type=Path, help="a clone of huggingface/pytorch-image-models")
-    ap.add_argument("--rev", default="HEAD", help="commit to read with --git-dir [HEAD]")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV to write")
-    ap.add_argument("--check", action="store_true", help="compare with --out, write nothing")
+    ap = shared.parser(__doc__.split("\n\n")[0], "timm's results/ folder", DEFAULT_OUT)
     args = ap.parse_args(argv)
 
     if args.git_dir is not None:
         read = git_reader(args.git_dir, args.rev)
-        print(_provenance(args.git_dir, args.rev))
+        paths = [f"results/{name}" for name in FILES.values()]
+        print(shared.provenance(args.git_dir, args.rev, paths))
     else:
         read = folder_reader(args.folder)
     rows = join(read)
-    text = to_csv(rows)
     filled = {c: sum(bool(r[c]) for r in rows) for c in FILES}
     print(f"{len(rows)} rows, {len({r['model'] for r in rows})} models; non-empty: {filled}")
-    if args.check:
-        same = args.out.exists() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'identical' if same else 'DIFFERS'}")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(text.encode())} bytes)")
-    return 0
+    return shared.write_or_check(to_csv(rows), args.out, args.check)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,48 @@ def test_models_lists_and_filters():
     assert out.exit_code == 0 and "laion400m_e31" in out.output
 
 
+def test_theory_default_grid_meets_every_assumption():
+    from spurbench.synth import theory
+
+    n = theory.THEOREM_N_TRAIN
+    for p in theory.THEOREM_P_SPU:
+        for mu in theory.THEOREM_MU_SPU:
+            report = theory.check_assumptions(
+                p, mu, theory.THEOREM_SIGMA_INV, theory.THEOREM_SIGMA_SPU,
+                n_train=n, d_image=n, d_text=n,
+            )  # fmt: skip
+            assert report.holds, (p, mu, report.summary())
+
+
 def test_theory_writes_grid_and_figure(tmp_path):
-    out = runner.invoke(app, ["theory", "--out", str(tmp_path), "--p-spu", "0.5,0.9",
-                              "--mu-spu", "1", "--seeds", "1", "--n", "4000"])
+    out = runner.invoke(app, ["theory", "--out", str(tmp_path), "--p-spu", "0.99",
+                              "--mu-spu", "2", "--seeds", "1", "--n", "1000", "--n-test", "4000"])
     assert out.exit_code == 0, out.output
     df = pd.read_csv(tmp_path / "theory_grid.csv")
-    assert len(df) == 2 * 1 * 2  # p values x mu values x objectives (one seed)
+    assert len(df) == 1 * 1 * 2  # p values x mu values x objectives (one seed)
+    assert set(df["assumptions"]) == {"all hold"} and set(df["d_image"]) == {1000}
+    assert "Theorem 6.2" in out.output and "outside" not in out.output.split("err:")[0]
     assert (tmp_path / "theory_grid.png").stat().st_size > 10_000
+
+
+def test_theory_refuses_points_outside_the_assumptions_unless_asked(tmp_path):
+    args = ["theory", "--out", str(tmp_path), "--p-spu", "0.9", "--mu-spu", "1", "--seeds", "1",
+            "--n", "1000", "--n-test", "2000"]  # fmt: skip
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2
+    assert out.output.startswith("error:") and "--outside-assumptions" in out.output
+    assert not (tmp_path / "theory_grid.csv").exists()
+    out = runner.invoke(app, [*args, "--outside-assumptions"])
+    assert out.exit_code == 0, out.output
+    df = pd.read_csv(tmp_path / "theory_grid.csv")
+    assert set(df["assumptions"]) == {"outside: 2 (p_spu = 0.9 < 0.95); 4 (mu_spu = 1 < 1.5)"}
+    assert "outside 2,4" in out.output
+
+
+
+
+def test_theory_table7_rejects_a_bad_world_before_training(tmp_path):
+    out = runner.invoke(app, ["theory", "--table7", "--rho", "1.5", "--out", str(tmp_path)])
+    assert out.exit_code == 2
+    assert out.output.startswith("error: Invalid world") and len(out.output.splitlines()) <= 2
+    assert not (tmp_path / "table7").exists()

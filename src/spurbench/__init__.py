@@ -7,6 +7,7 @@ The library API, usable from a notebook (the CLI is a thin layer over it)::
                                  protocols=["1v1000", "1v20"], store="spurbench.duckdb")
     results[0].summary          # balanced common / counter accuracy, drop, CIs
     spurbench.ResultsStore("spurbench.duckdb").summary()
+    spurbench.load_results("spurbench.duckdb").metrics   # every table as a DataFrame
 """
 
 from spurbench.data.classes import ClassList, imagenet_classes, resolve_templates
@@ -16,7 +17,7 @@ from spurbench.errors import SpurbenchError
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.features.cache import encode_dataset
 from spurbench.models import ModelAdapter, create_model, list_models, parse_model_name
-from spurbench.store import ResultsStore
+from spurbench.store import ResultsStore, load_results
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate",
     "imagenet_classes",
     "list_models",
+    "load_results",
     "open_dataset",
     "parse_model_name",
     "resolve_templates",

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
+from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
 
 app = typer.Typer(
     name="spurbench",
@@ -44,6 +45,21 @@ class Backend(StrEnum):
     ray = "ray"
 
 
+@app.callback()
+def _options(
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width",
+            min=20,
+            help="Table width in characters [default: the terminal's; unlimited when piped].",
+        ),
+    ] = None,
+) -> None:
+    """How much does a vision or vision-language model lean on spurious features, and why?"""
+    set_width(width)
+
+
 @app.command("eval")
 @friendly
 def eval_cmd(
@@ -51,14 +67,25 @@ def eval_cmd(
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
     data: Annotated[
-        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="CounterAnimal folder, class folders, manifest, WebDataset shards (folder, "
+            "'shards-{000..009}.tar'), hf:org/name[:config][@split] or a save_to_disk folder.",
+        ),
     ],
     protocol: Annotated[
         str, typer.Option(help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list.")
     ] = "1v1000",
     templates: Annotated[
-        str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
-    ] = "paper",
+        str | None,
+        typer.Option(
+            help="'paper', 'openai' (80 prompts) or a file [default: the dataset's own "
+            "(clip_benchmark's templates file), else 'paper'].",
+            show_default=False,
+        ),
+    ] = None,
     name_set: Annotated[
         str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
     ] = "openai",
@@ -69,6 +96,15 @@ def eval_cmd(
     allow_outside_root: Annotated[
         bool, typer.Option(help="Trust manifest paths outside the dataset root.")
     ] = False,
+    image_column: Annotated[
+        str | None, typer.Option(help="HF dataset column / WebDataset extension of the image.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="... of the label [default: ClassLabel/'label'; 'cls'].")
+    ] = None,
+    group_column: Annotated[
+        str | None, typer.Option(help="... of the group, e.g. common/counter [default: 'group'].")
+    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +159,7 @@ def eval_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     cache_dir: CacheOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on a grouped dataset and store per-image predictions and metrics.
 
@@ -140,7 +177,13 @@ def eval_cmd(
 
         spurbench eval -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --backend ray
           --address ray://head-node:10001
+
+        spurbench eval -m ViT-B-32,openai -d ~/data/wds_cifar10/ --protocol 1vN
+
+        spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
+    from spurbench.data.dataset import SourceColumns
+    from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
@@ -151,6 +194,15 @@ def eval_cmd(
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
     check_precision(precision)
+    # opened once, before any model loads, so bad data fails fast and all models see one table
+    dataset = open_dataset(
+        data,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        columns=SourceColumns(image_column, label_column, group_column),
+    )
     common = dict(
         name_set=name_set,
         split=split,
@@ -160,15 +212,16 @@ def eval_cmd(
         cache_dir=cache_dir,
         candidates=candidates,
         device=device,
-        show_progress=not quiet,
+        show_progress=not (quiet or as_json),
     )
+    done: list[Any] = []
     for name in model:
         if parse_model_name(name).family == "lvlm":
             from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
             from spurbench.models.lvlm import load_lvlm
 
-            dataset, sources = check_lvlm_request(
-                data,
+            lvlm_data, sources = check_lvlm_request(
+                dataset,
                 protocols,
                 reference=reference,
                 candidates=candidates,
@@ -182,7 +235,7 @@ def eval_cmd(
             results = [
                 evaluate_lvlm(
                     adapter,
-                    dataset,
+                    lvlm_data,
                     p,
                     reference=sources[p],
                     question=question,
@@ -192,12 +245,11 @@ def eval_cmd(
                 )
                 for p in protocols
             ]
-            for r in results:
-                _print_result(r)
+            done += _show(results, as_json)
             continue
         results = evaluate(
             name,
-            data,
+            dataset,
             protocols,
             templates=templates,
             name_set=name_set,
@@ -211,16 +263,37 @@ def eval_cmd(
             reference=reference,
             candidates=candidates,
             device=device,
-            show_progress=not quiet,
+            show_progress=not (quiet or as_json),
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
             precision=precision,
         )
-        for r in results:
-            _print_result(r)
+        done += _show(results, as_json)
+    if as_json:
+        print_json([_result_record(r) for r in done])
+        return
     shown = escape(str(store))
     console.print(f"Results stored in [bold]{shown}[/]; see `spurbench results --store {shown}`.")
+
+
+def _show(results: list[Any], as_json: bool) -> list[Any]:
+    """Print each model's tables as soon as it is done (JSON waits for the end)."""
+    if not as_json:
+        for r in results:
+            _print_result(r)
+    return results
+
+
+def _result_record(r: Any) -> dict:
+    return {
+        "run_id": r.run_id,
+        "model": r.model,
+        "dataset": r.dataset,
+        "protocol": r.protocol,
+        "summary": records(r.summary),
+        "skipped": len(r.skipped),
+    }
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -264,7 +337,7 @@ def _print_result(r: Any) -> None:
     if ("drop", "common-counter") in s.index:
         d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
         t.add_row("[bold]drop[/]", f"[bold]{_pct(d.value)}[/]", _ci(d), _pct(di.value), _ci(di), "")
-    console.print(t)
+    print_table(console, t)
     from spurbench.evaluate.metrics import classes_per_group
     from spurbench.store.results import paired_drop_note
 
@@ -293,7 +366,14 @@ def _ci(row: Any) -> str:
 def results_cmd(
     store: StoreOpt = Path("spurbench.duckdb"),
     export: Annotated[Path | None, typer.Option(help="Write every table to this folder.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="csv, json, parquet, or clip_benchmark (one clip_benchmark JSON per run).",
+        ),
+    ] = "csv",
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the stored runs (balanced common/counter accuracy and drop), or export them."""
     from spurbench.store import ResultsStore
@@ -304,8 +384,18 @@ def results_cmd(
     rs = ResultsStore(store, read_only=True)
     df = rs.summary()
     if export is not None:
-        for p in rs.export(export, fmt):
+        if fmt == "clip_benchmark":
+            from spurbench.store.clip_benchmark import export_runs
+
+            written = export_runs(rs, export)
+        else:
+            written = rs.export(export, fmt)
+        for p in written:
             console.print(f"wrote {escape(str(p))}", highlight=False)
+        return
+    published = rs.published()
+    if as_json:
+        print_json({"runs": records(df), "published": records(published)})
         return
     t = Table(title=escape(f"spurbench results · {store}"))
     for col in (
@@ -341,11 +431,45 @@ def results_cmd(
             str(r.n_images),
             str(r.n_skipped),
         )
-    console.print(t)
+    print_table(console, t)
     for r in df.itertuples():
         note = paired_drop_note(r.classes_common, r.classes_counter, r.classes_paired)
         if note:
             console.print(f"[yellow]Note:[/] {r.model} · {r.dataset} · {r.protocol}: {note}.")
+    if len(published):
+        p = Table(title="published elsewhere (imported)")
+        for col in ("dataset", "model", "pretrained", "task", "acc1", "acc5", "mean recall"):
+            p.add_column(col, justify="right" if col[0] in "am" else "left")
+        for r in published.itertuples():
+            p.add_row(
+                r.dataset,
+                r.model,
+                r.pretrained,
+                r.task,
+                _opt(r.acc1),
+                _opt(r.acc5),
+                _opt(r.mean_per_class_recall),
+            )
+        print_table(console, p)
+
+
+@app.command("import-results")
+@friendly
+def import_results_cmd(
+    files: Annotated[list[Path], typer.Argument(help="clip_benchmark result JSON files.")],
+    store: StoreOpt = Path("spurbench.duckdb"),
+) -> None:
+    """Bring clip_benchmark results into the store as rows published elsewhere.
+
+    Example: spurbench import-results benchmark_*.json --store spurbench.duckdb
+    """
+    from spurbench.store import ResultsStore
+    from spurbench.store.clip_benchmark import import_files, read_file
+
+    for f in files:  # every file checked before the store is touched
+        read_file(f)
+    rows = import_files(ResultsStore(store), list(files))
+    console.print(f"imported {len(rows)} results into {store}; see `spurbench results`.")
 
 
 def _candidate_sets_cell(digest: Any, source: Any) -> str:
@@ -423,18 +547,22 @@ def models_cmd(
     ] = None,
     family: Annotated[str | None, typer.Option(help="open_clip, timm or torchvision.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show (0 = all).")] = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     """List known model names (open_clip pairs, timm and torchvision weights)."""
     from spurbench.models import list_models
 
     df = list_models(pattern, family)
     shown = df if limit == 0 else df.head(limit)
+    if as_json:
+        print_json(records(shown[["name", "family", "arch", "pretrained"]]))
+        return
     t = Table(title=escape(f"{len(df)} models" + (f" matching {pattern!r}" if pattern else "")))
     for col in ("name", "family", "arch", "pretrained"):
         t.add_column(col)
     for r in shown.itertuples():
         t.add_row(*(escape(str(v)) for v in (r.name, r.family, r.arch, r.pretrained)))
-    console.print(t)
+    print_table(console, t)
     if len(shown) < len(df):
         console.print(f"... {len(df) - len(shown)} more (use --limit 0).")
 
@@ -457,6 +585,7 @@ def demo_cmd(
         bool, typer.Option(help="Also probe the models and re-discover the planted pairs.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tour spurbench offline on a synthetic world whose spurious feature is planted.
 
@@ -477,7 +606,17 @@ def demo_cmd(
     except ValueError as e:
         raise SpurbenchError(f"Invalid world: {e}") from None
     train_cfg = TrainConfig.fast(seed=seed, clip_steps=clip_steps)
-    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not quiet)
+    result = run_demo(out, world_cfg, train_cfg, tour=tour, show_progress=not (quiet or as_json))
+    if as_json:
+        print_json(
+            {
+                "models": records(result.table),
+                "store": str(result.store),
+                "report": str(result.report),
+                "world": str(result.world.root),
+            }
+        )
+        return
     t = Table(
         title=f"Synthetic CounterAnimal (rho={rho}, {classes} classes, "
         f"{backgrounds} backgrounds) · 1-vs-{classes}",
@@ -494,7 +633,7 @@ def demo_cmd(
             f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
             str(r.n_images),
         )
-    console.print(t)
+    print_table(console, t)
     if result.probes:
         _print_tour_probes(result)
     if result.discovery is not None:
@@ -533,7 +672,7 @@ def _print_tour_probes(result: Any) -> None:
             f"{100 * r.max_prunable_fraction:.0f}%" if r.max_prunable_fraction is not None else "",
             f"{encoded}/{len(r.concepts)}" if r.concepts is not None else "",
         )
-    console.print(t)
+    print_table(console, t)
     console.print(
         "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
         "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
@@ -546,56 +685,145 @@ def _print_tour_probes(result: Any) -> None:
 @friendly
 def theory_cmd(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("spurbench_out/theory"),
-    p_spu: Annotated[str, typer.Option(help="Comma list of p_spu values.")] = "0.5,0.7,0.9,0.99",
-    mu_spu: Annotated[str, typer.Option(help="Comma list of mu_spu values.")] = "0.5,1,1.5,2",
+    p_spu: Annotated[
+        str | None, typer.Option(help="Comma list of p_spu values [default: 0.95,0.99,0.999].")
+    ] = None,
+    mu_spu: Annotated[
+        str | None, typer.Option(help="Comma list of mu_spu values [default: 1.5,2,3].")
+    ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per grid point.")] = 3,
-    n: Annotated[int, typer.Option(help="Training and test samples per run.")] = 20_000,
+    n: Annotated[int, typer.Option(help="Training pairs per run.")] = 2_000,
+    dim: Annotated[
+        int | None,
+        typer.Option(help="Image and text dimension [default: n, the theorem's d = Omega(n)]."),
+    ] = None,
+    n_test: Annotated[int, typer.Option(help="Test samples per split.")] = 20_000,
     sigma_inv: Annotated[float, typer.Option(help="Std of the invariant latent.")] = 1.0,
-    sigma_spu: Annotated[float, typer.Option(help="Std of the spurious latent.")] = 1.0,
+    sigma_spu: Annotated[float, typer.Option(help="Std of the spurious latent.")] = 0.5,
+    outside_assumptions: Annotated[
+        bool,
+        typer.Option(
+            "--outside-assumptions",
+            help="Also simulate points outside Theorem 6.2's assumptions (p_spu 0.5-0.9, "
+            "mu_spu 0.5-1), and accept such points in --p-spu/--mu-spu; they are marked "
+            "'outside' in the table: the theorem says nothing about them.",
+        ),
+    ] = False,
+    table7: Annotated[
+        bool,
+        typer.Option(
+            "--table7",
+            help="Instead of the grid, run the paper's Table 7 on the synthetic world: the tiny "
+            "CLIP fine-tuned with the CLIP objective vs with cross-entropy (trains three tiny "
+            "models on CPU, cached in --out).",
+        ),
+    ] = False,
+    rho: Annotated[
+        float, typer.Option(help="--table7: P(common background) in the world.")
+    ] = 0.9,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Simulate the CounterAnimal paper's linear CLIP model (Thm 6.2) against its bound.
+    """Simulate the CounterAnimal paper's linear CLIP model against Theorem 6.2's lower bounds.
 
-    Trains linear image/text encoders with the linearised CLIP loss and a supervised linear
-    classifier on the same data, over a grid of spurious correlation p_spu and strength mu_spu,
-    and plots the out-of-distribution error (a != y) beside the theorem's 1 - Phi(kappa_1).
+    Theorem 6.2: under its four assumptions (sigma_inv > sigma_spu; p_spu -> 1;
+    over-parameterised, d >= n; mu_spu >= (sigma_inv^2 + 2)/2), zero-shot CLIP's error on OOD
+    samples with a != y is AT LEAST 1 - Phi(kappa_1) - o(1), and its accuracy where a = y is at
+    least 1 - Phi(kappa_2) - o(1). Trains linear image/text encoders with the linearised CLIP loss
+    and a supervised linear classifier on the same data, and prints the measured error and
+    accuracy beside both bounds. The default grid meets every assumption.
     """
-    from spurbench.synth.theory import plot_grid, run_grid
+    if table7:
+        return _table7_panel(out, rho)
+    from spurbench.synth import theory
 
     floats = lambda text: [float(v) for v in text.split(",") if v.strip()]  # noqa: E731
-    df = run_grid(
-        floats(p_spu),
-        floats(mu_spu),
-        seeds=range(seeds),
-        sigma_inv=sigma_inv,
-        sigma_spu=sigma_spu,
-        n_train=n,
-        n_test=n,
-    )
+    ps = floats(p_spu) if p_spu else list(theory.THEOREM_P_SPU)
+    mus = floats(mu_spu) if mu_spu else list(theory.THEOREM_MU_SPU)
+    if outside_assumptions and not p_spu:
+        ps = sorted({*ps, *theory.OUTSIDE_P_SPU})
+    if outside_assumptions and not mu_spu:
+        mus = sorted({*mus, *theory.OUTSIDE_MU_SPU})
+    d = dim or n
+    if not outside_assumptions:
+        for mu in mus:
+            for p in ps:
+                report = theory.check_assumptions(
+                    p, mu, sigma_inv, sigma_spu, n_train=n, d_image=d, d_text=d
+                )
+                if not report.holds:
+                    raise SpurbenchError(
+                        f"Theorem 6.2's assumptions fail at p_spu={p:g}, mu_spu={mu:g} "
+                        f"({report.summary()}); pass --outside-assumptions to simulate it anyway."
+                    )
+    df = theory.run_grid(
+        ps, mus, seeds=range(seeds), sigma_inv=sigma_inv, sigma_spu=sigma_spu,
+        n_train=n, n_test=n_test, d_image=d, d_text=d, noise_std=theory.theorem_noise_std(d),
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     from spurbench.atomic import atomic_path
 
     with atomic_path(out / "theory_grid.csv") as tmp:
         df.to_csv(tmp, index=False)
-    png, svg = plot_grid(df, out / "theory_grid", sigma_inv=sigma_inv, sigma_spu=sigma_spu)
-    mean = df.groupby(["mu_spu", "p_spu", "objective"], as_index=False)[
-        ["ood_error", "bound"]
-    ].mean()
-    t = Table(title="OOD error (a != y) vs the theorem's bound, mean over seeds")
-    for col in ("mu_spu", "p_spu", "bound", "CLIP", "supervised"):
+    png, svg = theory.plot_grid(df, out / "theory_grid", sigma_inv=sigma_inv, sigma_spu=sigma_spu)
+    keys = ["mu_spu", "p_spu", "bound", "accuracy_bound", "failed_assumptions"]
+    wide = df.pivot_table(
+        index=keys, columns="objective", values=["ood_error", "agree_accuracy"], aggfunc="mean"
+    )
+    if as_json:
+        print_json(records(df))
+        return
+    t = Table(title="Theorem 6.2 (lower bounds) vs simulation, mean over seeds")
+    for col in ("mu_spu", "p_spu", "err ≥", "CLIP err", "sup. err", "acc ≥", "CLIP acc"):
         t.add_column(col, justify="right")
-    wide = mean.pivot_table(
-        index=["mu_spu", "p_spu", "bound"], columns="objective", values="ood_error"
-    ).reset_index()
-    for r in wide.itertuples():
+    t.add_column("assumptions", no_wrap=True)
+    nan = float("nan")
+    for (mu, p, bound, acc_bound, failed), row in wide.iterrows():
         t.add_row(
-            f"{r.mu_spu:g}",
-            f"{r.p_spu:g}",
-            f"{r.bound:.3f}",
-            f"{getattr(r, 'clip', float('nan')):.3f}",
-            f"{getattr(r, 'supervised', float('nan')):.3f}",
-        )
-    console.print(t)
+            f"{mu:g}", f"{p:g}", f"{bound:.3f}",
+            f"{row.get(('ood_error', 'clip'), nan):.3f}",
+            f"{row.get(('ood_error', 'supervised'), nan):.3f}",
+            f"{acc_bound:.3f}", f"{row.get(('agree_accuracy', 'clip'), nan):.3f}",
+            f"[yellow]outside {failed}[/]" if failed else "all hold",
+        )  # fmt: skip
+    print_table(console, t)
+    console.print(
+        "err: zero-shot error on OOD samples with a != y (sup.: the supervised classifier); "
+        "acc: accuracy where a = y. The theorem says err ≥ 1 − Φ(κ₁) − o(1) and "
+        "acc ≥ 1 − Φ(κ₂) − o(1) where all four assumptions hold (lower bounds, not "
+        "predictions); rows marked outside (with the numbers of the assumptions that fail; "
+        "details in the CSV) are not covered by it."
+    )
     console.print(escape(f"wrote {out / 'theory_grid.csv'}, {png}, {svg}"), highlight=False)
+
+
+def _table7_panel(out: Path, rho: float) -> None:
+    """`spurbench theory --table7`: CLIP-objective vs supervised fine-tuning (Table 7)."""
+    from spurbench.synth.table7 import run_table7
+    from spurbench.synth.world import WorldConfig
+
+    try:
+        world_cfg = WorldConfig.fast(rho=rho)
+    except ValueError as e:
+        raise SpurbenchError(f"Invalid world: {e}") from None
+    table = run_table7(out / "table7", world_cfg)
+    t = Table(
+        title=f"Table 7 in the synthetic world (rho={rho:g}): fine-tuning objective vs robustness",
+        title_justify="left",
+    )
+    for col in ("model", "fine-tuning", "common (ID)", "counter (OOD)", "drop", "drop 95% CI"):
+        t.add_column(col, justify="left" if col in ("model", "fine-tuning") else "right")
+    for r in table.itertuples():
+        t.add_row(
+            r.model, r.fine_tuning, _pct(r.common), _pct(r.counter), f"[bold]{_pct(r.drop)}[/]",
+            f"[{100 * r.drop_lo:.1f}, {100 * r.drop_hi:.1f}]",
+        )  # fmt: skip
+    console.print(t)
+    console.print(
+        "The paper (ColoredCOCO, RN50): CLIP objective 95.67 → 0.78, supervised 94.44 → 5.33 — "
+        "the contrastive objective adds no robustness. Here the no-fine-tuning CLIP was "
+        "pre-trained on this same world, so it carries the shortcut too (unlike the paper's)."
+    )
+    console.print(f"wrote {out / 'table7' / 'table7.csv'}")
 
 
 def _register_stage_commands() -> None:
@@ -603,12 +831,14 @@ def _register_stage_commands() -> None:
     from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
+    from spurbench.reproduce_command import reproduce_app
     from spurbench.suite_command import suite_cmd
 
     app.command("probe")(probe_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
     app.add_typer(curate_app, name="curate")
+    app.add_typer(reproduce_app, name="reproduce")
 
 
 _register_stage_commands()

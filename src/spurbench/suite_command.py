@@ -19,11 +19,13 @@ from rich.table import Table
 from spurbench.cli_errors import print_error
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError, SpurbenchError
+from spurbench.terminal import JsonOpt, print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.suite import BaselineSource, SuiteTable
 
 console = Console()
+err_console = Console(stderr=True)
 
 _SHORT = {
     "imagenet": "ImageNet",
@@ -69,8 +71,9 @@ def suite_cmd(
     baseline: Annotated[
         str,
         typer.Option(
-            help="ER baseline: 'auto' (store, else timm's ImageNet-1k models, else open_clip), "
-            "'store', 'timm' or 'openclip'."
+            help="ER baseline: 'auto' (published ImageNet-1k-only models: timm's, and "
+            "imagenet-testbed's for ObjectNet and the mean; the store's own once it holds 20), "
+            "'store', 'timm', 'testbed', or 'openclip' (a gap from the CLIP trend, not ER)."
         ),
     ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
@@ -89,6 +92,7 @@ def suite_cmd(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on the ImageNet distribution shifts present, then print accuracies and
     effective robustness for every model in the store.
@@ -118,6 +122,7 @@ def suite_cmd(
             store,
             cache_dir,
             quiet,
+            as_json,
         )
     except SpurbenchError as e:
         print_error(e)
@@ -139,9 +144,11 @@ def _run(
     store: Path,
     cache_dir: Path | None,
     quiet: bool,
+    as_json: bool = False,
 ) -> None:
     from spurbench.suite import BASELINE_SOURCES, locate_datasets, run_suite, suite_table
 
+    info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)
     if baseline not in BASELINE_SOURCES:
@@ -150,7 +157,7 @@ def _run(
     if models:
         found, missing = locate_datasets(root, names, overrides)  # report before a model loads
         for message in missing.values():
-            console.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
+            info.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
     evaluated = set(models)  # as typed, and below as the store spells them
@@ -168,14 +175,17 @@ def _run(
             num_workers=workers,
             device=device,
             objectnet_border=objectnet_border,
-            show_progress=not quiet,
+            show_progress=not (quiet or as_json),
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
-        console.print(f"[bold]{escape(result.model)}[/]: {escape(done)}", highlight=False)
+        info.print(f"[bold]{escape(result.model)}[/]: {escape(done)}", highlight=False)
     if not store.exists():
         raise DatasetError(f"No results store at {store}; evaluate a model first (-m NAME).")
     report = suite_table(store, baseline=cast("BaselineSource", baseline))
+    if as_json:
+        print_json({"models": records(report.table), "notes": list(report.notes())})
+        return
     _print_table(report, evaluated)
     console.print(f"Results stored in [bold]{escape(str(store))}[/].")
 
@@ -213,7 +223,9 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
     for name in (REFERENCE, *SHIFTS):
         t.add_column(_SHORT.get(name, SUITE[name].title), justify="right")
     t.add_column("mean shift", justify="right")
-    t.add_column("ER mean", justify="right")
+    mean_col = f"{report.prefix}mean"
+    t.add_column("ER mean" if report.prefix == "er_" else "gap vs CLIP trend", justify="right")
+    t.add_column("baseline", overflow="fold")
     for _, row in table.iterrows():
         name = escape(str(row["model"]))
         label = f"[bold]{name}[/]" if row["model"] in highlight else name
@@ -223,8 +235,8 @@ def _print_table(report: SuiteTable, highlight: set[str]) -> None:
         mean = _pct(row["mean_shift"])
         if 0 < row["n_shifts"] < len(SHIFTS):
             mean += f" [dim]({row['n_shifts']})[/]"
-        t.add_row(label, *cells, mean, _pts(row["er_mean"]))
-    console.print(t)
+        t.add_row(label, *cells, mean, _pts(row[mean_col]), row[f"{mean_col}_baseline"] or "–")
+    print_table(console, t)
     for line in report.notes():
         console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     for model in sorted(highlight):

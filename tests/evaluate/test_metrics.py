@@ -11,6 +11,7 @@ from scipy import stats
 from spurbench.evaluate.metrics import (
     class_balanced_accuracy,
     clopper_pearson,
+    jeffreys_bootstrap_counts,
     per_class,
     summarize,
 )
@@ -66,27 +67,94 @@ def _balanced(c, labels, groups, g):
     return np.mean([c[(labels == y) & (groups == g)].mean() for y in np.unique(labels)])
 
 
-def test_bootstrap_drop_matches_direct_resampling():
-    """Binomial cell draws are the image-level stratified bootstrap, in distribution."""
+def test_bootstrap_drop_matches_independent_beta_binomial_draws():
+    """Each cell's draw is beta-binomial (Jeffreys rate, then a binomial count): drawn here with
+    scipy, one cell at a time, the drop's percentile interval agrees with the vectorised one."""
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 40)
     groups = np.tile(np.repeat(["common", "counter"], 20), 3)
     correct = rng.random(120) < np.where(groups == "common", 0.8, 0.5)
     fast = summarize(labels, groups, correct, n_boot=4000, seed=3)
     row = fast[fast.metric == "drop"].iloc[0]
-    draws = []
-    for _ in range(1500):
-        c = correct.copy()
+    acc = {}
+    for g in ("common", "counter"):
+        per_class = []
         for y in range(3):
-            for g in ("common", "counter"):
-                idx = np.flatnonzero((labels == y) & (groups == g))
-                c[idx] = correct[rng.choice(idx, size=len(idx))]
-        draws.append(
-            _balanced(c, labels, groups, "common") - _balanced(c, labels, groups, "counter")
-        )
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    assert row.ci_low == pytest.approx(lo, abs=0.03)
-    assert row.ci_high == pytest.approx(hi, abs=0.03)
+            sel = (labels == y) & (groups == g)
+            n, k = int(sel.sum()), int(correct[sel].sum())
+            draws = stats.betabinom.rvs(n, k + 0.5, n - k + 0.5, size=4000, random_state=rng)
+            per_class.append(draws / n)
+        acc[g] = np.mean(per_class, axis=0)
+    lo, hi = np.percentile(acc["common"] - acc["counter"], [2.5, 97.5])
+    assert row.ci_low == pytest.approx(lo, abs=0.02)
+    assert row.ci_high == pytest.approx(hi, abs=0.02)
+
+
+def test_a_cell_at_100_percent_keeps_an_interval():
+    """One class, common 10/10, counter 5/10: the common side is uncertain too, as the
+    beta-binomial quantiles say (scipy), so the drop's interval is wider than the counter's."""
+    labels = np.zeros(20, int)
+    groups = np.repeat(["common", "counter"], 10)
+    correct = np.r_[np.ones(10, bool), np.arange(10) < 5]
+    s = summarize(labels, groups, correct, n_boot=4000, seed=0).set_index(["metric", "group"])
+    common = s.loc[("balanced_accuracy", "common")]
+    assert common.value == 1.0 and common.ci_low < 1.0
+    expected_lo = stats.betabinom.ppf(0.025, 10, 10.5, 0.5) / 10
+    assert common.ci_low == pytest.approx(expected_lo, abs=0.1 + 1e-9)  # one count of 10
+    drop = s.loc[("drop", "common-counter")]
+    counter = s.loc[("balanced_accuracy", "counter")]
+    assert drop.ci_high - drop.ci_low > counter.ci_high - counter.ci_low
+
+
+def test_many_cells_at_100_percent_keep_the_estimate_inside_the_interval():
+    """The Jeffreys rate leans towards ½; with 45 perfect classes every draw is below 100 %,
+    and the interval is widened to contain the estimate rather than exclude it."""
+    labels = np.repeat(np.arange(45), 40)
+    groups = np.tile(np.repeat(["common", "counter"], 20), 45)
+    correct = (groups == "common") | (np.arange(labels.size) % 2 == 0)
+    s = summarize(labels, groups, correct, n_boot=1000).set_index(["metric", "group"])
+    common = s.loc[("balanced_accuracy", "common")]
+    assert common.ci_low < common.value == common.ci_high == 1.0
+    drop = s.loc[("drop", "common-counter")]
+    assert drop.ci_low < drop.value == 0.5 < drop.ci_high
+
+
+def _drop_coverage(resample, n, p_common, p_counter, *, reps=1000, n_boot=800, seed=0):
+    """Share of simulated test sets whose 95 % percentile interval of the class-balanced drop
+    contains the true drop; ``resample(k, n, n_boot, rng)`` draws counts of shape (n_boot, *k)."""
+    rng = np.random.default_rng(seed)
+    p = np.r_[p_common, p_counter]
+    n = np.broadcast_to(np.asarray(n), p.shape)
+    k = rng.binomial(n, p, size=(reps, p.size))
+    acc = resample(k, n, n_boot, rng) / n  # (n_boot, reps, cells)
+    c = len(p_common)
+    drop = acc[..., :c].mean(-1) - acc[..., c:].mean(-1)
+    lo, hi = np.percentile(drop, [2.5, 97.5], axis=0)
+    truth = np.mean(p_common) - np.mean(p_counter)
+    return float(np.mean((lo <= truth + 1e-12) & (truth - 1e-12 <= hi)))
+
+
+def _plain_binomial(k, n, n_boot, rng):
+    return rng.binomial(n, k / n, size=(n_boot, *k.shape))
+
+
+COVERAGE_CASES = [  # (images per cell, common rates, counter rates)
+    (5, [0.98, 0.9, 0.98], [0.02, 0.3, 0.1]),
+    (10, [0.98, 0.9, 0.98], [0.02, 0.3, 0.1]),
+    (20, [0.98, 0.9, 0.98], [0.02, 0.3, 0.1]),
+    (5, [0.98, 0.98, 0.98], [0.5, 0.5, 0.5]),
+    (10, [0.98, 0.98, 0.98], [0.5, 0.5, 0.5]),
+    ([5, 12, 20, 8, 15, 6], [0.98, 0.8, 0.6], [0.5, 0.02, 0.3]),
+]
+
+
+def test_jeffreys_bootstrap_covers_the_true_drop_on_small_cells():
+    """Nominal 95 %: the Jeffreys bootstrap covers at least 94 % in every case; the plain
+    binomial bootstrap (a cell at 0/n or n/n never moves) falls short in some."""
+    ours = [_drop_coverage(jeffreys_bootstrap_counts, *case) for case in COVERAGE_CASES]
+    plain = [_drop_coverage(_plain_binomial, *case) for case in COVERAGE_CASES]
+    assert min(ours) >= 0.94, dict(zip(map(str, COVERAGE_CASES), ours, strict=True))
+    assert min(plain) < 0.94
 
 
 cells = st.lists(

@@ -9,10 +9,8 @@ present, or from open_clip's published table.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -30,22 +28,16 @@ from spurbench.reference.testbed import (
     timm_in1k_only,
     timm_training_data,
 )
+from tests.reference.scripts import REFERENCE, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 EXCERPT = Path(__file__).parent / "data" / "timm_excerpt"
-SHIPPED = ROOT / "src" / "spurbench" / "reference" / "timm_results.csv"
-SOURCES = ROOT / "src" / "spurbench" / "reference" / "SOURCES.md"
+SHIPPED = REFERENCE / "timm_results.csv"
+SOURCES = REFERENCE / "SOURCES.md"
 MIRROR = Path("/work/.mirror/huggingface+pytorch-image-models/repo")
 
 
 def _script() -> ModuleType:
-    path = ROOT / "scripts" / "import_timm_results.py"
-    spec = importlib.util.spec_from_file_location("import_timm_results", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("import_timm_results")
 
 
 def _commit() -> str:

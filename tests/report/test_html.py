@@ -178,6 +178,13 @@ def test_imagenet_runs_join_the_published_testbed(built_report):
         v1000["er_clip"].notna().all()
         and runs.loc[runs["protocol"] == "1vN", "er_clip"].isna().all()
     )
+    # every ER carries the source and size of its trend, in the table and in models.csv
+    assert (v1000["er_clip_baseline"] == "published n=28").all()
+    assert (v1000["er_imagenet_baseline"] == "published n=15").all()
+    html = built_report.html.read_text()
+    assert "(published n=28)" in html and "(published n=15)" in html
+    csv_text = built_report.table.read_text()
+    assert "er_clip_baseline" in csv_text and "published n=28" in csv_text
     notes = {p.protocol: p.note for p in built_report.data.panels}
     assert "3 of CounterAnimal's 45 classes" in notes["1v1000"]
     assert "not one the CounterAnimal paper reports" in notes["1vN"]

@@ -101,7 +101,9 @@ def test_the_model_is_placed_among_the_published_ones(one_clip_store):
     pub = report.published
     assert set(pub["group"]) == {
         "timm ImageNet-1k-only",
-        "timm more-data",
+        "timm other",
+        "testbed ImageNet-1k-only",
+        "testbed other",
         "open_clip zero-shot",
     }
     assert pub.loc[pub["source"] == "timm", "model"].is_unique
@@ -128,18 +130,19 @@ def test_timm_published_is_one_row_per_model_at_the_larger_size():
     assert sorted(pub["imagenet-r"]) == pytest.approx(sorted(y))
 
 
-def test_store_models_still_come_first_and_timm_can_be_forced(tmp_path, published_clip):
+def test_a_few_store_models_do_not_replace_timm_unless_asked(tmp_path, published_clip):
     store = ResultsStore(tmp_path / "s.duckdb")
     t = 0
-    # three supervised models: the two-point trend of the clip fixture's values is irrelevant,
-    # what matters is which source each ER column says it used
+    # three ImageNet-1k-only supervised models: too few to replace the published trend in auto
     for i, scale in enumerate((0.8, 0.9, 1.0)):
         for dataset in ("imagenet", "imagenet-r"):
-            _write(store, f"sup{i}", False, dataset, published_clip[dataset] * scale, t := t + 1)
+            name = f"timm:resnet{18 + 16 * i}.tv_in1k"
+            _write(store, name, False, dataset, published_clip[dataset] * scale, t := t + 1)
     _write(store, CLIP, True, "imagenet", published_clip["imagenet"], t := t + 1)
     _write(store, CLIP, True, "imagenet-r", published_clip["imagenet-r"], t + 1)
     auto = suite_table(store)
-    assert {b.source for b in auto.baselines} == {"store"}
+    assert {b.source for b in auto.baselines} == {"timm"}
+    assert {b.source for b in suite_table(store, baseline="store").baselines} == {"store"}
     forced = suite_table(store, baseline="timm")
     assert {b.source for b in forced.baselines} == {"timm"}
     xb, yb = _baseline_points("imagenet_r_top1")

@@ -101,23 +101,140 @@ def test_derived_kappa_equals_printed_kappa1_exactly_at_mu_spu_one() -> None:
     )
 
 
-def test_printed_kappa1_is_not_a_bound_away_from_mu_spu_one() -> None:
-    """Pins the finding reported in the module docstring, in both directions.
+def test_kappa2_and_accuracy_bound_match_hand_computation() -> None:
+    # p_spu = 0.99, mu_spu = 2, sigma_inv = 1, sigma_spu = 0.5, by hand:
+    #   numerator   = -2 * 2 * 0.99 - 1                      = -4.96
+    #   denominator = sqrt(2^2 * 1 + (3.96 - 1)^2 * 0.25)     = sqrt(6.1904) = 2.488051
+    #   kappa_2 = -1.993528, 1 - Phi(kappa_2) = 0.97690
+    p, mu, si, ss = 0.99, 2.0, 1.0, 0.5
+    assert theory.kappa2(p, mu, si, ss) == pytest.approx(-4.96 / math.sqrt(6.1904), rel=1e-12)
+    assert theory.kappa2(p, mu, si, ss) == pytest.approx(-1.993528, abs=1e-6)
+    assert theory.accuracy_bound(p, mu, si, ss) == pytest.approx(1.0 - phi(-1.993528), abs=1e-6)
+    assert theory.accuracy_bound(p, mu, si, ss) == pytest.approx(0.97690, abs=1e-5)
 
-    Under the reconstructed model the printed formula undershoots the true CLIP OOD error at
-    mu_spu = 0.5 (any p_spu) and at mu_spu = 2, p_spu = 0.9, and overshoots it at mu_spu = 2,
-    p_spu = 0.5. If the paper's setup turns up and differs, this test is the one to revisit.
-    """
-    bound = theory.theory_bound
-    exact = theory.predicted_ood_error
-    assert exact(0.9, 0.5, 1.0, 1.0) - bound(0.9, 0.5, 1.0, 1.0) > 0.04
-    assert exact(0.9, 2.0, 1.0, 1.0) - bound(0.9, 2.0, 1.0, 1.0) > 0.1
-    assert bound(0.5, 2.0, 1.0, 1.0) - exact(0.5, 2.0, 1.0, 1.0) > 0.1
-    # ...and simulation agrees with the derivation, not with the printed formula, at those points.
-    for p, mu in [(0.9, 0.5), (0.9, 2.0)]:
-        r = theory.simulate(p, mu, SIGMA_INV, SIGMA_SPU, n_train=20_000, n_test=N_TEST, seed=0)
-        tol = 3 * binomial_sd(r.bound, N_TEST) + TRAIN_SLACK_20K
-        assert r.ood_error > r.bound + tol
+
+def test_check_assumptions_names_each_failure() -> None:
+    ok = dict(n_train=2_000, d_image=2_000, d_text=2_000)
+    report = theory.check_assumptions(0.99, 2.0, 1.0, 0.5, **ok)
+    assert report.holds and report.failed == () and report.summary() == "all hold"
+    # one violation at a time, each named by its number
+    assert theory.check_assumptions(0.99, 2.0, 1.0, 1.0, **ok).failed == (1,)  # sigma equal
+    assert theory.check_assumptions(0.9, 2.0, 1.0, 0.5, **ok).failed == (2,)
+    assert theory.check_assumptions(0.99, 2.0, 1.0, 0.5, n_train=2_000, d_image=2_000,
+                                    d_text=500).failed == (3,)  # fmt: skip
+    assert theory.check_assumptions(0.99, 2.0, 1.0, 0.5, n_train=10, d_image=10,
+                                    d_text=10).failed == (3,)  # fmt: skip
+    assert theory.check_assumptions(0.99, 1.4, 1.0, 0.5, **ok).failed == (4,)  # 1.4 < 3/2
+    assert theory.check_assumptions(0.99, 1.5, 1.0, 0.5, **ok).holds  # the edge is inside
+    # mu_spu's bar moves with sigma_inv: (2^2 + 2) / 2 = 3
+    assert theory.check_assumptions(0.99, 2.9, 2.0, 0.5, **ok).failed == (4,)
+    both = theory.check_assumptions(0.5, 1.0, 1.0, 1.0, n_train=20_000, d_image=16, d_text=12)
+    assert both.failed == (1, 2, 3, 4)
+    assert both.summary().startswith("outside: 1 (") and "4 (mu_spu = 1 < 1.5)" in both.summary()
+
+
+def test_under_assumption_4_the_error_bound_reaches_one_half_as_p_spu_goes_to_one() -> None:
+    # The reference: under assumption 4 the numerator of kappa_1 is <= 0 when p_spu -> 1.
+    for si in (0.5, 1.0, 1.5):
+        for mu in ((si**2 + 2) / 2, 3.0, 5.0):
+            assert theory.kappa1(1.0, mu, si, 0.4) <= 1e-12
+            assert theory.theory_bound(1.0, mu, si, 0.4) >= 0.5 - 1e-12
+
+
+def test_reconstructed_model_meets_the_bounds_loosely_within_the_assumptions() -> None:
+    """In our reconstruction the population values lie above both bounds on the assumptions'
+    grid: the spurious weight here is mu (2p - 1) where kappa_1 has 2 mu p - 1, so the bound is
+    loose (by 0.03-0.19 on the reference grid), not wrong. At p_spu = 0.95 (our finite reading of
+    1 - o(1)) and small sigma_inv the error dips up to 0.011 below it; the dip vanishes at p -> 1,
+    which is the theorem's o(1)."""
+    mu = np.linspace(0.0, 6.0, 121)[:, None, None, None]
+    p = np.array([0.95, 0.99, 0.999, 1.0])[None, :, None, None]
+    si = np.array([0.1, 0.2, 0.5, 1.0, 2.0])[None, None, :, None]
+    ss = np.linspace(0.0, 3.0, 31)[None, None, None, :]
+    mu, p, si, ss = np.broadcast_arrays(mu, p, si, ss)
+    inside = (si > ss) & (mu >= (si**2 + 2) / 2) & (p >= theory.STRONG_CORRELATION_MIN_P)
+    gap = theory.predicted_ood_error(p, mu, si, ss) - theory.theory_bound(p, mu, si, ss)
+    acc_gap = theory.predicted_agree_accuracy(p, mu, si, ss) - theory.accuracy_bound(p, mu, si, ss)
+    assert inside.sum() > 1_000
+    assert acc_gap[inside].min() >= -1e-9
+    assert gap[inside & (p == 1.0)].min() >= -1e-12
+    assert gap[inside & (si >= 0.5) & (p >= 0.99)].min() >= -1e-12
+    assert gap[inside].min() >= -0.011
+    ref = dict(p=np.array([0.95, 0.99, 0.999])[:, None], mu=np.array([1.5, 2.0, 3.0]))
+    ref_gap = theory.predicted_ood_error(ref["p"], ref["mu"], 1.0, 0.5) - theory.theory_bound(
+        ref["p"], ref["mu"], 1.0, 0.5
+    )
+    assert ref_gap.min() > 0.03 and ref_gap.max() < 0.19
+
+
+def test_outside_the_assumptions_the_expression_can_exceed_this_models_error() -> None:
+    """Points the theorem does not cover (assumptions fail): there the printed expression is not
+    a lower bound of this model's error, which says nothing about the theorem."""
+    ok = dict(n_train=2_000, d_image=2_000, d_text=2_000)
+    for p, mu in [(0.5, 2.0), (0.7, 2.0)]:
+        assert not theory.check_assumptions(p, mu, 1.0, 1.0, **ok).holds
+        assert theory.theory_bound(p, mu, 1.0, 1.0) > theory.predicted_ood_error(p, mu, 1.0, 1.0)
+
+
+#: The theorem's grid (the reference's example): every point meets all four assumptions.
+THEOREM_P = (0.95, 0.99, 0.999)
+THEOREM_MU = (1.5, 2.0, 3.0)
+THEOREM_SIGMA_INV, THEOREM_SIGMA_SPU = 1.0, 0.5
+#: Over-parameterised: d = n = OVERPARAM_N, the smallest n the assumption check accepts x 2,
+#: about a second per point.
+OVERPARAM_N = 2_000
+
+
+def train_slack(n_train: int) -> float:
+    """Finite-n training fluctuation allowed between a trained model's exact error and the
+    n -> infinity value: twice the largest gap seen over 80 runs (1.34 / sqrt(n), module
+    docstring); test_bounds_hold_on_the_assumption_grid checks it on its own points."""
+    return 2.7 / math.sqrt(n_train)
+
+
+def bound_tolerance(bound: float, n_test: int, n_train: int) -> float:
+    """The finite-n Monte-Carlo error a correct simulation may fall below the bound by: 3 binomial
+    sd of an n_test-sample rate (at the bound) plus the training slack. The theorem's own o(1)
+    terms vanish with n and are not budgeted separately."""
+    return 3 * binomial_sd(bound, n_test) + train_slack(n_train)
+
+
+@pytest.fixture(scope="module")
+def theorem_runs() -> list[theory.SimResult]:
+    n = OVERPARAM_N
+    return [
+        theory.simulate(
+            p, mu, THEOREM_SIGMA_INV, THEOREM_SIGMA_SPU, n_train=n, n_test=N_TEST, seed=11,
+            d_image=n, d_text=n, noise_std=theory.theorem_noise_std(n),
+        )
+        for mu in THEOREM_MU
+        for p in THEOREM_P
+    ]  # fmt: skip
+
+
+def test_bounds_hold_on_the_assumption_grid(theorem_runs) -> None:
+    """Theorem 6.2 as stated: error(a != y) >= 1 - Phi(kappa_1) - tol and
+    accuracy(a = y) >= 1 - Phi(kappa_2) - tol, at points where all four assumptions hold."""
+    assert len(theorem_runs) == len(THEOREM_P) * len(THEOREM_MU)
+    for r in theorem_runs:
+        key = (r.mu_spu, r.p_spu)
+        assert r.assumptions().holds, (key, r.assumptions().summary())
+        assert r.ood_error >= r.bound - bound_tolerance(r.bound, r.n_test, r.n_train), (key, r)
+        assert r.agree_accuracy >= r.accuracy_bound - bound_tolerance(
+            r.accuracy_bound, r.n_test, r.n_train
+        ), (key, r)
+        # the tolerance's training part covers what training actually did at these points
+        assert abs(r.conditional_ood_error - r.predicted_ood_error) <= train_slack(r.n_train), key
+        # and CLIP fails on the counter samples, as the theorem says it must
+        assert r.ood_error > 0.45, key
+
+
+def test_theorem_grid_would_catch_a_robust_model(theorem_runs) -> None:
+    # The bound is not vacuous here: a model that ignored the spurious latent (sign(z_inv)) would
+    # have OOD error Phi(-1/sigma_inv) = 0.159, far below every bound - tolerance on this grid.
+    robust = phi(-1.0 / THEOREM_SIGMA_INV)
+    for r in theorem_runs:
+        assert robust < r.bound - bound_tolerance(r.bound, r.n_test, r.n_train) - 0.1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,22 +297,31 @@ def test_closed_form_is_a_minimum_and_gradient_descent_finds_it() -> None:
     assert theory.linearised_clip_loss(g_i, g_t, x, t, rho=0.5) == pytest.approx(best, rel=1e-9)
 
 
+def test_large_dimension_fit_matches_the_dense_closed_form() -> None:
+    # Above DENSE_SVD_MAX_DIM fit_clip never forms S; it must land on the same minimiser M.
+    rng = np.random.default_rng(6)
+    d = theory.DENSE_SVD_MAX_DIM + 88
+    world = theory.LinearWorld.random(rng, d_image=d, d_text=d + 10, noise_std=0.05)
+    _, _, z = theory.sample_latents(300, 0.95, 2.0, SIGMA_INV, 0.5, rng)
+    x, t = world.images(z, rng), world.captions(z, rng)
+    w_i, w_t = theory.fit_clip(x, t, embed_dim=2, rho=0.5)
+    d_i, d_t = theory._clip_closed_form(theory.contrastive_cross_covariance(x, t), 2, 0.5)
+    m, dense = w_i.T @ w_t, d_i.T @ d_t
+    assert np.linalg.norm(m - dense) / np.linalg.norm(dense) < 1e-8
+    assert theory.fit_clip(x, t, embed_dim=2, rho=0.5)[0].tolist() == w_i.tolist()  # deterministic
+
+
 # ------------------------------------------------------------------------------------------------
 # Simulation vs theory
 # ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sigmas", [(1.0, 1.0), (0.5, 0.3), (1.5, 2.0)])
-def test_simulated_ood_error_respects_the_bound_where_it_applies(sigmas) -> None:
-    """Measured CLIP OOD error <= 1 - Phi(kappa_1) + tolerance, over p_spu at mu_spu = 1.
-
-    One-sided check (the brief's): error <= bound + 3 binomial sd + training slack. mu_spu = 1 is
-    the slice on which the printed kappa_1 holds in this model (off it, see
-    test_printed_kappa1_is_not_a_bound_away_from_mu_spu_one); there the derived population error
-    *equals* the bound, so the same tolerance is also required from below. The lower check is what
-    catches a bound computed with the wrong sign (Phi(kappa) instead of 1 - Phi(kappa)), which an
-    upper-bound test alone would let through whenever kappa > 0.
-    """
+def test_simulation_attains_the_printed_expression_at_mu_spu_one(sigmas) -> None:
+    """A check of the simulation, not of the theorem: at mu_spu = 1 (outside assumption 4) the
+    derived population error of this model equals 1 - Phi(kappa_1), so the measured error must
+    land within the Monte-Carlo tolerance of it on both sides. This catches a wrong sign
+    (Phi(kappa) for 1 - Phi(kappa)) in the formula or the simulation."""
     si, ss = sigmas
     for p in (0.5, 0.6, 0.7, 0.8, 0.9, 0.99):
         # d_image/d_text only rotate the latents (no noise): small ones keep the test fast.
@@ -216,6 +342,9 @@ def test_simulated_error_matches_the_derivation_on_a_grid() -> None:
             sd = binomial_sd(r.conditional_ood_error, N_TEST)
             assert abs(r.ood_error - r.conditional_ood_error) <= 3.5 * sd, (mu, p)
             assert abs(r.conditional_ood_error - r.predicted_ood_error) <= TRAIN_SLACK_20K, (mu, p)
+            agree = theory.predicted_agree_accuracy(p, mu, SIGMA_INV, SIGMA_SPU)
+            agree_sd = binomial_sd(agree, N_TEST)
+            assert abs(r.agree_accuracy - agree) <= 3.5 * agree_sd + TRAIN_SLACK_20K, (mu, p)
             id_pred = theory.predicted_id_error(p, mu, SIGMA_INV, SIGMA_SPU)
             id_sd = binomial_sd(id_pred, N_TEST)
             assert abs(r.id_error - id_pred) <= 3.5 * id_sd + TRAIN_SLACK_20K, (mu, p)
@@ -331,6 +460,9 @@ def test_run_grid_and_plot(tmp_path) -> None:
     assert df.equals(again)
     row = df[(df.p_spu == 0.9) & (df.mu_spu == 2.0) & (df.objective == "clip")].iloc[0]
     assert row["bound"] == theory.theory_bound(0.9, 2.0, 1.0, 1.0)
+    assert row["accuracy_bound"] == theory.accuracy_bound(0.9, 2.0, 1.0, 1.0)
+    # sigma_spu = sigma_inv, p_spu < 0.95, d < n: the theorem covers none of these rows
+    assert set(df["assumptions"].str[:12]) == {"outside: 1 ("}
     paths = theory.plot_grid(df, tmp_path / "figs" / "theory.png")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     for p in paths:

@@ -100,6 +100,39 @@ def test_finetuned_twin_changes_only_the_image_tower(
     assert not torch.equal(model.encode_image(images), tiny_clip.model.encode_image(images))
 
 
+@torch.no_grad()
+def test_contrastive_fine_tuning_differs_from_supervised_only_by_its_loss(
+    world: World, tiny_clip: T.TrainedModel, tmp_path: Path
+) -> None:
+    base_dir = T.save_open_clip(tiny_clip, tmp_path / "clip")
+    contrastive = T.finetune_tiny_clip(base_dir, world, CFG, objective="contrastive")
+    supervised = T.finetune_tiny_clip(base_dir, world, CFG)
+    assert contrastive.name == T.TINY_CLIP_FT_CONTRASTIVE and supervised.name == T.TINY_CLIP_FT
+    preprocess, tokenizer = T.load_open_clip(base_dir)[1:]
+    images = _test_batch(world, preprocess)
+    texts = tokenizer([f"a photo of a {c}." for c in world.class_names])
+    # the text side stays the base model's; the image towers move, and differently
+    assert torch.equal(contrastive.model.encode_text(texts), tiny_clip.model.encode_text(texts))
+    feats = [m.model.encode_image(images) for m in (contrastive, supervised, tiny_clip)]
+    assert not torch.equal(feats[0], feats[2]) and not torch.equal(feats[0], feats[1])
+    again = T.finetune_tiny_clip(base_dir, world, CFG, objective="contrastive").model
+    assert torch.equal(again.encode_image(images), feats[0])  # deterministic
+    with pytest.raises(ValueError, match="objective"):
+        T.finetune_tiny_clip(base_dir, world, CFG, objective="triplet")
+
+
+def test_contrastive_twin_is_opt_in_and_trains_its_base(world: World, tmp_path: Path) -> None:
+    assert T.TINY_CLIP_FT_CONTRASTIVE not in T.ZOO_MODELS  # the demo's zoo is unchanged
+    cfg = T.TrainConfig(**{**CFG.__dict__, "models": (T.TINY_CLIP_FT_CONTRASTIVE,)})
+    zoo = T.train_zoo(world, cfg, tmp_path, progress=False, threads=1)
+    assert list(zoo) == [T.TINY_CLIP_FT_CONTRASTIVE]
+    record = json.loads((zoo[T.TINY_CLIP_FT_CONTRASTIVE] / "spurbench_train.json").read_text())
+    assert record["model"] == T.TINY_CLIP_FT_CONTRASTIVE
+    assert (T.zoo_dir(world, cfg, tmp_path) / T.TINY_CLIP / "spurbench_train.json").is_file()
+    with pytest.raises(ValueError, match="unknown models"):
+        T.TrainConfig(models=("tiny_clip_ft_triplet",))
+
+
 def test_training_is_deterministic(world: World, tiny_clip: T.TrainedModel) -> None:
     again = T.train_tiny_clip(world, CFG).model.state_dict()
     first = tiny_clip.model.state_dict()

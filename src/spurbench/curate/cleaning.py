@@ -37,6 +37,7 @@ from spurbench.curate.pool import LABEL_CONFLICT, LABEL_NOISE, add_flag, with_ta
 from spurbench.curate.scoring import Predictions
 from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import load_rgb
+from spurbench.data.members import is_member, read_member
 from spurbench.errors import SpurbenchError
 from spurbench.progress import progress_bar
 
@@ -93,6 +94,8 @@ def file_hashes(dataset: ImageDataset, *, show_progress: bool = False) -> pd.Dat
 
 
 def _sha256(path: str) -> str:
+    if is_member(path):  # an image inside a shard or Arrow file
+        return hashlib.sha256(read_member(path)).hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):

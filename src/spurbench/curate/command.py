@@ -44,6 +44,7 @@ from spurbench.curate.pool import source_counts
 from spurbench.curate.tagging import DEFAULT_PROMPTS, DEFAULT_THRESHOLD, read_vocabulary
 from spurbench.curate.workspace import REVIEW_CSV, REVIEW_HTML, PoolSpec, Workspace
 from spurbench.errors import SpurbenchError
+from spurbench.terminal import JsonOpt, print_json, print_table, records
 
 __all__ = ["curate_app"]
 
@@ -328,6 +329,7 @@ def discover_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
     ws = _workspace(
@@ -339,9 +341,12 @@ def discover_cmd(
         reference,
         held_out=held_out or (),
         config=config,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
         command=_command(ctx),
     )
+    if as_json:
+        print_json(discovery_records(result))
+        return
     print_discovery(result)
 
 
@@ -396,12 +401,14 @@ def diagnose_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Accuracy of a model on every class × background group, with exact intervals."""
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
-    runtime = _runtime(cache_dir, batch_size, device, quiet)
+    runtime = _runtime(cache_dir, batch_size, device, quiet or as_json)
+    diagnoses = []
     for name in model:
         d = diagnose(
             name,
@@ -417,11 +424,17 @@ def diagnose_cmd(
             allow_outside_root=allow_outside_root,
             **runtime.kwargs(),
         )
-        console.print(d.table())
+        diagnoses.append({"model": d.model, "protocol": d.protocol, "cells": records(d.cells)})
         if out is not None:
             path = out / f"diagnosis-{_slug(d.model)}.csv"
             d.to_csv(path)
+        if as_json:
+            continue
+        print_table(console, d.table())
+        if out is not None:
             console.print(escape(f"wrote {path}"))
+    if as_json:
+        print_json(diagnoses)
 
 
 @curate_app.command("run")
@@ -460,6 +473,7 @@ def run_cmd(
     device: DeviceOpt = "cpu",
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The whole pipeline: clean → tag → discover → export, in one work folder.
 
@@ -487,9 +501,19 @@ def run_cmd(
         config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
         name=name,
         overwrite=overwrite,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
         command=_command(ctx),
     )
+    if as_json:
+        export = None if result.export is None else str(result.export.root)
+        print_json(
+            {
+                "cleaning": result.cleaning.summary(),
+                "discovery": discovery_records(result.discovery),
+                "export": export,
+            }
+        )
+        return
     s = result.cleaning.summary()
     console.print(
         escape(
@@ -511,6 +535,11 @@ def run_cmd(
 
 
 # -- printing ------------------------------------------------------------------------------------
+def discovery_records(result: Discovery) -> dict:
+    """The discovery's selection and selection-bias tables as JSON-ready records."""
+    return {"selection": records(result.selection), "bias": records(result.bias)}
+
+
 def print_discovery(result: Discovery) -> None:
     """The selected pairs (and why classes were dropped), then the selection-bias table."""
     t = Table(
@@ -544,7 +573,7 @@ def print_discovery(result: Discovery) -> None:
             "yes" if r.ci_separated else "no",
             escape(str(r.reason)),
         )
-    console.print(t)
+    print_table(console, t)
     b = Table(
         title="Drop on the selected pairs (class-balanced %); selection bias = reference "
         "drop − model drop",
@@ -562,7 +591,7 @@ def print_discovery(result: Discovery) -> None:
             _pct(r.drop),
             _pct(r.selection_bias),
         )
-    console.print(b)
+    print_table(console, b)
 
 
 def _pct(x: float) -> str:

@@ -3,11 +3,15 @@
 Layout (the one CounterAnimal was released in, Wang, Lin et al., NeurIPS 2024, and the one
 :func:`spurbench.data.layouts.load_folder` reads): ``<ImageNet index> <name>/common-<bg>/`` and
 ``counter-<bg>/`` for ImageNet-labelled classes, ``<name>/common-<bg>/`` for custom classes.
-Images are copied byte for byte (so their hashes, and every model's features, are those of the
-pool). Beside the folders:
+Names are percent-encoded where a folder name could not hold them (``a/b`` is ``a%2Fb``, a
+leading ``.`` is ``%2E``, ``%`` is ``%25``): distinct names stay distinct folders and
+``urllib.parse.unquote`` gives the true name back. Images are copied byte for byte (so their
+hashes, and every model's features, are those of the pool). Beside the folders:
 
 * ``manifest.csv``: path, label, class_name, group, background, background_source, sha256 and
-  the pool's image_id of every file;
+  the pool's image_id of every file. ``label`` is the ImageNet index for ImageNet label spaces
+  and the true class name otherwise, so that the file reloads with its class names (the folder
+  is read through it, see :func:`spurbench.data.layouts.open_dataset`);
 * ``datasheet.json`` and ``DATASHEET.md`` (in the spirit of Gebru et al., *Datasheets for
   Datasets*, CACM 2021): counts per class and group, backgrounds and how they were labelled,
   the selection rule and thresholds, the reference and held-out models with their accuracies,
@@ -39,10 +43,13 @@ from spurbench.curate.discovery import Discovery
 from spurbench.curate.pool import LABEL_CONFLICT, LABEL_NOISE, in_dataset
 from spurbench.data.classes import resolve_templates
 from spurbench.data.dataset import COMMON, COUNTER, ImageDataset
+from spurbench.data.layouts import EXPORT_MARKER
+from spurbench.data.members import is_member, read_member
 from spurbench.errors import DatasetError
 
-DATASHEET_JSON, DATASHEET_MD, MANIFEST = "datasheet.json", "DATASHEET.md", "manifest.csv"
-_UNSAFE = re.compile(r"[/\\\x00-\x1f]+")
+DATASHEET_JSON, DATASHEET_MD, MANIFEST = EXPORT_MARKER, "DATASHEET.md", "manifest.csv"
+#: Characters a folder name cannot hold (or that would make decoding ambiguous: ``%``).
+_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f]|^[.\s]|\s$")
 
 
 @dataclass
@@ -61,10 +68,10 @@ def class_folder(dataset: ImageDataset, label: int) -> str:
 
 
 def _safe(text: str) -> str:
-    out = _UNSAFE.sub("-", str(text)).strip().lstrip(".")
-    if not out:
-        raise DatasetError(f"{text!r} cannot be used as a folder name.")
-    return out
+    """A folder name for ``text``, unique and reversible by ``urllib.parse.unquote``."""
+    if not str(text):
+        raise DatasetError("An empty name cannot be used as a folder name.")
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), str(text))
 
 
 def export_rows(dataset: ImageDataset, discovery: Discovery) -> pd.DataFrame:
@@ -101,7 +108,12 @@ def export_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         manifest = _copy_images(dataset, rows, discovery, tmp)
-        write_text_atomic(tmp / MANIFEST, manifest.to_csv(index=False, lineterminator="\n"))
+        written = (
+            manifest
+            if dataset.classes.is_imagenet
+            else manifest.assign(label=manifest["class_name"])
+        )
+        write_text_atomic(tmp / MANIFEST, written.to_csv(index=False, lineterminator="\n"))
         sheet = datasheet(
             dataset, discovery, manifest, name or out.name, tagging, cleaning, provenance
         )
@@ -149,14 +161,18 @@ def _copy_images(
     records = []
     for r in rows.itertuples(index=False):
         folder = f"{class_folder(dataset, int(r.label))}/{r.group}-{_safe(r.background)}"
-        src = Path(r.path)
+        data = read_member(r.path) if is_member(r.path) else None
+        src = Path(r.path) if data is None else Path(_member_file_name(str(r.image_id), data))
         rel = f"{folder}/{src.name}"
         if rel in used:  # two pool images with one file name: keep both, distinctly named
             tag = hashlib.sha256(str(r.image_id).encode()).hexdigest()[:8]
             rel = f"{folder}/{src.stem}-{tag}{src.suffix}"
         used.add(rel)
         (root / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, root / rel)
+        if data is None:
+            shutil.copyfile(src, root / rel)
+        else:
+            (root / rel).write_bytes(data)
         records.append(
             (
                 rel,
@@ -182,6 +198,17 @@ def _copy_images(
         "source_image_id",
     ]
     return pd.DataFrame(records, columns=cols)
+
+
+def _member_file_name(image_id: str, data: bytes) -> str:
+    """A file name for an image that lived inside a shard: its key and its real format."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        fmt = (im.format or "bin").lower()
+    return f"{_safe(image_id.rsplit('/', 1)[-1])}.{'jpg' if fmt == 'jpeg' else fmt}"
 
 
 def _sha256(path: Path) -> str:

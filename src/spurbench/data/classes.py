@@ -12,6 +12,7 @@ the set is an option recorded with every run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -75,12 +76,26 @@ def imagenet_classes(name_set: str = "openai") -> ClassList:
 
 def imagenet_index_of(name: str) -> int | None:
     """The ImageNet index of a class name in either name set (case-insensitive), else None."""
-    key = _norm(name)
+    key = name_key(name)
     for name_set in NAME_SETS:
-        for i, n in enumerate(imagenet_classes(name_set).names):
-            if _norm(n) == key or key in (_norm(p) for p in n.split(",")):
+        for i, spellings in enumerate(_imagenet_keys(name_set)):
+            if key in spellings:
                 return i
     return None
+
+
+def imagenet_spellings(index: int) -> frozenset[str]:
+    """The :func:`name_key` spellings of ImageNet class ``index`` in both name sets: whole
+    names and their comma-separated parts (``"tiger shark, Galeocerdo cuvieri"``)."""
+    return frozenset().union(*(_imagenet_keys(ns)[index] for ns in NAME_SETS))
+
+
+@functools.cache
+def _imagenet_keys(name_set: str) -> tuple[frozenset[str], ...]:
+    return tuple(
+        frozenset({name_key(n), *(name_key(p) for p in n.split(","))})
+        for n in imagenet_classes(name_set).names
+    )
 
 
 def read_class_file(path: str | Path) -> ClassList:
@@ -128,5 +143,6 @@ def templates_digest(templates: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(templates).encode()).hexdigest()[:16]
 
 
-def _norm(name: str) -> str:
-    return " ".join(name.lower().replace("_", " ").split())
+def name_key(name: str) -> str:
+    """What two spellings of one class name share: case, ``_`` and runs of spaces ignored."""
+    return " ".join(name.casefold().replace("_", " ").split())

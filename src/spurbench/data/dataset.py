@@ -9,14 +9,28 @@ background, split`` plus any extra columns (concept labels, captions), and the
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from spurbench.data.classes import ClassList
+from spurbench.data.members import file_stamp
 from spurbench.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class SourceColumns:
+    """The fields holding image, label and group (None: detected).
+
+    For a Hugging Face dataset these are column names; for WebDataset shards, the extensions of
+    a sample's members (``jpg``, ``cls``, ``group``).
+    """
+
+    image: str | None = None
+    label: str | None = None
+    group: str | None = None
+
 
 REQUIRED = ("image_id", "path", "label", "class_name", "group")
 COMMON, COUNTER = "common", "counter"
@@ -37,6 +51,9 @@ class ImageDataset:
     #: Accepted predictions per label, when several classes of the label space count as right
     #: (ObjectNet's classes each map to a set of ImageNet classes).
     label_sets: dict[int, tuple[int, ...]] | None = None
+    #: Prompt templates the dataset ships (clip_benchmark's
+    #: ``zeroshot_classification_templates.txt``), used when the caller names none.
+    templates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED if c not in self.table.columns]
@@ -73,16 +90,13 @@ class ImageDataset:
         """Identity of the image files (relative path, size, mtime): the feature-cache key part.
 
         Labels are deliberately excluded: relabelling a dataset must not re-run the image
-        encoder, but replacing or touching an image file must.
+        encoder, but replacing or touching an image file must. An image inside a shard or Arrow
+        file is identified the same way, by its id (shard + key, file + row) and the container's
+        size and mtime (:func:`~spurbench.data.members.file_stamp`).
         """
         h = hashlib.sha256()
         for image_id, path in zip(self.table["image_id"], self.table["path"], strict=True):
-            try:
-                st = os.stat(path)
-                stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
-                stamp = "missing"
-            h.update(f"{image_id}\t{stamp}\n".encode())
+            h.update(f"{image_id}\t{file_stamp(path)}\n".encode())
         return h.hexdigest()[:16]
 
     def digest(self) -> str:
@@ -104,4 +118,5 @@ class ImageDataset:
             self.classes,
             self.label_subset,
             self.label_sets,
+            self.templates,
         )

@@ -18,6 +18,7 @@ skipped with a reason rather than guessed.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from spurbench.data.members import is_member, read_member
 
 #: Pixels above which an image is refused as a possible decompression bomb (≈ 16k × 11k).
 MAX_PIXELS = 178_956_970
@@ -40,6 +43,14 @@ MAX_RESIZED_PIXELS = 2**24
 RGB_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
 #: 16-bit greyscale modes, scaled to 8 bits (Pillow's own conversion clips them to white).
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def read_image_bytes(path: str) -> bytes:
+    """The encoded bytes of an image file or of a member of a shard (see :mod:`.members`)."""
+    if is_member(path):
+        return read_member(path)
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 class ExtremeAspectError(ValueError):
@@ -76,14 +87,18 @@ def load_rgb(
     """Open and fully decode an image as RGB, raising on anything suspicious.
 
     ``short_side``: the side the caller will resize the shortest edge to; the image is refused
-    before decoding when that would exceed :data:`MAX_RESIZED_PIXELS`.
+    before decoding when that would exceed :data:`MAX_RESIZED_PIXELS`. ``path`` is a file or
+    a locator of an image inside a tar shard or Arrow file (:mod:`.members`).
     """
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file")
+    if is_member(path):
+        source: str | io.BytesIO = io.BytesIO(read_member(path))
+    else:
+        source = path
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{path} is not a regular file")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path, formats=FORMATS) as im:
+        with Image.open(source, formats=FORMATS) as im:
             if im.width * im.height > max_pixels:
                 raise Image.DecompressionBombError(
                     f"{im.width}x{im.height} pixels exceeds the limit of {max_pixels}"

@@ -3,9 +3,20 @@
 The headline is **class-balanced**: the mean over classes of each class's accuracy on a group
 (common or counter), and the drop = balanced common − balanced counter; the per-image accuracy
 is reported beside it. Intervals: exact Clopper–Pearson for per-image accuracies (a binomial
-proportion), and a stratified bootstrap for the balanced accuracies and the drop. Resampling a
-(class, group) cell of n binary outcomes with k correct draws Binomial(n, k/n) correct, so the
-bootstrap is drawn directly from binomials — exact in distribution and fully vectorised.
+proportion), and a stratified bootstrap for the balanced accuracies and the drop, drawn per
+(class, group) cell and fully vectorised.
+
+The bootstrap keeps cells at 0/n or n/n uncertain. Resampling a cell's images (equivalently,
+drawing Binomial(n, k/n)) can never move a cell at 0 % or 100 %, so a drop whose common side is
+at 100 % got an interval that ignored that side. Instead each draw first takes the cell's rate
+from its Jeffreys posterior Beta(k + ½, n − k + ½), then the count from Binomial(n, rate) (a
+beta-binomial draw). Simulated coverage of the drop's 95 % interval (``tests/evaluate/
+test_metrics.py``): 95–99 % for cells of 5–20 images with rates from 2 % to 98 %, where the plain
+binomial bootstrap gave 90–94 %; the price is intervals about 1.4× wider for cells away from the
+boundary, and it still under-covers when *every* cell is near 0 or 100 % with 10 or fewer
+images (about 75 % at n = 5, 92 % at n = 10). The Jeffreys rate is pulled towards ½, so when
+many cells sit at the boundary the percentiles can all fall on one side of the estimate (45
+classes at 100 %: [96.2, 98.8]); an interval is therefore widened to include its estimate.
 """
 
 from __future__ import annotations
@@ -73,11 +84,28 @@ def _pooled(k: np.ndarray, n: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return k[..., mask].sum(axis=-1) / n[mask].sum()
 
 
+def jeffreys_bootstrap_counts(
+    k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Resampled correct counts, shape ``(n_boot, *k.shape)``: rate ~ Beta(k + ½, n − k + ½),
+    then count ~ Binomial(n, rate), independently per cell and draw (see the module docstring).
+    """
+    k = np.asarray(k)
+    n = np.broadcast_to(np.asarray(n), k.shape)
+    size = (n_boot, *k.shape)
+    rate = rng.beta(k + 0.5, n - k + 0.5, size=size)
+    return rng.binomial(n, rate, size=size)
+
+
 def bootstrap_cells(cells: CellCounts, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
     """(n_boot, n_cells) resampled correct counts, each cell resampled within itself."""
-    rng = np.random.default_rng(seed)
-    p = cells.k / cells.n
-    return rng.binomial(cells.n, p, size=(n_boot, len(cells.n)))
+    return jeffreys_bootstrap_counts(cells.k, cells.n, n_boot, np.random.default_rng(seed))
+
+
+def _percentile_interval(draws: np.ndarray, estimate: float, level: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap draws, widened to contain the estimate (see above)."""
+    lo, hi = np.percentile(draws, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return min(float(lo), estimate), max(float(hi), estimate)
 
 
 def summarize(
@@ -92,8 +120,8 @@ def summarize(
 ) -> pd.DataFrame:
     """Overall metrics per group (balanced and per-image), the drop, and the worst cell.
 
-    Returns tidy rows: ``metric, group, value, ci_low, ci_high, n``. Balanced values are
-    bootstrap intervals (percentile), per-image values Clopper–Pearson.
+    Returns tidy rows: ``metric, group, value, ci_low, ci_high, n``. Balanced values and drops
+    are percentile intervals of :func:`bootstrap_cells`, per-image values Clopper–Pearson.
     """
     labels = np.asarray(labels)
     groups = np.asarray(groups).astype(str)
@@ -102,22 +130,16 @@ def summarize(
     boot = bootstrap_cells(cells, n_boot, seed)
     acc = cells.k / cells.n
     boot_acc = boot / cells.n
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     rows = []
     for g in sorted(set(cells.groups)):
         m = cells.groups == g
         n_img, k_img = int(cells.n[m].sum()), int(cells.k[m].sum())
         lo, hi = clopper_pearson(k_img, n_img, level)
         rows.append(("accuracy", g, k_img / n_img, float(lo), float(hi), n_img))
+        bal = float(_balanced(acc, m))
         b = _balanced(boot_acc, m)
         rows.append(
-            (
-                "balanced_accuracy",
-                g,
-                float(_balanced(acc, m)),
-                *np.percentile(b, q).tolist(),
-                int(m.sum()),
-            )
+            ("balanced_accuracy", g, bal, *_percentile_interval(b, bal, level), int(m.sum()))
         )
         if correct_top5 is not None:
             sel = groups == g
@@ -137,7 +159,7 @@ def summarize(
                 "drop",
                 "common-counter",
                 float(d_bal),
-                *np.percentile(b_bal, q).tolist(),
+                *_percentile_interval(b_bal, float(d_bal), level),
                 int(mc.sum()),
             )
         )
@@ -148,7 +170,7 @@ def summarize(
                 "drop_per_image",
                 "common-counter",
                 float(d_img),
-                *np.percentile(b_img, q).tolist(),
+                *_percentile_interval(b_img, float(d_img), level),
                 int(cells.n[mc | mx].sum()),
             )
         )

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
-from spurbench.data.dataset import ImageDataset
+from spurbench.data.dataset import ImageDataset, SourceColumns
 from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
@@ -62,6 +62,11 @@ class RunResult:
     #: LVLM runs only: how answers were scored (spurbench.models.lvlm.SCORES).
     score: str | None = None
 
+    def _repr_html_(self) -> str:
+        """The summary (metrics per group with intervals) as a table, for notebooks."""
+        title = f"<p><b>{self.model}</b> · {self.dataset} · {self.protocol}</p>"
+        return title + self.summary.to_html(index=False)
+
     def value(self, metric: str, group: str | None = None) -> float:
         rows = self.summary[self.summary["metric"] == metric]
         if group is not None:
@@ -74,11 +79,12 @@ def evaluate(
     data: str | Path | ImageDataset,
     protocols: tuple[str, ...] | list[str] = ("1v1000",),
     *,
-    templates: str | list[str] | None = "paper",
+    templates: str | list[str] | None = None,
     name_set: str = "openai",
     split: str | None = None,
     classes: str | Path | None = None,
     allow_outside_root: bool = False,
+    columns: SourceColumns | None = None,
     store: ResultsStore | str | Path | None = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
@@ -101,7 +107,10 @@ def evaluate(
             an adapter already loaded.
         data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
         protocols: any of ``1v1000``, ``1v20``, ``1vN``.
-        templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list.
+        templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list;
+            None: the dataset's own (clip_benchmark's templates file) if it ships them, else
+            ``paper``.
+        columns: image / label / group fields of a Hugging Face or WebDataset source.
         store: a results store (or its path) to write to; None writes nothing.
         reference: the model whose confusions pick the 1-vs-20 candidates: default the paper's
             ``ViT-B-32,laion400m_e31`` (with its own single prompt and OpenAI names, whatever
@@ -117,11 +126,15 @@ def evaluate(
             or ``auto`` (measured per machine and architecture, see
             :mod:`spurbench.models.precision`); recorded with every run.
     """
-    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
+    dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
-    template_list = resolve_templates(templates)
+    template_list = (
+        dataset.templates
+        if templates is None and dataset.templates
+        else resolve_templates(templates)
+    )
     check_precision(precision)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
@@ -203,6 +216,7 @@ def as_dataset(
     split: str | None = None,
     classes: str | Path | None = None,
     allow_outside_root: bool = False,
+    columns: SourceColumns | None = None,
 ) -> ImageDataset:
     """``data`` as an :class:`ImageDataset`, opened (and validated) unless it already is one."""
     if isinstance(data, ImageDataset):
@@ -213,6 +227,7 @@ def as_dataset(
         split=split,
         classes=classes,
         allow_outside_root=allow_outside_root,
+        columns=columns,
     )
 
 

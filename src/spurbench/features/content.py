@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spurbench.atomic import write_json_atomic
+from spurbench.data.members import container_of, is_member, read_member
 
 #: Bumped when the memo's layout changes; memos of another version are ignored, not misread.
 MEMO_VERSION = 1
@@ -33,9 +34,13 @@ Identity = tuple[int, int, int, int]
 
 
 def file_identity(path: str) -> Identity | None:
-    """(size, mtime_ns, inode, ctime_ns), or None when the file cannot be stat'ed."""
+    """(size, mtime_ns, inode, ctime_ns), or None when the file cannot be stat'ed.
+
+    An image inside a shard or Arrow file (a locator, :mod:`spurbench.data.members`) has its
+    container's identity: the member is re-hashed whenever its container changes.
+    """
     try:
-        st = os.stat(path)
+        st = os.stat(container_of(path) if is_member(path) else path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
@@ -44,9 +49,11 @@ def file_identity(path: str) -> Identity | None:
 def file_hash(path: str) -> str:
     """BLAKE2b-128 of the file's bytes ('unreadable' when it cannot be read)."""
     try:
+        if is_member(path):
+            return hashlib.blake2b(read_member(path), digest_size=16).hexdigest()
         with open(path, "rb") as fh:
             return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an Arrow row without an image
         return "unreadable"
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from spurbench.cli_errors import friendly
 from spurbench.probes.concepts import unique_concepts
 from spurbench.probes.run import PROBES, SPACES, ProbeResult, json_safe, probe
+from spurbench.terminal import JsonOpt, print_json, print_table
 
 __all__ = ["probe_cmd"]
 
@@ -106,6 +107,7 @@ def probe_cmd(
         Path | None, typer.Option("--out", help="Also write the results as CSV and JSON here.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Probe what models represent: outlier features, privileged directions, pruning, concepts.
 
@@ -142,15 +144,20 @@ def probe_cmd(
                 seed=seed,
                 ap_threshold=ap_threshold,
                 prune_tolerance=tolerance,
-                show_progress=not quiet,
+                show_progress=not (quiet or as_json),
             )
         )
+    if out is not None:
+        written = write_outputs(results, out)
+    if as_json:
+        print_json(json_safe(_row_records(results)))
+        return
     print_probe_tables(results)
     for r in results:
         for note in r.notes:
             console.print(f"[yellow]{escape(r.model)}[/]: {escape(note)}", highlight=False)
     if out is not None:
-        for path in write_outputs(results, out):
+        for path in written:
             console.print(f"wrote {escape(str(path))}", highlight=False)
     console.print(f"Probe results stored in [bold]{escape(str(store))}[/].")
 
@@ -209,7 +216,7 @@ def _print_kurtosis(results: list[ProbeResult]) -> None:
                 dims,
                 _f(o.max_median_ratio if o else None, 1),
             )
-    console.print(t)
+    print_table(console, t)
 
 
 def _dims(dims: list[int], n: int = 6) -> str:
@@ -252,7 +259,7 @@ def _print_directions(results: list[ProbeResult]) -> None:
                 escape(top.get(i, "")),
                 end_section=i == n - 1,
             )
-    console.print(t)
+    print_table(console, t)
 
 
 def _top_concept_by_direction(r: ProbeResult) -> dict[int, str]:
@@ -291,7 +298,7 @@ def _print_pruning(results: list[ProbeResult]) -> None:
             _at_fraction(least, SHOWN_FRACTIONS[-1]),
             f"{_pct(r.max_prunable_fraction)}% (±{100 * r.prune_tolerance:g} pt)",
         )
-    console.print(t)
+    print_table(console, t)
 
 
 def _at_fraction(curve: pd.DataFrame, fraction: float) -> str:
@@ -336,10 +343,18 @@ def _print_concepts(results: list[ProbeResult]) -> None:
             str(len(unique["linear_probe"][r.model])) if len(shown) > 1 else "",
             listed or "none",
         )
-    console.print(t)
+    print_table(console, t)
 
 
 # -- export --------------------------------------------------------------------------------------
+
+
+def _row_records(results: list[ProbeResult]) -> list[dict]:
+    """Every model's tidy probe rows, ``extra`` decoded: what ``--json`` and ``--out`` write."""
+    rows = pd.concat([r.rows for r in results], ignore_index=True).to_dict(orient="records")
+    for rec in rows:
+        rec["extra"] = json.loads(rec["extra"])
+    return rows
 
 
 def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
@@ -362,12 +377,11 @@ def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
                 if fmt == "csv":
                     df.to_csv(tmp, index=False)
                 else:
-                    records = df.to_dict(orient="records")
-                    if name == "probe_rows":
-                        for rec in records:
-                            rec["extra"] = json.loads(rec["extra"])
+                    rows = _row_records(results) if name == "probe_rows" else df
+                    if isinstance(rows, pd.DataFrame):
+                        rows = rows.to_dict(orient="records")
                     tmp.write_text(
-                        json.dumps(json_safe(records), indent=1, allow_nan=False, default=str)
+                        json.dumps(json_safe(rows), indent=1, allow_nan=False, default=str)
                     )
             written.append(target)
     return written

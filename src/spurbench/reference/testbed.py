@@ -14,6 +14,10 @@ and caveats):
   ImageNetV2, Sketch, ImageNet-R and -A top-1 for ~1,300 supervised ImageNet classifiers, whose
   ImageNet-1k-only members are the ImageNet-model trend effective robustness is measured from
   when the user's store has too few ImageNet-trained models of its own.
+* imagenet-testbed's published results (``robustness_top1s.csv`` in modestyachts/imagenet-testbed,
+  Taori et al. 2020): the same five numbers plus ObjectNet for ~340 models, whose standard
+  ImageNet-1k models are the trend on ObjectNet and of the five-shift mean, which timm cannot
+  give because it publishes no ObjectNet numbers.
 
 The numbers live only in the CSV files, never in code, so that a correction is a data change with
 a citation rather than an edit buried in a function.
@@ -237,6 +241,44 @@ def timm_training_data(model: str) -> str:
     return f"{text} (+ {', '.join(other)})" if other else text
 
 
+def store_model_in1k_only(model: str) -> bool:
+    """True when a model name, as spurbench stores it, says ImageNet-1k training and nothing else.
+
+    The same rule as timm's published list (:func:`timm_in1k_only`), so that the store's baseline
+    means what the published one means: a timm model is judged by its ``arch.tag``, a torchvision
+    model by its weights written as a timm tag (``IMAGENET1K_V2`` -> ``tv_in1k``,
+    ``IMAGENET1K_SWAG_E2E_V1`` -> ``tv_in1k_swag_e2e``, which fails; no weights named means
+    torchvision's ``DEFAULT``, looked up). Everything else is not: CLIP and LVLM families, local
+    checkpoints, random init and a timm name without a tag (its training data is not stated).
+    """
+    from spurbench.models.spec import RANDOM, parse_model_name
+
+    spec = parse_model_name(model)
+    if spec.pretrained == RANDOM:
+        return False
+    if spec.family == "timm":
+        name = f"{spec.arch}.{spec.pretrained}" if spec.pretrained else spec.arch
+        return "." in name and timm_in1k_only(name)
+    if spec.family == "torchvision":
+        weights = spec.pretrained or _torchvision_default_weights(spec.arch)
+        if weights is None:
+            return False
+        tokens = [t for t in weights.lower().split("_") if not re.fullmatch(r"v\d+", t)]
+        tag = "_".join(["tv", *("in1k" if t == "imagenet1k" else t for t in tokens)])
+        return timm_in1k_only(f"{spec.arch}.{tag}")
+    return False
+
+
+def _torchvision_default_weights(arch: str) -> str | None:
+    """Name of the weights torchvision's ``DEFAULT`` stands for (None if it cannot say)."""
+    try:
+        import torchvision
+
+        return str(torchvision.models.get_model_weights(arch).DEFAULT.name)
+    except (ImportError, ValueError, KeyError, AttributeError):
+        return None
+
+
 def load_timm_results(*, in1k_only: bool | None = None) -> pd.DataFrame:
     """timm's published top-1 accuracies on ImageNet and four shifts (percent, as published).
 
@@ -262,6 +304,48 @@ def load_timm_results(*, in1k_only: bool | None = None) -> pd.DataFrame:
     df["model_name"] = "timm:" + df["arch"] + "," + df["pretrained"]
     df["training_data"] = df["model"].map(timm_training_data)
     df["in1k_only"] = df["model"].map(timm_in1k_only).astype(bool)
+    if in1k_only is not None:
+        df = df[df["in1k_only"] == in1k_only]
+    return df.reset_index(drop=True)
+
+
+# --- imagenet-testbed's published results ------------------------------------------------------
+
+#: Accuracy columns of ``testbed_results.csv``: timm's five, same names, plus ObjectNet.
+TESTBED_ACCURACY_COLUMNS: tuple[str, ...] = (*TIMM_ACCURACY_COLUMNS, "objectnet_top1")
+#: imagenet-testbed model types (its ``plotting/model_types.py``) that count as ImageNet-1k-only.
+#: Only "Standard training": the models Taori et al. fit their baseline on. ``MORE_DATA`` names
+#: extra training data; robustness interventions (some use images or networks from elsewhere:
+#: Stylized-ImageNet, DeepAugment), adversarial training, subsets of ImageNet and non-network
+#: classifiers are not the trend effective robustness is measured from.
+TESTBED_IN1K_TYPES: frozenset[str] = frozenset({"STANDARD"})
+
+
+def testbed_in1k_only(model_type: str) -> bool:
+    """True for the imagenet-testbed model types the ImageNet-1k-only baseline is made of."""
+    return model_type in TESTBED_IN1K_TYPES
+
+
+def load_testbed_results(*, in1k_only: bool | None = None) -> pd.DataFrame:
+    """imagenet-testbed's published top-1 accuracies (percent, as published), one row per model.
+
+    Columns: model (the testbed's name, e.g. "resnet50"), model_type (its metadata's
+    ``ModelTypes`` member, "" where it has none), imagenet_top1 (ImageNet val), imagenetv2_top1
+    (matched frequency, "format-val" release), sketch_top1, imagenet_r_top1, imagenet_a_top1 (200
+    classes, other logits masked), objectnet_top1 (objectnet-1.0-beta: the 113 ImageNet classes
+    ObjectNet shares, 2-pixel border cropped, a prediction correct when it is any ImageNet class
+    of the image's ObjectNet class: spurbench's rule), plus family ("testbed"), model_name
+    ("testbed:<model>") and in1k_only (:func:`testbed_in1k_only`), which filters (None: all).
+    """
+    df = _read_csv(
+        "testbed_results.csv",
+        dtype={"model": str, "model_type": str} | dict.fromkeys(TESTBED_ACCURACY_COLUMNS, float),
+        keep_default_na=False,
+        na_values={c: [""] for c in TESTBED_ACCURACY_COLUMNS},
+    )
+    df.insert(0, "family", "testbed")
+    df["model_name"] = "testbed:" + df["model"]
+    df["in1k_only"] = df["model_type"].map(testbed_in1k_only).astype(bool)
     if in1k_only is not None:
         df = df[df["in1k_only"] == in1k_only]
     return df.reset_index(drop=True)

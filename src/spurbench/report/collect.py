@@ -266,7 +266,7 @@ def collect(
     classes = _class_table(metrics[metrics["scope"] == "class"])
     cells = _cell_table(cell_counts, level)
     table["worst_cell"] = _worst_cell_names(table, classes)
-    panels, notes = _panels(table, classes, with_published)
+    panels, notes = _panels(table, classes, with_published, rs.published())
     notes += _paired_drop_notes(table)
     return ReportData(
         store_path=path,
@@ -425,9 +425,16 @@ def _cell_table(counts: pd.DataFrame, level: float) -> pd.DataFrame:
 
 
 def _panels(
-    runs: pd.DataFrame, classes: pd.DataFrame, with_published: bool
+    runs: pd.DataFrame,
+    classes: pd.DataFrame,
+    with_published: bool,
+    imported: pd.DataFrame | None = None,
 ) -> tuple[list[Panel], list[str]]:
-    """Group runs by (dataset, protocol) and decide which panels join the published testbed."""
+    """Group runs by (dataset, protocol) and decide which panels join the published testbed.
+
+    ``imported`` rows (results published elsewhere, ``spurbench import-results``) of the same
+    dataset and protocol that carry common and counter accuracies join their panel.
+    """
     ca_labels = set(load_counteranimal_classes()["imagenet_idx"])
     n_ca = len(ca_labels)
     panels: list[Panel] = []
@@ -491,6 +498,8 @@ def _panels(
                         else ", so this placement holds only if the file holds those sets."
                     )
                 )
+        if with_published and imported is not None:
+            _add_imported(panel, imported)
         panels.append(panel)
     split = runs[runs["protocol"] == "1v20"].groupby("dataset")["candidates_hash"].nunique()
     for dataset, n in split[split > 1].items():
@@ -506,6 +515,28 @@ def _panels(
             "model table: " + ", ".join(missing["display"].astype(str))
         )
     return panels, notes
+
+
+def _add_imported(panel: Panel, imported: pd.DataFrame) -> None:
+    rows = imported[
+        (imported["dataset"] == panel.dataset)
+        & (imported["protocol"] == panel.protocol)
+        & imported["common"].notna()
+        & imported["counter"].notna()
+    ]
+    if rows.empty:
+        return
+    elsewhere = pd.DataFrame(
+        {
+            "family": np.where(rows["task"] == "zeroshot_classification", "clip", "imagenet"),
+            "model_name": rows["model"] + "," + rows["pretrained"],
+            "protocol": rows["protocol"],
+            "common": 100 * rows["common"],
+            "counter": 100 * rows["counter"],
+            "source": "published elsewhere",
+        }
+    )
+    panel.published = pd.concat([panel.published, elsewhere], ignore_index=True)
 
 
 def panel_points(data: ReportData, panel: Panel) -> pd.DataFrame:

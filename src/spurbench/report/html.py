@@ -391,8 +391,11 @@ class ReportPage:
             for c in (col, col + "_lo", col + "_hi"):
                 if c not in runs:
                     runs[c] = np.nan
+            if col + "_baseline" not in runs:
+                runs[col + "_baseline"] = ""
             if not sel.any():
                 continue
+            runs.loc[sel, col + "_baseline"] = f"{baseline} n={fit.n}"
             er, lo, hi = effective_robustness_ci(
                 fit,
                 runs.loc[sel, "common"],

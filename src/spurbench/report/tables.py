@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,11 @@ def _pct_cell(r: pd.Series, col: str, signed: bool = False) -> Cell:
 
 def er_families(runs: pd.DataFrame) -> list[str]:
     """Families with an ER column in ``runs`` (added once the baseline trends are fitted)."""
-    return [c[3:] for c in runs.columns if c.startswith("er_") and not c.endswith(("_lo", "_hi"))]
+    return [
+        c[3:]
+        for c in runs.columns
+        if c.startswith("er_") and not c.endswith(("_lo", "_hi", "_baseline"))
+    ]
 
 
 def model_table(data: ReportData) -> Table:
@@ -155,7 +159,7 @@ def model_table(data: ReportData) -> Table:
             ),
         ]
         for f in fams:
-            row.append(_pct_cell(r, f"er_{f}", signed=True))
+            row.append(_er_cell(r, f"er_{f}"))
         table.rows.append(row)
         table.row_attrs.append({"data-model": str(r["model"]), "data-run": str(r["run_id"])})
     return table
@@ -177,6 +181,15 @@ def _protocol_cell(r: pd.Series) -> Cell:
     )
 
 
+def _er_cell(r: pd.Series, col: str) -> Cell:
+    """An ER with its interval and the trend it was measured against ("published n=15")."""
+    cell = _pct_cell(r, col, signed=True)
+    baseline = r.get(f"{col}_baseline")
+    if cell.text and isinstance(baseline, str) and baseline:
+        return replace(cell, sub=f"{cell.sub} ({baseline})".strip())
+    return cell
+
+
 def trend_name(family: str) -> str:
     """Short family name for headers: 'CLIP', 'ImageNet', 'supervised', 'LVLM'."""
     return KIND_LABELS.get(family, family).split(" (")[0].replace(" supervised", "")
@@ -194,7 +207,8 @@ def models_frame(data: ReportData) -> pd.DataFrame:
         and c != "worst_cell"
         and pd.api.types.is_numeric_dtype(data.runs[c])
     ]
-    out = data.runs[keep + pct + ["worst_cell", "run_id"]].copy()
+    baselines = [c for c in data.runs.columns if c.startswith("er_") and c.endswith("_baseline")]
+    out = data.runs[keep + pct + baselines + ["worst_cell", "run_id"]].copy()
     out[pct] = (100 * out[pct]).round(4)  # percent; float noise beyond 1e-4 pt means nothing
     return out
 

@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS probe_runs (
 CREATE TABLE IF NOT EXISTS probes (
     probe_id VARCHAR, probe VARCHAR, metric VARCHAR, key VARCHAR, value DOUBLE, extra JSON
 );
+CREATE TABLE IF NOT EXISTS published (
+    source VARCHAR, dataset VARCHAR, model VARCHAR, pretrained VARCHAR, task VARCHAR,
+    acc1 DOUBLE, acc5 DOUBLE, mean_per_class_recall DOUBLE, metrics JSON,
+    protocol VARCHAR, common DOUBLE, counter DOUBLE
+);
 """
 #: Columns added after the first release, migrated into older stores when they are opened:
 #: where a 1-vs-20 run's candidate sets came from, and their hash (NULL for other protocols).
@@ -73,6 +78,10 @@ _PROBE_RESULT_COLUMNS = (
     *("model", "dataset", "fingerprint"),
     *("probe_id", "probe", "metric", "key", "value", "extra"),
 )
+_PUBLISHED_COLUMNS = (
+    "source", "dataset", "model", "pretrained", "task", "acc1", "acc5",
+    "mean_per_class_recall", "metrics", "protocol", "common", "counter",
+)  # fmt: skip
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
     ("common", "balanced_accuracy", "common", "value"),
@@ -295,6 +304,33 @@ class ResultsStore:
                 con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
                 con.unregister("incoming")
 
+    def write_published(self, rows: pd.DataFrame) -> None:
+        """Store results published elsewhere (see :mod:`spurbench.store.clip_benchmark`).
+
+        A row replaces an earlier one of the same (dataset, model, pretrained, task), so
+        importing a file twice, or a corrected file, leaves one row.
+        """
+        key = ["dataset", "model", "pretrained", "task"]
+        rows = rows.drop_duplicates(key, keep="last")
+        with self._connect() as con, _transaction(con):
+            con.register("incoming", rows)
+            con.execute(
+                "DELETE FROM published p USING incoming i WHERE "
+                + " AND ".join(f"p.{k} = i.{k}" for k in key)
+            )
+            cols = ", ".join(rows.columns)
+            con.execute(f"INSERT INTO published ({cols}) SELECT {cols} FROM incoming")
+            con.unregister("incoming")
+
+    def published(self) -> pd.DataFrame:
+        """Results published elsewhere that were imported into this store.
+
+        A store opened read-only is not migrated: one written before imports existed has none.
+        """
+        if self.read_only and not self._has_tables("published"):
+            return pd.DataFrame(columns=[*_PUBLISHED_COLUMNS])
+        return self.query("SELECT * FROM published ORDER BY dataset, model, pretrained")
+
     def probe_results(self, probe: str | None = None) -> pd.DataFrame:
         """Probe rows joined with their run (model, dataset).
 
@@ -354,6 +390,10 @@ class ResultsStore:
             "SELECT content FROM artifacts WHERE run_id = ? AND kind = ?", [run_id, kind]
         )
         return json.loads(df["content"].iloc[0]) if len(df) else None
+
+    def _repr_html_(self) -> str:
+        """The run summary as a table, for notebooks."""
+        return f"<p><b>{self.path}</b></p>" + self.summary().to_html(index=False)
 
     def summary(self) -> pd.DataFrame:
         """One row per run: model, dataset, protocol and the headline numbers."""

@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "TINY_CLASSIFIER": "train",
     "TINY_CLIP": "train",
     "TINY_CLIP_FT": "train",
+    "TINY_CLIP_FT_CONTRASTIVE": "train",
     "ZOO_MODELS": "train",
     "TrainConfig": "train",
     "TrainedModel": "train",

@@ -50,6 +50,14 @@ TINY_CLIP = "tiny_clip"
 TINY_CLASSIFIER = "tiny_classifier"
 TINY_CLIP_FT = "tiny_clip_ft"
 ZOO_MODELS: tuple[str, ...] = (TINY_CLIP, TINY_CLASSIFIER, TINY_CLIP_FT)
+#: The tiny CLIP fine-tuned with the CLIP (contrastive) objective instead of cross-entropy, for
+#: the paper's Table 7 comparison (:mod:`spurbench.synth.table7`); trained only when asked for.
+TINY_CLIP_FT_CONTRASTIVE = "tiny_clip_ft_contrastive"
+#: Every model :func:`train_zoo` can train; those after :data:`ZOO_MODELS` are opt-in.
+KNOWN_MODELS: tuple[str, ...] = (*ZOO_MODELS, TINY_CLIP_FT_CONTRASTIVE)
+#: Models fine-tuned from the tiny CLIP (trained first when they are asked for) and their
+#: :func:`finetune_tiny_clip` objective.
+_FINETUNED: dict[str, str] = {TINY_CLIP_FT: "supervised", TINY_CLIP_FT_CONTRASTIVE: "contrastive"}
 
 #: The zero-shot prompt the fine-tuned twin's frozen head is built from, and the tuning helper's
 #: default; it is also the CounterAnimal paper's single prompt, lower-cased.
@@ -87,9 +95,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))  # a list would change the key
-        unknown = set(self.models) - set(ZOO_MODELS)
+        unknown = set(self.models) - set(KNOWN_MODELS)
         if unknown:
-            raise ValueError(f"unknown models {sorted(unknown)}; known: {ZOO_MODELS}")
+            raise ValueError(f"unknown models {sorted(unknown)}; known: {KNOWN_MODELS}")
 
     def key(self) -> str:
         """A short stable hash of the recipe and training-code version.
@@ -368,13 +376,23 @@ def finetune_tiny_clip(
     *,
     progress: bool = False,
     device: str = "cpu",
+    objective: str = "supervised",
 ) -> TrainedModel:
-    """Fine-tune the tiny CLIP's image tower with cross-entropy through its zero-shot head.
+    """Fine-tune the tiny CLIP's image tower through its zero-shot head.
 
     The head is the normalised text embedding of ``ZERO_SHOT_TEMPLATE`` for each class and stays
     frozen (as does the text tower), so the saved model is still an ordinary open_clip CLIP and
     zero-shot evaluation with that prompt reproduces the fine-tuned classifier exactly.
+
+    ``objective="supervised"``: cross-entropy over the classes (the paper's supervised
+    fine-tuning). ``objective="contrastive"``: the CLIP loss (``open_clip.ClipLoss``) between the
+    batch's images and their class prompts, as the paper's Table 7 fine-tunes with the CLIP
+    objective and "obj" prompts: negatives are the other captions *in the batch*, including
+    same-class duplicates, and the text-to-image direction counts too. Everything else (data,
+    steps, schedule, frozen text side) is shared, so the two differ by the objective alone.
     """
+    if objective not in ("supervised", "contrastive"):
+        raise ValueError(f"objective must be 'supervised' or 'contrastive', got {objective!r}")
     model, preprocess, tokenizer = load_open_clip(clip_dir)
     config = json.loads((Path(clip_dir) / "open_clip_config.json").read_text())
     model.to(device)
@@ -389,15 +407,28 @@ def finetune_tiny_clip(
     opt, sched = _optimizer(
         model.visual, cfg.finetune_lr, cfg.weight_decay, cfg.finetune_steps, cfg.warmup_frac
     )
+    if objective == "contrastive":
+        import open_clip
+
+        clip_loss = open_clip.ClipLoss()
+
+        def loss_of(feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return clip_loss(feats, head[y], scale)
+    else:
+
+        def loss_of(feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(scale * feats @ head.T, y)
+
+    name = TINY_CLIP_FT_CONTRASTIVE if objective == "contrastive" else TINY_CLIP_FT
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     losses: list[float] = []
     model.train()
     with _progress(progress) as bar:
-        task = bar.add_task("tiny CLIP fine-tune", total=cfg.finetune_steps, status="")
+        task = bar.add_task(f"{name} fine-tune", total=cfg.finetune_steps, status="")
         for idx in _batches(len(images), cfg.batch_size, cfg.finetune_steps, gen):
             feats = F.normalize(model.encode_image(_augment(images[idx], gen, cfg.hflip)), dim=-1)
-            loss = F.cross_entropy(scale * feats @ head.T, labels[idx])
+            loss = loss_of(feats, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -407,7 +438,7 @@ def finetune_tiny_clip(
     model.eval().cpu()
     for p in model.parameters():
         p.requires_grad_(True)
-    return TrainedModel(TINY_CLIP_FT, model, config, {"loss": losses})
+    return TrainedModel(name, model, config, {"loss": losses})
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +533,7 @@ _TRAINERS: dict[str, str] = {
     TINY_CLIP: "train_tiny_clip",
     TINY_CLASSIFIER: "train_tiny_classifier",
     TINY_CLIP_FT: "finetune_tiny_clip",
+    TINY_CLIP_FT_CONTRASTIVE: "finetune_tiny_clip",
 }
 
 
@@ -537,8 +569,8 @@ def train_zoo(
     module = sys.modules[__name__]  # look trainers up at call time so tests can replace them
     root = zoo_dir(world, cfg, cache_dir)
     wanted = list(cfg.models)
-    if TINY_CLIP_FT in wanted and TINY_CLIP not in wanted:
-        wanted.insert(0, TINY_CLIP)  # the twin starts from the tiny CLIP
+    if set(_FINETUNED) & set(wanted) and TINY_CLIP not in wanted:
+        wanted.insert(0, TINY_CLIP)  # the fine-tuned models start from the tiny CLIP
     out: dict[str, Path] = {}
     with _threads(threads):
         for name in wanted:
@@ -546,8 +578,11 @@ def train_zoo(
             if not _is_complete(folder):
                 start, cpu_start = time.perf_counter(), time.process_time()
                 trainer = getattr(module, _TRAINERS[name])
-                if name == TINY_CLIP_FT:
-                    trained = trainer(out[TINY_CLIP], world, cfg, progress=progress, device=device)
+                if name in _FINETUNED:
+                    trained = trainer(
+                        out[TINY_CLIP], world, cfg, progress=progress, device=device,
+                        objective=_FINETUNED[name],
+                    )  # fmt: skip
                 else:
                     trained = trainer(world, cfg, progress=progress, device=device)
                 seconds = (time.perf_counter() - start, time.process_time() - cpu_start)

@@ -1,0 +1,147 @@
+"""``spurbench reproduce counteranimal | imagenet-shifts``: published tables on your data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spurbench.cli_errors import friendly
+from spurbench.terminal import JsonOpt, print_json, print_table, records
+
+reproduce_app = typer.Typer(help="Reproduce a paper's published numbers in one command.")
+console = Console()
+err_console = Console(stderr=True)
+
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--models", help="Only published models matching this glob; repeat for several."),
+]
+WeightsMapOpt = Annotated[
+    Path | None,
+    typer.Option(help="JSON {published name: model spec} or CSV name,weights: local checkpoints."),
+]
+BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
+StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@reproduce_app.command("counteranimal")
+@friendly
+def counteranimal_cmd(
+    data: Annotated[Path, typer.Option("--data", "-d", help="The CounterAnimal release folder.")],
+    models: ModelsOpt = None,
+    weights_map: WeightsMapOpt = None,
+    protocol: Annotated[str, typer.Option(help="1v1000, 1v20 or both.")] = "both",
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    store: StoreOpt = Path("spurbench.duckdb"),
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The CounterAnimal paper's models under its protocols: ours, published, difference.
+
+    Differences larger than our bootstrap interval are flagged (!). Models whose weights cannot
+    be had are listed with how to get them; the rest still run, and a rerun reuses the cache.
+
+    Example: spurbench reproduce counteranimal -d ~/data/CounterAnimal --models 'ViT-B-32,*'
+    """
+    from spurbench.data.layouts import open_dataset
+    from spurbench.reproduce import paper_models, read_weights_map, reproduce_counteranimal
+
+    protocols = ("1v1000", "1v20") if protocol == "both" else (protocol,)
+    known = set(paper_models()["model_name"])
+    mapping = read_weights_map(weights_map, known) if weights_map else None
+    dataset = open_dataset(data)  # before any model loads
+    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
+    _reproduce(reproduce_counteranimal, dataset, models, mapping, store, quiet, as_json,
+               protocols=protocols, **runtime)  # fmt: skip
+
+
+@reproduce_app.command("imagenet-shifts")
+@friendly
+def imagenet_shifts_cmd(
+    root: Annotated[
+        Path | None, typer.Option(help="Folder holding the suite's datasets (see `suite`).")
+    ] = None,
+    models: ModelsOpt = None,
+    weights_map: WeightsMapOpt = None,
+    templates: Annotated[
+        str, typer.Option(help="'openai' (80 prompts, as published), 'paper' or a file.")
+    ] = "openai",
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    store: StoreOpt = Path("spurbench.duckdb"),
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """ImageNet and its shifts (V2, Sketch, R, A, ObjectNet): ours / published / difference.
+
+    Published: open_clip's zero-shot results and timm's. A published accuracy outside our 95%
+    Clopper–Pearson interval is flagged (!).
+
+    Example: spurbench reproduce imagenet-shifts --root ~/data --models 'ViT-B-32,*'
+    """
+    from spurbench.reproduce import read_weights_map, reproduce_imagenet_shifts, shift_models
+
+    known = set(shift_models()["model"])
+    mapping = read_weights_map(weights_map, known) if weights_map else None
+    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
+    _reproduce(reproduce_imagenet_shifts, root, models, mapping, store, quiet, as_json,
+               templates=templates, **runtime)  # fmt: skip
+
+
+def _reproduce(run, target, models, weights_map, store: Path, quiet: bool, as_json: bool, **kw):
+    """Run one reproduction, then print its table (or JSON) and what could not be run."""
+    info = err_console if as_json else console  # with --json, stdout holds the JSON alone
+    result = run(
+        target,
+        models=models,
+        weights_map=weights_map,
+        notify=lambda line: info.print(line, highlight=False),
+        store=store,
+        show_progress=not (quiet or as_json),
+        **kw,
+    )
+    if as_json:
+        print_json({"comparison": records(result.comparison), "unavailable": result.unavailable})
+        return
+    _print(result.comparison)
+    for name, reason in result.unavailable.items():
+        console.print(f"[yellow]not run[/] {name}: {reason}", highlight=False)
+    console.print(f"Runs stored in [bold]{store}[/].")
+
+
+def _print(comparison) -> None:
+    """One row per (model, protocol or dataset), one column per compared quantity."""
+    t = Table(
+        title="ours / published / difference (%; ! = published outside our 95% interval)",
+        title_justify="left",
+    )
+    quantities = list(dict.fromkeys(comparison["quantity"]))
+    for col in ("model", "protocol", *quantities):
+        t.add_column(col, justify="right" if col in quantities else "left")
+    for (model, protocol), rows in comparison.groupby(["model", "protocol"], sort=False):
+        cells = []
+        for quantity in quantities:
+            r = rows[rows["quantity"] == quantity]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            mark = " !" if r["flagged"] else ""
+            cells.append(f"{r['ours']:.1f} / {r['published']:.1f} / {r['difference']:+.1f}{mark}")
+        t.add_row(model, protocol, *cells)
+    print_table(console, t)
