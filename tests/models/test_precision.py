@@ -16,13 +16,20 @@ from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset, feature_key, image_files
 from spurbench.features.content import content_digest
 from spurbench.models import create_model
-from spurbench.models.precision import BF16_MARGIN, resolve_precision
+from spurbench.models.precision import BF16_MARGIN, agreement, resolve_precision
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
 
 #: Feature cosine of bf16 autocast to fp32 on the tiny random ViT: bf16 keeps 8 mantissa bits
 #: (~0.4 % relative error per operation); two layers stay far above this bound.
 BF16_MIN_COSINE = 0.99
+#: Share of images whose zero-shot top-1 may change under bf16. Random weights put 1000 class
+#: scores within float noise of each other, so flips happen there; a trained model's margins are
+#: far wider (the demo-world test below asks for more).
+BF16_MIN_TOP1_RANDOM = 0.8
+BF16_MIN_TOP1_TRAINED = 0.97
+#: The common-minus-counter drop may move by at most this much (in accuracy, 0.02 = 2 points).
+BF16_MAX_DROP_CHANGE = 0.02
 
 
 @pytest.fixture()
@@ -76,6 +83,63 @@ def test_bf16_features_agree_with_fp32(model, capsys):
     print(f"bf16 vs fp32: min cosine {cosine.min():.5f}, top-1 agreement {top1.float().mean():.3f}")
     assert cosine.min() >= BF16_MIN_COSINE
     assert not torch.equal(a, b)  # autocast really ran in bf16
+
+
+def _top1(result) -> np.ndarray:
+    return np.array([labels[0] for labels in result.predictions["topk_labels"]])
+
+
+def test_bf16_agreement_on_a_random_tiny_vit(model, counteranimal_dir, tmp_path, capsys):
+    """bf16 vs fp32 through the whole pipeline (JPEG/PNG decode, preprocessing, 1-vs-1000).
+
+    :func:`agreement` on the cached features is checked against the pipeline's own predictions:
+    both must count the same top-1 flips.
+    """
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, batch_size=8, n_boot=20)
+    runs = {
+        p: evaluate(model, counteranimal_dir, ["1v1000"], precision=p, **kw)[0]
+        for p in ("fp32", "bf16")
+    }
+    ds = open_dataset(counteranimal_dir)
+    feats = {}
+    for p in ("fp32", "bf16"):
+        model.precision = p
+        feats[p] = torch.from_numpy(
+            encode_dataset(model, ds, tmp_path / "c", show_progress=False).embedding
+        )
+    (head,) = (tmp_path / "c" / "heads").glob("*.npz")  # the text head both runs used
+    with np.load(head) as z:
+        classifier = torch.from_numpy(z["weight"])
+    got = agreement(feats["fp32"], feats["bf16"], classifier)
+    pipeline_top1 = (_top1(runs["fp32"]) == _top1(runs["bf16"])).mean()
+    print(f"random tiny ViT, bf16 vs fp32: {got}, pipeline top-1 agreement {pipeline_top1:.3f}")
+    assert got["top1_agreement"] == pytest.approx(pipeline_top1)
+    assert got["min_cosine"] >= BF16_MIN_COSINE
+    assert got["top1_agreement"] >= BF16_MIN_TOP1_RANDOM
+
+
+@pytest.mark.slow
+def test_bf16_agreement_and_drop_on_the_demo_world(synth_cache, tmp_path, capsys):
+    """The demo world's trained tiny CLIP: bf16 keeps its predictions and its planted drop."""
+    from spurbench.synth.train import TrainConfig
+    from spurbench.synth.world import WorldConfig
+    from tests.conftest import trained_world
+
+    world, zoo = trained_world(
+        synth_cache, WorldConfig.fast(rho=0.9), TrainConfig.fast(models=("tiny_clip",))
+    )
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
+    runs = {
+        p: evaluate(f"local-dir:{zoo['tiny_clip']}", world.counteranimal_root, ["1vN"],
+                    precision=p, **kw)[0]
+        for p in ("fp32", "bf16")
+    }  # fmt: skip
+    top1 = (_top1(runs["fp32"]) == _top1(runs["bf16"])).mean()
+    drops = {p: r.value("drop") for p, r in runs.items()}
+    print(f"demo world tiny CLIP 1vN: top-1 agreement {top1:.4f}, drop {drops}")
+    assert drops["fp32"] > 0.3  # the planted shortcut is there to be kept
+    assert top1 >= BF16_MIN_TOP1_TRAINED
+    assert abs(drops["bf16"] - drops["fp32"]) <= BF16_MAX_DROP_CHANGE
 
 
 class FakeClock:

@@ -79,6 +79,15 @@ def machine_signature() -> dict[str, str]:
     }
 
 
+def bf16_instructions() -> list[str]:
+    """The CPU's native bf16 instruction sets among ``/proc/cpuinfo``'s flags (empty: none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return sorted(f for f in line.split(":", 1)[1].split() if "bf16" in f)
+    return []
+
+
 def resolve_precision(
     precision: str,
     adapter,
@@ -153,3 +162,22 @@ def time_batch(adapter, precision: str) -> float:
             adapter.encode_images(images)
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def agreement(
+    reference: torch.Tensor, other: torch.Tensor, classifier: torch.Tensor
+) -> dict[str, float]:
+    """How far features of one precision (``other``) are from fp32's (``reference``).
+
+    Feature cosine per image (min and mean), and the share of images whose top-1 class under
+    ``classifier`` (one row per class, in the features' space) is the same: what a user of the
+    faster precision gives up, stated in the units the benchmark's tables use.
+    """
+    reference, other = reference.float(), other.float()
+    cosine = torch.nn.functional.cosine_similarity(reference, other, dim=1)
+    top1 = (reference @ classifier.T).argmax(1) == (other @ classifier.T).argmax(1)
+    return {
+        "min_cosine": float(cosine.min()),
+        "mean_cosine": float(cosine.mean()),
+        "top1_agreement": float(top1.float().mean()),
+    }
