@@ -18,7 +18,14 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
+from spurbench.terminal import (
+    JsonOpt,
+    PrecisionOpt,
+    print_json,
+    print_table,
+    records,
+    set_width,
+)
 
 app = typer.Typer(
     name="spurbench",
@@ -138,13 +145,7 @@ def eval_cmd(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="Image pass: fp32 (exact), bf16 or fp16 autocast, or auto (bf16/fp16 on CUDA; "
-            "on CPU bf16 only where measured faster on this machine). Recorded per run."
-        ),
-    ] = "fp32",
+    precision: PrecisionOpt = "fp32",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),

@@ -55,7 +55,9 @@ from spurbench.data.imagenet_shifts import (
 from spurbench.errors import DatasetError
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.evaluate import metrics as M
+from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import Features, LinearHead, ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.report.effective_robustness import (
     BaselineFit,
@@ -185,6 +187,7 @@ def run_suite(
     objectnet_border: int = OBJECTNET_BORDER,
     n_boot: int = M.N_BOOT,
     show_progress: bool = True,
+    precision: str = "fp32",
 ) -> SuiteResult:
     """Evaluate ``model`` on every suite dataset present under ``root``; skip the others.
 
@@ -192,8 +195,10 @@ def run_suite(
     wrong folder fails in seconds. Each is evaluated with :func:`spurbench.evaluate` under
     protocol 1-vs-1000 (masked to the dataset's classes where it has a subset) and written to
     ``store``. ``templates`` defaults to OpenAI's 80 prompts, what open_clip's published
-    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off.
+    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off. ``precision`` is the
+    image pass's, as for :func:`spurbench.evaluate`, resolved once for every dataset.
     """
+    check_precision(precision)
     found, missing = locate_datasets(root, datasets, paths)
     if not found:
         raise DatasetError(
@@ -203,6 +208,7 @@ def run_suite(
         name: load_shift(name, path, name_set=name_set) for name, path in found.items()
     }
     adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
+    precision = resolve_precision(precision, adapter, cache_dir or default_cache_dir())
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     runs: dict[str, RunResult] = {}
@@ -226,6 +232,7 @@ def run_suite(
             n_boot=n_boot,
             device=device,
             show_progress=show_progress,
+            precision=precision,
         )
         runs[name] = result
         accuracy[name] = float(result.predictions["correct"].mean())  # ObjectNet: set rule

@@ -1,0 +1,62 @@
+"""--precision on probe and suite (library precision=): run and recorded like eval's."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from spurbench.cli import app
+from spurbench.models import create_model
+from spurbench.probes.run import probe
+from spurbench.store.results import ResultsStore
+from spurbench.suite import run_suite
+from tests.suite import standins as F
+from tests.suite.test_loaders import ON_FOLDERS, WNIDS
+
+
+@pytest.fixture()
+def model(tiny_clip_dir):
+    return create_model(f"local-dir:{tiny_clip_dir}")
+
+
+def _probe_configs(store) -> dict[str, dict]:
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute("SELECT probe_id, config FROM probe_runs").fetchall()
+    return {pid: json.loads(cfg) for pid, cfg in rows}
+
+
+def test_probe_runs_and_records_its_precision(model, counteranimal_dir, tmp_path):
+    kw = dict(probes=["kurtosis"], cache_dir=tmp_path / "c", show_progress=False)
+    store = tmp_path / "s.duckdb"
+    fp32 = probe(model, counteranimal_dir, store=store, **kw)
+    bf16 = probe(model, counteranimal_dir, store=store, precision="bf16", **kw)
+    assert fp32.probe_ids["kurtosis"] != bf16.probe_ids["kurtosis"]  # both kept
+    configs = _probe_configs(store)
+    assert configs[fp32.probe_ids["kurtosis"]]["precision"] == "fp32"
+    assert configs[bf16.probe_ids["kurtosis"]]["precision"] == "bf16"
+    # the bf16 probe read bf16 features: a second feature-cache entry exists
+    assert len(list((tmp_path / "c" / "features").iterdir())) == 2
+
+
+def test_suite_runs_and_records_its_precision(model, tmp_path):
+    F.make_val(tmp_path / "data", [WNIDS[i] for i in (1, 2)])
+    F.make_objectnet(tmp_path / "data", ON_FOLDERS)  # the border-cropped wrapper too
+    store = tmp_path / "s.duckdb"
+    kw = dict(store=store, cache_dir=tmp_path / "c", templates=["a photo of a {c}."])
+    result = run_suite(model, tmp_path / "data", n_boot=20, show_progress=False,
+                       precision="bf16", **kw)  # fmt: skip
+    assert set(result.runs) == {"imagenet", "objectnet"}
+    runs = ResultsStore(store, read_only=True).runs()
+    assert {json.loads(c)["precision"] for c in runs["config"]} == {"bf16"}
+
+
+@pytest.mark.parametrize("command", ["probe", "suite"])
+def test_cli_refuses_an_unknown_precision_before_the_model_loads(command, tmp_path):
+    args = [command, "-m", "no-such-model", "--precision", "fp64"]
+    args += ["-d", str(tmp_path)] if command == "probe" else ["--root", str(tmp_path)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert "error:" in res.output and "fp64" in res.output
