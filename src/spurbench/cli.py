@@ -19,6 +19,7 @@ from rich.table import Table
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import (
+    EngineOpt,
     JsonOpt,
     PrecisionOpt,
     print_json,
@@ -146,6 +147,7 @@ def eval_cmd(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     precision: PrecisionOpt = "fp32",
+    engine: EngineOpt = "eager",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -188,6 +190,7 @@ def eval_cmd(
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
+    from spurbench.models.engine import check_engine
     from spurbench.models.precision import check_precision
 
     protocols = _protocols(protocol)
@@ -195,6 +198,7 @@ def eval_cmd(
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
     check_precision(precision)
+    check_engine(engine)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -269,6 +273,7 @@ def eval_cmd(
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
             precision=precision,
+            engine=engine,
         )
         done += _show(results, as_json)
     if as_json:

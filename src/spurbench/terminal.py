@@ -32,6 +32,14 @@ PrecisionOpt = Annotated[
         "(bf16/fp16 on CUDA; on CPU bf16 only where measured faster here). Recorded per run."
     ),
 ]
+#: ``--engine`` of the image pass (see spurbench.models.engine).
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="Image tower: eager PyTorch, onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]), "
+        "or auto (ONNX Runtime only where measured faster here). Recorded per run."
+    ),
+]
 #: Width of output that is not a terminal: wide enough that no table wraps.
 PIPED_WIDTH = 1000
 _override: int | None = None

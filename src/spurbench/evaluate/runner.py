@@ -22,7 +22,7 @@ import pandas as pd
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset, SourceColumns
 from spurbench.data.layouts import open_dataset
-from spurbench.errors import ClassListError
+from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate.candidates import (
@@ -36,6 +36,7 @@ from spurbench.features.cache import FeatureSet, default_cache_dir, encode_datas
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.engine import attach_engine, check_engine, resolve_engine
 from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore, check_store_path
@@ -99,6 +100,7 @@ def evaluate(
     address: str | None = None,
     workers: int | None = None,
     precision: str = "fp32",
+    engine: str = "eager",
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -125,6 +127,8 @@ def evaluate(
         precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
             or ``auto`` (measured per machine and architecture, see
             :mod:`spurbench.models.precision`); recorded with every run.
+        engine: the image tower's ``eager`` PyTorch (the default), ``onnx`` (ONNX Runtime, fp32
+            on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
@@ -136,6 +140,7 @@ def evaluate(
         else resolve_templates(templates)
     )
     check_precision(precision)
+    check_engine(engine)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
         dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
@@ -147,6 +152,12 @@ def evaluate(
     )
     adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device, cache)
     adapter.precision = resolve_precision(precision, adapter, cache)
+    if backend != "local" and engine == "onnx":
+        raise SpurbenchError("--engine onnx encodes in this process only (--backend local).")
+    # Ray workers build their own eager models
+    attach_engine(
+        adapter, resolve_engine(engine, adapter, cache) if backend == "local" else "eager", cache
+    )
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -353,6 +364,7 @@ def _score(
             ]
             # fp32 keeps the run ids it always had; another precision is another run
             + ([adapter.precision] if adapter.precision != "fp32" else [])
+            + ([adapter.engine] if adapter.engine != "eager" else [])
         ).encode()
     ).hexdigest()[:16]
     return RunResult(
@@ -460,7 +472,11 @@ def _run_record(
         "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__, "precision": adapter.precision}
+        "config": {
+            "preprocess": adapter.preprocess_cfg.__dict__,
+            "precision": adapter.precision,
+            "engine": adapter.engine,
+        }
         | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }

@@ -39,6 +39,7 @@ from spurbench.data.images import ImageFiles
 from spurbench.errors import Interrupted, SpurbenchError
 from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
+from spurbench.models.engine import image_encoder
 from spurbench.models.precision import autocast
 from spurbench.progress import progress_bar
 
@@ -89,6 +90,8 @@ def feature_key(
     parts = [model.fingerprint, model.preprocess_cfg.digest(), images, layer, "content-v1"]
     if model.precision != "fp32":  # fp32 keeps the key it always had: old caches stay valid
         parts.append(model.precision)
+    if model.engine != "eager":  # another engine rounds differently: its own entry
+        parts.append(model.engine)
     payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -349,6 +352,7 @@ def _encode_units(
         )
     except Exception as e:  # workers could not be started
         raise _LoaderFailed from e
+    encode = image_encoder(model)
     for i, (start, stop) in units:
         pres, embs, errors = [], [], []
         for _ in range(-(-(stop - start) // batch_size)):
@@ -358,7 +362,7 @@ def _encode_units(
             except Exception as e:  # ImageFiles never raises: this is the loader itself
                 raise _LoaderFailed from e
             with torch.inference_mode(), autocast(_device(model), model.precision):
-                feats = model.encode_images(images)
+                feats = encode(images)
             pres.append(feats.pre_head.float().numpy())  # stored as float32 at any precision
             embs.append(feats.embedding.float().numpy())
             errors += list(reasons)

@@ -88,6 +88,8 @@ class ModelAdapter(ABC):
     init_seed: int | None = None
     #: Resolved precision of the image pass (see :mod:`spurbench.models.precision`).
     precision: str = "fp32"
+    #: Engine of the image pass: eager PyTorch or ONNX Runtime (see spurbench.models.engine).
+    engine: str = "eager"
     _fingerprint: str | None = None
 
     @property
@@ -126,6 +128,7 @@ class ModelAdapter(ABC):
             "fingerprint": self.fingerprint,
             "zero_shot": self.zero_shot,
             "precision": self.precision,
+            "engine": self.engine,
             "preprocess": self.preprocess_cfg.__dict__,
         }
 

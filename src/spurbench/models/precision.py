@@ -36,7 +36,7 @@ BF16_MARGIN = 0.10
 TIMED_BATCHES = 3
 TIMING_BATCH = 16
 #: Bumped when the verdict file's layout or the timing protocol changes.
-VERDICT_VERSION = 1
+VERDICT_VERSION = 2
 
 #: seconds per batch of ``adapter`` at ``precision`` (injectable: tests pass a fake clock).
 Timer = Callable[[object, str], float]
@@ -109,16 +109,46 @@ def resolve_precision(
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu":
         return "fp32"  # mps and others: no measured verdict yet, stay exact
+    timer = timer or time_batch
+    return measured_choice(
+        "precision",
+        adapter,
+        cache_dir,
+        {"fp32": lambda: timer(adapter, "fp32"), "bf16": lambda: timer(adapter, "bf16")},
+        margin=BF16_MARGIN,
+    )
+
+
+def measured_choice(
+    kind: str,
+    adapter,
+    cache_dir: str | Path | None,
+    candidates: dict[str, Callable[[], float]],
+    *,
+    margin: float,
+    extra: object = None,
+) -> str:
+    """The fastest of ``candidates`` (name: seconds of one timed batch), measured once.
+
+    The first candidate is the exact one: another wins only when faster by ``margin`` (a
+    fraction of its time). The verdict is kept per (machine, architecture, ``kind``, ``extra``)
+    under ``<cache_dir>/<kind>/``; a cache folder that cannot be written only means the timing
+    is repeated next run.
+    """
     machine = machine_signature()
     arch = f"{adapter.spec.family}:{adapter.spec.arch}"
-    key = hashlib.sha256(json.dumps([machine, arch, VERDICT_VERSION]).encode()).hexdigest()[:24]
-    path = Path(cache_dir) / "precision" / f"{key}.json" if cache_dir else None
-    cached = _read_verdict(path)
+    names = list(candidates)
+    key = hashlib.sha256(
+        json.dumps([machine, arch, VERDICT_VERSION, names, extra]).encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / kind / f"{key}.json" if cache_dir else None
+    cached = _read_verdict(path, names)
     if cached is not None:
         return cached
-    timer = timer or time_batch
-    fp32_s, bf16_s = timer(adapter, "fp32"), timer(adapter, "bf16")
-    verdict = "bf16" if bf16_s <= (1 - BF16_MARGIN) * fp32_s else "fp32"
+    seconds = {name: time_it() for name, time_it in candidates.items()}
+    exact = names[0]
+    best = min(names[1:], key=seconds.__getitem__, default=exact)
+    verdict = best if seconds[best] <= (1 - margin) * seconds[exact] else exact
     if path is not None:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,15 +159,16 @@ def resolve_precision(
                     "verdict": verdict,
                     "machine": machine,
                     "arch": arch,
-                    "seconds_per_batch": {"fp32": fp32_s, "bf16": bf16_s},
+                    "extra": extra,
+                    "seconds_per_batch": seconds,
                     "batch": TIMING_BATCH,
-                    "margin": BF16_MARGIN,
+                    "margin": margin,
                 },
             )
     return verdict
 
 
-def _read_verdict(path: Path | None) -> str | None:
+def _read_verdict(path: Path | None, names: list[str]) -> str | None:
     if path is None:
         return None
     try:
@@ -147,7 +178,7 @@ def _read_verdict(path: Path | None) -> str | None:
     if not isinstance(data, dict) or data.get("version") != VERDICT_VERSION:
         return None
     verdict = data.get("verdict")
-    return verdict if verdict in ("fp32", "bf16") else None
+    return verdict if verdict in names else None
 
 
 def time_batch(adapter, precision: str) -> float:
