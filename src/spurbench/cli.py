@@ -19,6 +19,7 @@ from rich.table import Table
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import (
+    DecodeOpt,
     EngineOpt,
     JsonOpt,
     PrecisionOpt,
@@ -148,6 +149,7 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     precision: PrecisionOpt = "fp32",
     engine: EngineOpt = "eager",
+    decode: DecodeOpt = "exact",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -186,6 +188,7 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
+    from spurbench.data.images import check_decode
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
@@ -199,6 +202,7 @@ def eval_cmd(
     check_device(device)
     check_precision(precision)
     check_engine(engine)
+    check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -274,6 +278,7 @@ def eval_cmd(
             workers=(workers or None) if backend is Backend.ray else None,
             precision=precision,
             engine=engine,
+            decode=decode,
         )
         done += _show(results, as_json)
     if as_json:

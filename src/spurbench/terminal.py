@@ -32,6 +32,14 @@ PrecisionOpt = Annotated[
         "(bf16/fp16 on CUDA; on CPU bf16 only where measured faster here). Recorded per run."
     ),
 ]
+#: ``--decode`` of the image pass (see spurbench.data.images.load_rgb).
+DecodeOpt = Annotated[
+    str,
+    typer.Option(
+        help="exact (every pixel, the default) or draft (JPEGs over twice the model's input "
+        "side decoded at a reduced DCT scale: faster on large photos). Recorded per run."
+    ),
+]
 #: ``--engine`` of the image pass (see spurbench.models.engine).
 EngineOpt = Annotated[
     str,

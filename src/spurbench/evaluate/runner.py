@@ -21,6 +21,7 @@ import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset, SourceColumns
+from spurbench.data.images import check_decode
 from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate import metrics as M
@@ -101,6 +102,7 @@ def evaluate(
     workers: int | None = None,
     precision: str = "fp32",
     engine: str = "eager",
+    decode: str = "exact",
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -129,6 +131,8 @@ def evaluate(
             :mod:`spurbench.models.precision`); recorded with every run.
         engine: the image tower's ``eager`` PyTorch (the default), ``onnx`` (ONNX Runtime, fp32
             on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
+        decode: ``exact`` (every pixel, the default) or ``draft`` (large JPEGs decoded at a
+            reduced DCT scale, see :func:`spurbench.data.images.load_rgb`); recorded.
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
@@ -141,6 +145,7 @@ def evaluate(
     )
     check_precision(precision)
     check_engine(engine)
+    check_decode(decode)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
         dataset, batch_size=batch_size, device=device, cache=cache, candidates=candidates
@@ -158,6 +163,9 @@ def evaluate(
     attach_engine(
         adapter, resolve_engine(engine, adapter, cache) if backend == "local" else "eager", cache
     )
+    if backend != "local" and decode != "exact":
+        raise SpurbenchError("--decode draft decodes in this process only (--backend local).")
+    adapter.decode = decode
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -365,6 +373,7 @@ def _score(
             # fp32 keeps the run ids it always had; another precision is another run
             + ([adapter.precision] if adapter.precision != "fp32" else [])
             + ([adapter.engine] if adapter.engine != "eager" else [])
+            + ([f"decode-{adapter.decode}"] if adapter.decode != "exact" else [])
         ).encode()
     ).hexdigest()[:16]
     return RunResult(
@@ -476,6 +485,7 @@ def _run_record(
             "preprocess": adapter.preprocess_cfg.__dict__,
             "precision": adapter.precision,
             "engine": adapter.engine,
+            "decode": adapter.decode,
         }
         | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),

@@ -92,6 +92,8 @@ def feature_key(
         parts.append(model.precision)
     if model.engine != "eager":  # another engine rounds differently: its own entry
         parts.append(model.engine)
+    if model.decode != "exact":
+        parts.append(f"decode-{model.decode}")
     payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -238,7 +240,7 @@ def encode_dataset(
 
 def image_files(model: ModelAdapter, paths: list[str]) -> ImageFiles:
     """The dataset's files decoded and preprocessed the way ``model`` expects."""
-    return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size)
+    return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size, model.decode)
 
 
 def default_num_workers(gpu: bool = False) -> int:

@@ -90,6 +90,8 @@ class ModelAdapter(ABC):
     precision: str = "fp32"
     #: Engine of the image pass: eager PyTorch or ONNX Runtime (see spurbench.models.engine).
     engine: str = "eager"
+    #: JPEG decoding: every pixel, or draft (reduced DCT scale; see spurbench.data.images).
+    decode: str = "exact"
     _fingerprint: str | None = None
 
     @property
@@ -129,6 +131,7 @@ class ModelAdapter(ABC):
             "zero_shot": self.zero_shot,
             "precision": self.precision,
             "engine": self.engine,
+            "decode": self.decode,
             "preprocess": self.preprocess_cfg.__dict__,
         }
 
