@@ -18,6 +18,7 @@ from spurbench.models import create_model
 from spurbench.models.engine import ONNX_MARGIN, attach_engine, resolve_engine
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
+from tests.models.test_precision import FakeClock
 
 pytest.importorskip("onnxruntime")
 
@@ -74,20 +75,11 @@ def test_graph_is_exported_once_and_reused(tiny_clip_dir, counteranimal_dir, tmp
     assert list((tmp_path / "c" / "engines").glob("*.onnx")) == [graph]
 
 
-class FakeClock:
-    def __init__(self, eager: float, onnx: float):
-        self.seconds, self.calls = {"eager": eager, "onnx": onnx}, 0
-
-    def __call__(self, adapter, engine: str) -> float:
-        self.calls += 1
-        return self.seconds[engine]
-
-
 @pytest.mark.parametrize(
     ("onnx_s", "verdict"), [(0.5, "onnx"), (1 - ONNX_MARGIN, "onnx"), (0.95, "eager")]
 )
 def test_auto_picks_onnx_only_when_faster_and_caches_the_verdict(model, tmp_path, onnx_s, verdict):
-    clock = FakeClock(1.0, onnx_s)
+    clock = FakeClock(eager=1.0, onnx=onnx_s)
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
     assert clock.calls == 2  # timed once, then read from <cache>/engine/

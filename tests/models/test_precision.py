@@ -143,14 +143,14 @@ def test_bf16_agreement_and_drop_on_the_demo_world(synth_cache, tmp_path, capsys
 
 
 class FakeClock:
-    """Seconds per batch by precision, counting how often the model was timed."""
+    """Seconds per batch by choice (precision or engine), counting how often it timed."""
 
-    def __init__(self, fp32: float, bf16: float):
-        self.seconds, self.calls = {"fp32": fp32, "bf16": bf16}, 0
+    def __init__(self, **seconds: float):
+        self.seconds, self.calls = seconds, 0
 
-    def __call__(self, adapter, precision: str) -> float:
+    def __call__(self, adapter, choice: str) -> float:
         self.calls += 1
-        return self.seconds[precision]
+        return self.seconds[choice]
 
 
 @pytest.mark.parametrize(
@@ -158,13 +158,13 @@ class FakeClock:
     [(0.5, "bf16"), (1 - BF16_MARGIN, "bf16"), (0.95, "fp32"), (5.0, "fp32")],
 )
 def test_auto_picks_bf16_only_when_faster_by_the_margin(model, tmp_path, bf16_s, verdict):
-    clock = FakeClock(1.0, bf16_s)
+    clock = FakeClock(fp32=1.0, bf16=bf16_s)
     assert resolve_precision("auto", model, tmp_path, timer=clock) == verdict
     assert clock.calls == 2
 
 
 def test_auto_verdict_is_cached_per_architecture_and_reused(model, tmp_path):
-    assert resolve_precision("auto", model, tmp_path, timer=FakeClock(1.0, 0.5)) == "bf16"
+    assert resolve_precision("auto", model, tmp_path, timer=FakeClock(fp32=1.0, bf16=0.5)) == "bf16"
 
     def no_timing(adapter, precision):
         raise AssertionError("the cached verdict should have been used")
@@ -175,7 +175,7 @@ def test_auto_verdict_is_cached_per_architecture_and_reused(model, tmp_path):
     assert record["verdict"] == "bf16" and record["machine"]["cpu"]
     # another architecture is timed on its own
     model.spec = ModelSpec(model.spec.family, "other-arch")
-    clock = FakeClock(1.0, 2.0)
+    clock = FakeClock(fp32=1.0, bf16=2.0)
     assert resolve_precision("auto", model, tmp_path, timer=clock) == "fp32"
     assert clock.calls == 2
     # explicit precisions never time anything

@@ -82,12 +82,12 @@ def resolve_engine(
         return engine
     if not (cpu_fp32 and onnx_available()):
         return "eager"
-    timer = timer or functools.partial(time_engine, cache_dir=cache_dir)
     return measured_choice(
         "engine",
         adapter,
         cache_dir,
-        {"eager": lambda: timer(adapter, "eager"), "onnx": lambda: timer(adapter, "onnx")},
+        ("eager", "onnx"),
+        timer or functools.partial(time_engine, cache_dir=cache_dir),
         margin=ONNX_MARGIN,
         extra=[adapter.precision, torch.get_num_threads()],
     )

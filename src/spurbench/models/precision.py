@@ -19,7 +19,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -109,13 +109,8 @@ def resolve_precision(
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu":
         return "fp32"  # mps and others: no measured verdict yet, stay exact
-    timer = timer or time_batch
     return measured_choice(
-        "precision",
-        adapter,
-        cache_dir,
-        {"fp32": lambda: timer(adapter, "fp32"), "bf16": lambda: timer(adapter, "bf16")},
-        margin=BF16_MARGIN,
+        "precision", adapter, cache_dir, ("fp32", "bf16"), timer or time_batch, margin=BF16_MARGIN
     )
 
 
@@ -123,12 +118,13 @@ def measured_choice(
     kind: str,
     adapter,
     cache_dir: str | Path | None,
-    candidates: dict[str, Callable[[], float]],
+    candidates: Sequence[str],
+    timer: Timer,
     *,
     margin: float,
     extra: object = None,
 ) -> str:
-    """The fastest of ``candidates`` (name: seconds of one timed batch), measured once.
+    """The fastest of ``candidates`` for ``adapter`` (``timer``: seconds of a batch), measured once.
 
     The first candidate is the exact one: another wins only when faster by ``margin`` (a
     fraction of its time). The verdict is kept per (machine, architecture, ``kind``, ``extra``)
@@ -145,7 +141,7 @@ def measured_choice(
     cached = _read_verdict(path, names)
     if cached is not None:
         return cached
-    seconds = {name: time_it() for name, time_it in candidates.items()}
+    seconds = {name: timer(adapter, name) for name in names}
     exact = names[0]
     best = min(names[1:], key=seconds.__getitem__, default=exact)
     verdict = best if seconds[best] <= (1 - margin) * seconds[exact] else exact
