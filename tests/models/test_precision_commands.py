@@ -60,3 +60,22 @@ def test_cli_refuses_an_unknown_precision_before_the_model_loads(command, tmp_pa
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     assert "error:" in res.output and "fp64" in res.output
+
+
+def test_report_labels_runs_off_the_papers_image_pass(model, counteranimal_dir, tmp_path):
+    """A bf16 / onnx / draft run is labelled in the tables and named in the Methods."""
+    from spurbench.evaluate import evaluate
+    from spurbench.report.collect import collect
+    from spurbench.report.html import ReportOptions, build_report
+
+    store = tmp_path / "s.duckdb"
+    kw = dict(store=store, cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
+    evaluate(model, counteranimal_dir, ["1vN"], **kw)
+    evaluate(model, counteranimal_dir, ["1vN"], precision="bf16", decode="draft", **kw)
+    runs = collect(store, images=False).runs
+    assert sorted(runs["image_pass"]) == ["", "bf16 · draft decode"]
+    labelled = runs.loc[runs["image_pass"] != "", "display"].item()
+    assert labelled.endswith(" · bf16 · draft decode")
+    out = build_report(store, tmp_path / "rep", ReportOptions(n_boot=20))
+    methods = out.html.read_text(encoding="utf-8").split('id="methods"')[1]
+    assert "bf16 · draft decode" in methods and "fp32" in methods
