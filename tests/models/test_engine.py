@@ -103,3 +103,15 @@ def test_cli_refuses_an_unknown_engine(tiny_clip_dir, counteranimal_dir, tmp_pat
     res = CliRunner().invoke(app, [*args, "--engine", "tensorrt"])
     assert res.exit_code == 2
     assert "error:" in res.output and "tensorrt" in res.output
+
+
+def test_auto_times_and_exports_a_lazily_built_model(tiny_clip_dir, counteranimal_dir, tmp_path):
+    """A rerun by name gets an unbuilt adapter; timing must not build it under inference mode
+    (the exporter cannot trace inference tensors)."""
+    name = f"local-dir:{tiny_clip_dir}"
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
+    evaluate(name, counteranimal_dir, ["1vN"], **kw)  # records the weights' identity
+    (res,) = evaluate(name, counteranimal_dir, ["1vN"], engine="auto", **kw)  # real timings
+    (verdict,) = (tmp_path / "c" / "engine").glob("*.json")
+    assert json.loads(verdict.read_text())["verdict"] in ("eager", "onnx")
+    assert len(res.predictions) == 27

@@ -132,6 +132,7 @@ def exported_graph(adapter: ModelAdapter, cache_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, h, w)
     axes = {name: {0: "batch"} for name in ("images", "pre_head", "embedding")}
+    # grad mode on: under no_grad torch takes attention fast paths the exporter cannot trace
     with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
         torch.onnx.export(
@@ -161,6 +162,8 @@ def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None
     """Median seconds of one batch of :data:`TIMING_BATCH` random images through ``engine``."""
     h, w = adapter.preprocess_cfg.size
     images = torch.randn(TIMING_BATCH, 3, h, w, generator=torch.Generator().manual_seed(0))
+    _ = adapter.module  # build an unbuilt (lazy) model here, not under inference mode: the
+    # exporter cannot trace parameters created as inference tensors
     encode = adapter.encode_images
     if engine == "onnx":  # the graph timed is the one a run would use: export it (cached)
         folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
