@@ -8,9 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from spurbench.cli import app
 from spurbench.data.layouts import open_dataset
 from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset, feature_key, image_files
@@ -195,22 +193,3 @@ def test_precision_is_recorded_with_the_run(model, counteranimal_dir, tmp_path):
     same = fp32.predictions["correct"].to_numpy() == bf16.predictions["correct"].to_numpy()
     agree = same.mean()
     print(f"demo world 1vN: per-image correctness agreement bf16 vs fp32 {agree:.3f}")
-
-
-def test_cli_refuses_an_unknown_precision(tiny_clip_dir, counteranimal_dir, tmp_path):
-    res = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "-m",
-            f"local-dir:{tiny_clip_dir}",
-            "-d",
-            str(counteranimal_dir),
-            "--precision",
-            "fp64",
-            "--store",
-            str(tmp_path / "s.duckdb"),
-        ],
-    )
-    assert res.exit_code == 2
-    assert "error:" in res.output and "fp64" in res.output

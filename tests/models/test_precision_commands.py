@@ -53,10 +53,10 @@ def test_suite_runs_and_records_its_precision(model, tmp_path):
     assert {json.loads(c)["precision"] for c in runs["config"]} == {"bf16"}
 
 
-@pytest.mark.parametrize("command", ["probe", "suite"])
+@pytest.mark.parametrize("command", ["eval", "probe", "suite"])
 def test_cli_refuses_an_unknown_precision_before_the_model_loads(command, tmp_path):
     args = [command, "-m", "no-such-model", "--precision", "fp64"]
-    args += ["-d", str(tmp_path)] if command == "probe" else ["--root", str(tmp_path)]
+    args += ["--root", str(tmp_path)] if command == "suite" else ["-d", str(tmp_path)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     assert "error:" in res.output and "fp64" in res.output
