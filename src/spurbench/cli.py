@@ -18,7 +18,16 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
+from spurbench.terminal import (
+    DecodeOpt,
+    EngineOpt,
+    JsonOpt,
+    PrecisionOpt,
+    print_json,
+    print_table,
+    records,
+    set_width,
+)
 
 app = typer.Typer(
     name="spurbench",
@@ -138,6 +147,9 @@ def eval_cmd(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: PrecisionOpt = "fp32",
+    engine: EngineOpt = "eager",
+    decode: DecodeOpt = "exact",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -176,15 +188,21 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
+    from spurbench.data.images import check_decode
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
+    from spurbench.models.engine import check_engine
+    from spurbench.models.precision import check_precision
 
     protocols = _protocols(protocol)
     _check_score(score, model)
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
+    check_precision(precision)
+    check_engine(engine)
+    check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -258,6 +276,9 @@ def eval_cmd(
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
+            precision=precision,
+            engine=engine,
+            decode=decode,
         )
         done += _show(results, as_json)
     if as_json:

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
-from spurbench.terminal import JsonOpt, print_json, print_table
+from spurbench.terminal import JsonOpt, PrecisionOpt, print_json, print_table
 
 if TYPE_CHECKING:
     from spurbench.probes.run import ProbeResult
@@ -98,6 +98,7 @@ def probe_cmd(
         typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: PrecisionOpt = "fp32",
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"
     ),
@@ -147,6 +148,7 @@ def probe_cmd(
                 batch_size=batch_size,
                 num_workers=workers,
                 device=device,
+                precision=precision,
                 reference=reference,
                 candidates=candidates,
                 seed=seed,

@@ -633,6 +633,7 @@ class ReportPage:
             "notes": data.notes,
             "candidate_sets": candidate_sets_used(data),
             "lvlm_scores": sorted(set(data.runs["lvlm_score"]) - {""}),
+            "image_passes": sorted(set(data.runs["image_pass"]) - {""}),
             "highlights": self.highlights(),
             "level": data.level,
             "kind_labels": KIND_LABELS,
