@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-#: The ``--json`` option of every command that prints a table.
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the table(s) as JSON on stdout instead.")
-]
 #: Width of output that is not a terminal: wide enough that no table wraps.
 PIPED_WIDTH = 1000
 _override: int | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from spurbench.cli.curate import curate_app
 from typer.testing import CliRunner
 
 from spurbench.curate import (
@@ -33,7 +34,6 @@ from spurbench.curate import (
     select_pairs,
     tag_backgrounds,
 )
-from spurbench.curate.command import curate_app
 from spurbench.curate.discovery import pair_drops
 from spurbench.curate.pool import LOW_CONFIDENCE, in_dataset
 from spurbench.curate.scoring import ModelCache, predict

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from spurbench.cli.report import report_cmd
 from typer.testing import CliRunner
 
 from spurbench.report.collect import ReportError
-from spurbench.report.command import report_cmd
 from spurbench.report.html import ReportOptions, build_report
 from spurbench.store import ResultsStore
 

@@ -11,6 +11,7 @@ import scipy.special
 import scipy.stats
 import torch
 from PIL import Image
+from spurbench.cli.suite import suite_cmd
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -24,7 +25,6 @@ from spurbench.reference.testbed import load_openclip_results
 from spurbench.report.effective_robustness import effective_robustness, fit_baseline
 from spurbench.store import ResultsStore
 from spurbench.suite import BorderCropped, locate_datasets, run_suite, suite_table
-from spurbench.suite_command import suite_cmd
 from tests.suite import standins as F
 from tests.suite.test_loaders import A_WNIDS, ON_FOLDERS, R_INDICES, R_WNIDS, WNIDS
 

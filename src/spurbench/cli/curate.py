@@ -1,8 +1,7 @@
 """``spurbench curate``: build a CounterAnimal-style dataset from a labelled photo pool.
 
 A thin layer over :mod:`spurbench.curate.pipeline`: each subcommand parses options, runs one
-step on a work folder and prints what it found. The CLI mounts it with
-``app.add_typer(curate_app, name="curate")``.
+step on a work folder and prints what it found.
 
 Typical session::
 
@@ -23,15 +22,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spurbench.cli_errors import friendly
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    BatchOpt,
+    CacheOpt,
+    ClassesOpt,
+    DeviceOpt,
+    JsonOpt,
+    NameSet,
+    NameSetOpt,
+    OutsideOpt,
+    QuietOpt,
+    SplitOpt,
+)
+from spurbench.cli.output import console
 from spurbench.curate.defaults import DEFAULT_THRESHOLD, NEAR_DISTANCE
 from spurbench.curate.pool import source_counts
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records
+from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.curate.discovery import Discovery
@@ -40,8 +51,6 @@ if TYPE_CHECKING:
 
 
 __all__ = ["curate_app"]
-
-console = Console()
 
 curate_app = typer.Typer(
     name="curate",
@@ -70,10 +79,6 @@ BgColumnOpt = Annotated[
 LabelsOpt = Annotated[
     Path | None, typer.Option(help="Labels CSV (image_id, background) a person edited.")
 ]
-NameSetOpt = Annotated[str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")]
-SplitOpt = Annotated[str | None, typer.Option(help="Only rows of this manifest split.")]
-ClassesOpt = Annotated[Path | None, typer.Option(help="Class names file for a manifest.")]
-OutsideOpt = Annotated[bool, typer.Option(help="Trust manifest paths outside the pool root.")]
 RefOpt = Annotated[
     list[str],
     typer.Option("--reference", "-r", help="Reference model selecting pairs; repeat for several."),
@@ -88,15 +93,6 @@ ProtocolOpt = Annotated[
 TemplatesOpt = Annotated[
     str, typer.Option(help="Class prompts: 'paper' (\"A photo of {c}.\"), 'openai' or a file.")
 ]
-BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 TaggerOpt = Annotated[
     str | None, typer.Option(help="CLIP model tagging backgrounds [default: first reference].")
 ]
@@ -158,7 +154,7 @@ def _workspace(
         source=pool,
         background_column=None if background_column.lower() == "none" else background_column,
         labels=str(labels) if labels else None,
-        name_set=name_set,
+        name_set=NameSet(name_set).value,
         split=split,
         classes=str(classes) if classes else None,
         allow_outside_root=allow_outside_root,
@@ -199,7 +195,7 @@ def tag_cmd(
     retag: Annotated[bool, typer.Option(help="Re-tag earlier automatic labels too.")] = False,
     background_column: BgColumnOpt = "background",
     labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
     allow_outside_root: OutsideOpt = False,
@@ -277,7 +273,7 @@ def clean_cmd(
     templates: TemplatesOpt = "paper",
     background_column: BgColumnOpt = "background",
     labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
     allow_outside_root: OutsideOpt = False,
@@ -328,7 +324,7 @@ def discover_cmd(
     templates: TemplatesOpt = "paper",
     background_column: BgColumnOpt = "background",
     labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
     allow_outside_root: OutsideOpt = False,
@@ -403,7 +399,7 @@ def diagnose_cmd(
     protocol: ProtocolOpt = "auto",
     templates: TemplatesOpt = "paper",
     level: LevelOpt = 0.95,
-    name_set: NameSetOpt = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
     allow_outside_root: OutsideOpt = False,
@@ -434,7 +430,7 @@ def diagnose_cmd(
             background_column=background_column,
             labels=labels,
             level=level,
-            name_set=name_set,
+            name_set=NameSet(name_set).value,
             split=split,
             classes=classes,
             allow_outside_root=allow_outside_root,
@@ -481,7 +477,7 @@ def run_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
     background_column: BgColumnOpt = "background",
     labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
     classes: ClassesOpt = None,
     allow_outside_root: OutsideOpt = False,
