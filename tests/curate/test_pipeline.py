@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from spurbench.cli.curate import curate_app
 from typer.testing import CliRunner
 
+from spurbench.cli.curate import curate_app
 from spurbench.curate import (
     AUTO,
     MANUAL,

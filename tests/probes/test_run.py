@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import typer
 from scipy.stats import kurtosis
-from spurbench.cli.probe import probe_cmd
 from typer.testing import CliRunner
 
+from spurbench.cli.probe import probe_cmd
 from spurbench.data.layouts import open_dataset
 from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset

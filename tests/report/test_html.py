@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from spurbench.cli.report import report_cmd
 from typer.testing import CliRunner
 
+from spurbench.cli.report import report_cmd
 from spurbench.report.collect import ReportError
 from spurbench.report.html import ReportOptions, build_report
 from spurbench.store import ResultsStore

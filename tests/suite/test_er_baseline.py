@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
-from spurbench.cli.suite import suite_cmd
 from typer import Typer
 from typer.testing import CliRunner
 
 from spurbench.cli import suite as suite_command
+from spurbench.cli.suite import suite_cmd
 from spurbench.data.imagenet_shifts import SHIFTS
 from spurbench.reference.testbed import load_openclip_results, load_timm_results
 from spurbench.store import ResultsStore

@@ -11,10 +11,10 @@ import scipy.special
 import scipy.stats
 import torch
 from PIL import Image
-from spurbench.cli.suite import suite_cmd
 from typer import Typer
 from typer.testing import CliRunner
 
+from spurbench.cli.suite import suite_cmd
 from spurbench.data.classes import imagenet_classes
 from spurbench.data.imagenet_shifts import load_shift, objectnet_indices
 from spurbench.errors import DatasetError

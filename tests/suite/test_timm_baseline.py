@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.special
-from spurbench.cli.suite import suite_cmd
 from typer import Typer
 from typer.testing import CliRunner
 
+from spurbench.cli.suite import suite_cmd
 from spurbench.reference.testbed import load_openclip_results
 from spurbench.store import ResultsStore
 from spurbench.suite import suite_table, timm_published

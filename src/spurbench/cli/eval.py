@@ -117,12 +117,11 @@ def eval_cmd(
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
-    from spurbench.models import parse_model_name
 
     name_set = NameSet(name_set).value  # the library takes the plain name
     protocols = _protocols(protocol)
     _check_score(score, model)
-    check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
+    check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
@@ -133,50 +132,8 @@ def eval_cmd(
         allow_outside_root=allow_outside_root,
         columns=SourceColumns(image_column, label_column, group_column),
     )
-    common = dict(
-        name_set=name_set,
-        split=split,
-        classes=classes,
-        allow_outside_root=allow_outside_root,
-        store=store,
-        cache_dir=cache_dir,
-        candidates=candidates,
-        device=device,
-        show_progress=not (quiet or as_json),
-    )
     done: list[Any] = []
     for name in model:
-        if parse_model_name(name).family == "lvlm":
-            from spurbench.evaluate.lvlm import check_lvlm_request, evaluate_lvlm
-            from spurbench.models.lvlm import load_lvlm
-
-            lvlm_data, sources = check_lvlm_request(
-                dataset,
-                protocols,
-                reference=reference,
-                candidates=candidates,
-                name_set=name_set,
-                split=split,
-                classes=classes,
-                allow_outside_root=allow_outside_root,
-                device=device,
-            )
-            adapter = load_lvlm(name, device, notify=lambda m: console.print(escape(m)))
-            results = [
-                evaluate_lvlm(
-                    adapter,
-                    lvlm_data,
-                    p,
-                    reference=sources[p],
-                    question=question,
-                    answer_template=answer_template,
-                    score=score,
-                    **common,
-                )
-                for p in protocols
-            ]
-            done += _show(results, as_json)
-            continue
         results = evaluate(
             name,
             dataset,
@@ -197,6 +154,9 @@ def eval_cmd(
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
+            question=question,
+            answer_template=answer_template,
+            score=score,
         )
         done += _show(results, as_json)
     if as_json:
