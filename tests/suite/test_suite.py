@@ -18,11 +18,11 @@ from spurbench.cli.suite import suite_cmd
 from spurbench.data.classes import imagenet_classes
 from spurbench.data.imagenet_shifts import load_shift, objectnet_indices
 from spurbench.errors import DatasetError
+from spurbench.evaluate.effective_robustness import effective_robustness, fit_baseline
 from spurbench.features.cache import encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.registry import create_model
 from spurbench.reference.testbed import load_openclip_results
-from spurbench.report.effective_robustness import effective_robustness, fit_baseline
 from spurbench.store import ResultsStore
 from spurbench.suite import BorderCropped, locate_datasets, run_suite, suite_table
 from tests.suite import standins as F

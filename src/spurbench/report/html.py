@@ -35,12 +35,12 @@ import pandas as pd
 from spurbench.atomic import atomic_path
 from spurbench.errors import SpurbenchError
 from spurbench.evaluate.candidates import describe_source
-from spurbench.report.collect import Panel, ReportData, collect, panel_points, short_names
-from spurbench.report.effective_robustness import (
+from spurbench.evaluate.effective_robustness import (
     DEFAULT_N_BOOT,
     Transform,
     effective_robustness_ci,
 )
+from spurbench.report.collect import Panel, ReportData, collect, panel_points, short_names
 from spurbench.report.figures import (
     FigureFiles,
     class_drop_chunks,
