@@ -18,11 +18,12 @@ the HTML page last, so a reader or a killed run never sees a page pointing at mi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
@@ -76,6 +77,16 @@ from spurbench.report.thumbnails import (
     label_names,
     wrong_examples,
 )
+from spurbench.report.view import (
+    Fit,
+    Gallery,
+    PageFigure,
+    PanelView,
+    ProbeSection,
+    ProbeView,
+    ReportView,
+    WrongImages,
+)
 from spurbench.store.spreadsheet import spreadsheet_safe
 
 __all__ = ["ReportOptions", "ReportOutput", "build_report"]
@@ -106,33 +117,6 @@ class ReportOptions:
 
 
 @dataclass
-class PageFigure:
-    """A figure of the page: its files (relative to the report folder) and inline SVG."""
-
-    key: str
-    caption: str
-    files: FigureFiles
-    svg: str = ""
-
-    def rel(self, root: Path) -> dict[str, str]:
-        return {"png": _rel(self.files.png, root), "svg": _rel(self.files.svg, root)}
-
-
-@dataclass
-class Fit:
-    """One baseline trend of a panel, described for the reader."""
-
-    panel: str
-    family: str
-    baseline: str
-    n: int
-    slope: float
-    intercept: float
-    r: float
-    transform: str
-
-
-@dataclass
 class ReportOutput:
     """Paths written and the data behind them (for tests and for the CLI's message)."""
 
@@ -142,10 +126,6 @@ class ReportOutput:
     figures: list[Path]
     data: ReportData
     fits: list[Fit] = field(default_factory=list)
-
-
-def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
 
 
 def build_report(
@@ -178,11 +158,12 @@ def build_report(
         raise write_error(out, e) from None
     try:
         page = ReportPage(data, opts, staging)
-        page.build()
-        html = _render_html(page)
-        summary = render_summary(page)
+        view = page.build()
+        html = _render_html(view)
+        summary = render_summary(view)
         figures = _commit(staging, out, page.figure_files())
-        _write_shared(out / TABLE_NAME, spreadsheet_safe(models_frame(data)).to_csv(index=False))
+        table = models_frame(page.data)  # the runs with their effective robustness
+        _write_shared(out / TABLE_NAME, spreadsheet_safe(table).to_csv(index=False))
         _write_shared(out / SUMMARY_NAME, summary)
         _write_shared(out / HTML_NAME, html)
     except SpurbenchError:
@@ -196,7 +177,7 @@ def build_report(
         summary=out / SUMMARY_NAME,
         table=out / TABLE_NAME,
         figures=figures,
-        data=data,
+        data=page.data,
         fits=page.fits,
     )
 
@@ -240,20 +221,22 @@ def _commit(staging: Path, out: Path, files: list[Path]) -> list[Path]:
 
 
 class ReportPage:
-    """The page's figures (drawn into the staging folder ``root``) and its view objects.
+    """Computes the report: fits the trends and effective robustness, draws the figures into
+    the staging folder ``root``, builds the tables, and returns one :class:`ReportView`.
 
-    One object feeds both the HTML template and the Markdown summary, so both show the same
-    numbers; build it with :meth:`build`, then read :meth:`context`.
+    ``data`` is not modified: the page works on a copy of its runs (ER columns are added there)
+    and of its notes, available as ``page.data`` after :meth:`build`.
     """
 
     def __init__(self, data: ReportData, opts: ReportOptions, root: Path) -> None:
-        self.data, self.opts, self.root = data, opts, root
+        self.data = replace(data, runs=data.runs.copy(), notes=list(data.notes))
+        self.opts, self.root = opts, root
         self.fig_dir = root / FIGURES
         self.fits: list[Fit] = []
-        self.panels: list[dict[str, Any]] = []
-        self.probe: dict[str, Any] = {}
-        self.galleries: list[dict[str, Any]] = []
-        self.wrong: list[dict[str, Any]] = []
+        self.panels: list[PanelView] = []
+        self.probe: ProbeView | None = None
+        self.galleries: list[Gallery] = []
+        self.wrong: list[WrongImages] = []
         self.thumb_failures = 0
         self.figures: list[PageFigure] = []
         self.models: Table | None = None
@@ -261,13 +244,14 @@ class ReportPage:
 
     # -- the pieces ------------------------------------------------------------------------
 
-    def build(self) -> None:
+    def build(self) -> ReportView:
         for panel in self.data.panels:
             self.panels.append(self._panel(panel))
         self.models = model_table(self.data)
         self.probe = self._probes()
         if self.opts.thumbnails:
             self._thumbnails()
+        return self._view()
 
     def _figure(self, key: str, caption: str, files: FigureFiles) -> PageFigure:
         fig = PageFigure(key, caption, files, inline_svg(files.svg, key))
@@ -277,14 +261,14 @@ class ReportPage:
     def figure_files(self) -> list[Path]:
         return [p for f in self.figures for p in (f.files.png, f.files.svg)]
 
-    def _panel(self, panel: Panel) -> dict[str, Any]:
+    def _panel(self, panel: Panel) -> PanelView:
         data, opts = self.data, self.opts
-        view: dict[str, Any] = {"panel": panel, "scatter": None, "drops": [], "fits": []}
+        view = PanelView(panel)
         if panel.published is not None:
-            view["scatter"] = self._published_scatter(panel)
+            view.scatter = self._published_scatter(panel)
         else:
-            view["scatter"] = self._own_scatter(panel)
-        view["fits"] = [f for f in self.fits if f.panel == panel.title]
+            view.scatter = self._own_scatter(panel)
+        view.fits = [f for f in self.fits if f.panel == panel.title]
         classes = data.classes[data.classes["run_id"].isin(panel.run_ids)]
         if not classes.empty:
             runs = data.panel_runs(panel)
@@ -299,7 +283,7 @@ class ReportPage:
                     title=panel.title,
                 )
                 part = f" (part {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-                view["drops"].append(
+                view.drops.append(
                     self._figure(
                         f"fig-drops-{panel.slug}-{i + 1}",
                         "Per-class drop: common − counter accuracy of each class, in points, with "
@@ -311,7 +295,7 @@ class ReportPage:
                         files,
                     )
                 )
-        view["cells"] = cell_table(data, panel, opts.max_cell_models)
+        view.cells = cell_table(data, panel, opts.max_cell_models)
         return view
 
     def _published_scatter(self, panel: Panel) -> PageFigure | None:
@@ -406,10 +390,10 @@ class ReportPage:
             )
             runs.loc[sel, col], runs.loc[sel, col + "_lo"], runs.loc[sel, col + "_hi"] = er, lo, hi
 
-    def _probes(self) -> dict[str, Any]:
+    def _probes(self) -> ProbeView | None:
         probes = self.data.probes
         if probes.empty:
-            return {}
+            return None
         several = probes.groupby("model")["dataset"].nunique()
         probes = probes.assign(
             label=[
@@ -458,14 +442,14 @@ class ReportPage:
         )
         sections = []
         for title, table_keys, figure_keys in layout:
-            section = {
-                "title": title,
-                "tables": [tables[k] for k in table_keys if k in tables],
-                "figures": [figures[k] for k in figure_keys if k in figures],
-            }
-            if section["tables"] or section["figures"]:
+            section = ProbeSection(
+                title,
+                [tables[k] for k in table_keys if k in tables],
+                [figures[k] for k in figure_keys if k in figures],
+            )
+            if section.tables or section.figures:
                 sections.append(section)
-        return {"sections": sections, "tables": tables}
+        return ProbeView(sections, tables)
 
     def _kurtosis_vs_robustness(
         self, probes: pd.DataFrame, names: dict[str, str], colours: dict[str, str]
@@ -537,7 +521,7 @@ class ReportPage:
                 ex, str(path), make, per_group=opts.per_group, max_classes=opts.max_classes
             )
             if classes:
-                self.galleries.append({"dataset": group["dataset"].iloc[0], "classes": classes})
+                self.galleries.append(Gallery(group["dataset"].iloc[0], classes))
         for _, run in runs.head(opts.max_wrong_models).iterrows():
             wrong = data.wrong[data.wrong["run_id"] == run["run_id"]]
             cls = data.classes[data.classes["run_id"] == run["run_id"]]
@@ -547,7 +531,7 @@ class ReportPage:
             thumbs: list[Thumb] = wrong_examples(
                 wrong, str(run["dataset_path"]), names, make, k=opts.wrong_per_model
             )
-            self.wrong.append({"run": run, "thumbs": thumbs, "n_wrong": len(wrong)})
+            self.wrong.append(WrongImages(run, thumbs, len(wrong)))
         self.thumb_failures = make.failed
         if len(runs) > opts.max_wrong_models:
             data.notes.append(
@@ -559,7 +543,7 @@ class ReportPage:
         """A few sentences a reader checks first: the spread of drops, the worst classes, ER."""
         data, out = self.data, []
         for view in self.panels:
-            panel = view["panel"]
+            panel = view.panel
             runs = data.panel_runs(panel).dropna(subset=["drop"])
             if runs.empty:
                 continue
@@ -585,7 +569,7 @@ class ReportPage:
                     + ", ".join(f"{c} ({fmt_pct(d, 0, True)} pt)" for c, d in worst.items())
                     + "."
                 )
-            for fit in view["fits"]:
+            for fit in view.fits:
                 col = f"er_{fit.family}"
                 er = runs.dropna(subset=[col]) if col in runs else runs.iloc[:0]
                 if er.empty:
@@ -600,37 +584,34 @@ class ReportPage:
             out.append(text)
         return out
 
-    # -- context for the templates ------------------------------------------------------------
-
-    def context(self) -> dict[str, Any]:
+    def _view(self) -> ReportView:
         data = self.data
-        datasets = sorted(set(data.runs["dataset"]))
-        protocols = sorted(set(data.runs["protocol"]))
-        return {
-            "title": self.opts.title or "spurbench report: reliance on spurious backgrounds",
-            "generated": self.generated,
-            "version": _version(),
-            "store": str(data.store_path),
-            "n_runs": len(data.runs),
-            "n_models": data.runs["model"].nunique(),
-            "datasets": datasets,
-            "protocols": protocols,
-            "models": self.models,
-            "panels": self.panels,
-            "fits": self.fits,
-            "probe": self.probe,
-            "galleries": self.galleries,
-            "wrong": self.wrong,
-            "thumb_failures": self.thumb_failures,
-            "notes": data.notes,
-            "candidate_sets": candidate_sets_used(data),
-            "lvlm_scores": sorted(set(data.runs["lvlm_score"]) - {""}),
-            "highlights": self.highlights(),
-            "level": data.level,
-            "kind_labels": KIND_LABELS,
-            "figure_rel": lambda f: f.rel(self.root),
-            "options": self.opts,
-        }
+        assert self.models is not None  # built first in build()
+        return ReportView(
+            title=self.opts.title or "spurbench report: reliance on spurious backgrounds",
+            generated=self.generated,
+            version=_version(),
+            store=str(data.store_path),
+            n_runs=len(data.runs),
+            n_models=data.runs["model"].nunique(),
+            datasets=sorted(set(data.runs["dataset"])),
+            protocols=sorted(set(data.runs["protocol"])),
+            models=self.models,
+            panels=self.panels,
+            fits=self.fits,
+            probe=self.probe,
+            galleries=self.galleries,
+            wrong=self.wrong,
+            thumb_failures=self.thumb_failures,
+            notes=data.notes,
+            candidate_sets=candidate_sets_used(data),
+            lvlm_scores=sorted(set(data.runs["lvlm_score"]) - {""}),
+            highlights=self.highlights(),
+            level=data.level,
+            options=self.opts,
+            figures=self.figures,
+            root=self.root,
+        )
 
 
 def candidate_sets_used(data: ReportData) -> list[dict[str, str]]:
@@ -656,7 +637,7 @@ def _version() -> str:
         return "dev"
 
 
-def _render_html(page: ReportPage) -> str:
+def _render_html(view: ReportView) -> str:
     import jinja2
 
     template = resources.files("spurbench.report").joinpath("templates/report.html.j2")
@@ -664,4 +645,7 @@ def _render_html(page: ReportPage) -> str:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
     env.filters["pct"] = lambda x, d=1: "" if x is None or x != x else f"{100 * x:.{d}f}"
-    return env.from_string(template.read_text(encoding="utf-8")).render(**page.context())
+    fields = {f.name: getattr(view, f.name) for f in dataclasses.fields(view)}
+    return env.from_string(template.read_text(encoding="utf-8")).render(
+        **fields, kind_labels=KIND_LABELS, figure_rel=view.figure_rel
+    )
