@@ -240,5 +240,3 @@ def _print_result(r: Any) -> None:
             f"[yellow]{len(r.skipped)} unreadable images skipped[/] ({by_kind}); "
             "per-file reasons in the store (spurbench results --export)."
         )
-
-

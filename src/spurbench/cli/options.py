@@ -110,15 +110,11 @@ OutsideOpt = Annotated[
 ]
 ImageColumnOpt = Annotated[
     str | None,
-    typer.Option(
-        "--image-column", help="HF dataset column / WebDataset extension of the image."
-    ),
+    typer.Option("--image-column", help="HF dataset column / WebDataset extension of the image."),
 ]
 LabelColumnOpt = Annotated[
     str | None,
-    typer.Option(
-        "--label-column", help="... of the label [default: ClassLabel/'label'; 'cls']."
-    ),
+    typer.Option("--label-column", help="... of the label [default: ClassLabel/'label'; 'cls']."),
 ]
 GroupColumnOpt = Annotated[
     str | None,

@@ -130,4 +130,3 @@ def _candidate_sets_cell(digest: Any, source: Any) -> str:
     if not isinstance(digest, str):
         return ""
     return f"{digest} · {describe_source(source if isinstance(source, str) else None) or '?'}"
-

@@ -52,9 +52,7 @@ def theory_cmd(
             "models on CPU, cached in --out).",
         ),
     ] = False,
-    rho: Annotated[
-        float, typer.Option(help="--table7: P(common background) in the world.")
-    ] = 0.9,
+    rho: Annotated[float, typer.Option(help="--table7: P(common background) in the world.")] = 0.9,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate the CounterAnimal paper's linear CLIP model against Theorem 6.2's lower bounds.
