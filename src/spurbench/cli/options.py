@@ -7,11 +7,17 @@ lists the choices in ``--help`` and refuses anything else before a command body 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The results database every command reads and writes unless told otherwise.
 DEFAULT_STORE = Path("spurbench.duckdb")
@@ -136,3 +142,38 @@ CandidatesOpt = Annotated[
         "--candidates", help="JSON of 1-vs-20 candidate sets (see `spurbench candidates`)."
     ),
 ]
+
+
+def option_groups(**groups: type) -> Callable[[F], F]:
+    """Give a command the fields of dataclasses as options, declared once on the dataclass.
+
+    ``@option_groups(pool=PoolOptions)`` removes the parameter ``pool`` from the command's
+    signature, adds one option per field of ``PoolOptions`` (its annotation and default, placed
+    before ``--json`` so ``--help`` reads as before), and calls the command with
+    ``pool=PoolOptions(...)`` built from them. Subcommands that share a dozen options (curate's)
+    then list them once instead of once each.
+    """
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        params = [p for p in sig.parameters.values() if p.name not in groups]
+        added = [
+            inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                              annotation=get_type_hints(cls, include_extras=True)[f.name])
+            for cls in groups.values()
+            for f in dataclasses.fields(cls)
+        ]  # fmt: skip
+        at = next((i for i, p in enumerate(params) if p.name == "as_json"), len(params))
+        params[at:at] = added
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for name, cls in groups.items():
+                values = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)}
+                kwargs[name] = cls(**values)
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
