@@ -32,6 +32,10 @@ def test_demo_tour_finds_the_planted_shortcut(synth_cache):
             "where m.metric = 'drop' and m.group_name = 'common-counter' and m.scope = 'overall'"
         ).df()
         n_probed = db.execute("select count(distinct model) from probe_runs").fetchall()[0][0]
+        heads = db.execute("select distinct key from probes where metric = 'head'").fetchall()
+    heads = {k for (k,) in heads}
+    # the tiny models know only the world's classes: probed on 1vN, and labelled so
+    assert heads == {"1vN (10 classes)"} and "1vN" in res.output
     assert len(stored) == 3 and n_probed == 3
     assert sorted(stored["value"].round(12)) == sorted(table["drop"].round(12))
 

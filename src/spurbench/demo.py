@@ -92,22 +92,25 @@ def run_demo(
 
     result = DemoResult(world, models, results, store_path, out, table)
     if tour:
-        _tour(result, store, show_progress)
+        _tour(result, store, protocol, show_progress)
     result.report = build_report(store_path, out / "report").html
     return result
 
 
-def _tour(result: DemoResult, store: ResultsStore, show_progress: bool) -> None:
+def _tour(result: DemoResult, store: ResultsStore, protocol: str, show_progress: bool) -> None:
     """Probe every model and re-discover the planted pairs, on the world's full test split."""
     from spurbench.synth.train import TINY_CLIP, TINY_CLIP_FT
 
     manifest = result.world.root / "manifest.csv"
     cache = result.out_dir / "cache"
+    # The tiny models know only the world's classes (the classifier has no 1000-class head), so
+    # every model is probed on the same head as its evaluation: 1vN, labelled in the tables.
     for folder in result.models.values():
         result.probes.append(
             probe(
                 f"local-dir:{folder}",
                 manifest,
+                protocol=protocol,
                 split="test",
                 store=store,
                 cache_dir=cache,

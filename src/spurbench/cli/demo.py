@@ -107,13 +107,14 @@ def _print_tour_probes(result: Any) -> None:
         title="Probes on the full test split (`spurbench probe` for the full tables)",
         title_justify="left",
     )
-    for col in ("model", "kurtosis", "rotated", "outlier dims", "prunable", "concepts"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    for col in ("model", "head", "kurtosis", "rotated", "outlier dims", "prunable", "concepts"):
+        t.add_column(col, justify="left" if col in ("model", "head") else "right")
     for name, r in zip(result.models, result.probes, strict=True):
         k, o = r.kurtosis.get("pre_head"), r.outliers.get("pre_head")
         encoded = len(r.encoded_concepts("directions")) if r.concepts is not None else 0
         t.add_row(
             escape(name),
+            escape(r.head_label),
             f"{k.mean_image_kurtosis:.2f}" if k else "",
             f"{k.mean_image_kurtosis_rotated:.2f}" if k else "",
             str(len(o.dims)) if o is not None else "",
@@ -123,7 +124,9 @@ def _print_tour_probes(result: Any) -> None:
     print_table(console, t)
     console.print(
         "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
-        "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
-        "head directions removable within 1 point of accuracy; concepts: encoded by a "
-        "privileged direction (AP ≥ 0.9)."
+        "outlier features give >> 3, and ≈ 3 after the random rotation); head: the tiny models "
+        "know only the world's classes, so 1vN, not the paper's 1v1000; prunable: share of "
+        "head directions removable within 1 point of accuracy, measured on held-out images; "
+        "concepts: the badge colours and textures and the backgrounds, all independent of the "
+        "class, encoded by a privileged direction (AP ≥ 0.9)."
     )
