@@ -45,3 +45,6 @@ def test_demo_tour_finds_the_planted_shortcut(synth_cache):
     assert len(kept) >= 0.6 * len(found)
     assert (kept["common"] == kept["planted_common"]).mean() >= 0.75, kept
     assert (out / "report" / "index.html").stat().st_size > 10_000
+    # background counterfactuals of the tiny CLIP: a BG-gap, and its section in the report
+    assert "Background counterfactuals (tiny_clip" in res.output
+    assert 'id="counterfactuals"' in (out / "report" / "index.html").read_text()

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from spurbench.cli.candidates import candidates_cmd
+from spurbench.cli.counterfactual import counterfactual_cmd
 from spurbench.cli.curate import curate_app
 from spurbench.cli.demo import demo_cmd
 from spurbench.cli.eval import eval_cmd
@@ -58,6 +59,7 @@ app.command("models")(models_cmd)
 app.command("demo")(demo_cmd)
 app.command("theory")(theory_cmd)
 app.command("probe")(probe_cmd)
+app.command("counterfactual")(counterfactual_cmd)
 app.command("report")(report_cmd)
 app.command("suite")(suite_cmd)
 app.add_typer(curate_app, name="curate")

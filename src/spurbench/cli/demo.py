@@ -93,6 +93,10 @@ def demo_cmd(
             f"them (ties between 0 %-groups can pick another worst background). "
             f"Table: {escape(str(out / 'discovery.csv'))}"
         )
+    if result.counterfactual is not None:
+        from spurbench.cli.counterfactual import demo_line
+
+        console.print(demo_line(result.counterfactual))
     console.print(
         escape(
             f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "

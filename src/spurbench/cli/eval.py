@@ -17,7 +17,9 @@ from spurbench.cli.options import (
     CandidatesOpt,
     ClassesOpt,
     DataOpt,
+    DecodeOpt,
     DeviceOpt,
+    EngineOpt,
     GroupColumnOpt,
     ImageColumnOpt,
     JsonOpt,
@@ -25,6 +27,7 @@ from spurbench.cli.options import (
     NameSet,
     NameSetOpt,
     OutsideOpt,
+    PrecisionOpt,
     ProtocolOpt,
     QuietOpt,
     ReferenceOpt,
@@ -76,6 +79,9 @@ def eval_cmd(
         ),
     ] = None,
     device: DeviceOpt = "cpu",
+    precision: PrecisionOpt = "fp32",
+    engine: EngineOpt = "eager",
+    decode: DecodeOpt = "exact",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -114,15 +120,21 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
+    from spurbench.data.images import check_decode
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
+    from spurbench.models.engine import check_engine
+    from spurbench.models.precision import check_precision
 
     name_set = NameSet(name_set).value  # the library takes the plain name
     protocols = _protocols(protocol)
     _check_score(score, model)
     check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
+    check_precision(precision)
+    check_engine(engine)
+    check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -157,6 +169,9 @@ def eval_cmd(
             question=question,
             answer_template=answer_template,
             score=score,
+            precision=precision,
+            engine=engine,
+            decode=decode,
         )
         done += _show(results, as_json)
     if as_json:

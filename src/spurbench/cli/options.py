@@ -91,6 +91,33 @@ ProtocolOpt = Annotated[
     str,
     typer.Option("--protocol", help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list."),
 ]
+#: ``--precision`` of every command that encodes images (see spurbench.models.precision).
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Image pass: fp32 (exact, the papers' protocol), bf16 or fp16 autocast, or auto "
+        "(bf16/fp16 on CUDA; on CPU bf16 only where measured faster here). Recorded per run.",
+    ),
+]
+#: ``--decode`` of the image pass (see spurbench.data.images.load_rgb).
+DecodeOpt = Annotated[
+    str,
+    typer.Option(
+        "--decode",
+        help="exact (every pixel, the default) or draft (JPEGs over twice the model's input "
+        "side decoded at a reduced DCT scale: faster on large photos). Recorded per run.",
+    ),
+]
+#: ``--engine`` of the image pass (see spurbench.models.engine).
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Image tower: eager PyTorch, onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]), "
+        "or auto (ONNX Runtime only where measured faster here). Recorded per run.",
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
 
 # -- data sources --------------------------------------------------------------------------------

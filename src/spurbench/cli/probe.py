@@ -31,6 +31,7 @@ from spurbench.cli.options import (
     JsonOpt,
     NameSet,
     NameSetOpt,
+    PrecisionOpt,
     QuietOpt,
     SplitOpt,
     StoreOpt,
@@ -102,6 +103,7 @@ def probe_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = None,
     device: DeviceOpt = "cpu",
+    precision: PrecisionOpt = "fp32",
     store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     out: Annotated[
@@ -144,6 +146,7 @@ def probe_cmd(
                 batch_size=batch_size,
                 num_workers=workers,
                 device=device,
+                precision=precision,
                 reference=reference,
                 candidates=candidates,
                 seed=seed,

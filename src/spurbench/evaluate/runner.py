@@ -21,8 +21,9 @@ import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset, SourceColumns
+from spurbench.data.images import check_decode
 from spurbench.data.layouts import open_dataset
-from spurbench.errors import ClassListError
+from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate.candidates import (
@@ -36,6 +37,8 @@ from spurbench.features.cache import FeatureSet, default_cache_dir, encode_datas
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.engine import attach_engine, check_engine, resolve_engine
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.models.spec import parse_model_name
 from spurbench.store.results import ResultsStore, check_store_path
@@ -101,6 +104,9 @@ def evaluate(
     question: str | None = None,
     answer_template: str | None = None,
     score: str = "paper",
+    precision: str = "fp32",
+    engine: str = "eager",
+    decode: str = "exact",
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -129,6 +135,13 @@ def evaluate(
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
         question, answer_template, score: LVLMs only (see
             :func:`spurbench.evaluate.lvlm.evaluate_lvlm`).
+        precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
+            or ``auto`` (measured per machine and architecture, see
+            :mod:`spurbench.models.precision`); recorded with every run.
+        engine: the image tower's ``eager`` PyTorch (the default), ``onnx`` (ONNX Runtime, fp32
+            on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
+        decode: ``exact`` (every pixel, the default) or ``draft`` (large JPEGs decoded at a
+            reduced DCT scale, see :func:`spurbench.data.images.load_rgb`); recorded.
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
@@ -163,6 +176,9 @@ def evaluate(
         if templates is None and dataset.templates
         else resolve_templates(templates)
     )
+    check_precision(precision)
+    check_engine(engine)
+    check_decode(decode)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
         dataset,
@@ -177,7 +193,17 @@ def evaluate(
     source = (
         prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
     )
-    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device)
+    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device, cache)
+    adapter.precision = resolve_precision(precision, adapter, cache)
+    if backend != "local" and engine == "onnx":
+        raise SpurbenchError("--engine onnx encodes in this process only (--backend local).")
+    # Ray workers build their own eager models
+    attach_engine(
+        adapter, resolve_engine(engine, adapter, cache) if backend == "local" else "eager", cache
+    )
+    if backend != "local" and decode != "exact":
+        raise SpurbenchError("--decode draft decodes in this process only (--backend local).")
+    adapter.decode = decode
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -268,11 +294,14 @@ def _is_lvlm(model: str | ModelAdapter) -> bool:
     return spec.family == "lvlm"
 
 
-def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
-    """The evaluated model; the reference's adapter when both name the same model."""
+def _load(
+    model: str, source: CandidateSource | None, device: str, cache: Path
+) -> ModelAdapter:
+    """The evaluated model (built only when a cache misses); the reference's adapter when both
+    name the same model."""
     if source is not None and source.adapter is not None and source.adapter.name == model:
         return source.adapter
-    return create_model(model, device=device)
+    return create_model(model, device=device, cache_dir=cache)
 
 
 def _candidates(
@@ -385,6 +414,10 @@ def _score(
                 if protocol == "1v20"
                 else None,
             ]
+            # fp32 keeps the run ids it always had; another precision is another run
+            + ([adapter.precision] if adapter.precision != "fp32" else [])
+            + ([adapter.engine] if adapter.engine != "eager" else [])
+            + ([f"decode-{adapter.decode}"] if adapter.decode != "exact" else [])
         ).encode()
     ).hexdigest()[:16]
     return RunResult(
@@ -492,7 +525,12 @@ def _run_record(
         "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        "config": {
+            "preprocess": adapter.preprocess_cfg.__dict__,
+            "precision": adapter.precision,
+            "engine": adapter.engine,
+            "decode": adapter.decode,
+        }
         | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": _versions(),
     }

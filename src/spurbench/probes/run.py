@@ -62,6 +62,7 @@ from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.probes.broden import ConceptImages, read_broden
 from spurbench.probes.concepts import (
     concept_direction_scores,
@@ -256,6 +257,7 @@ def probe(
     cv: int = 5,
     blas_threads: int | None = 1,
     show_progress: bool = True,
+    precision: str = "fp32",
 ) -> ProbeResult:
     """Probe ``model``'s representation of ``data`` and store the results.
 
@@ -283,7 +285,10 @@ def probe(
         cv: folds of the linear concept probe.
         blas_threads: numpy/scipy BLAS threads during the probe math (None: the library
             default); one is faster for these small matrices on a shared machine.
+        precision: the image pass's, as for :func:`spurbench.evaluate` (fp32 by default);
+            part of the probe id and recorded with every probe run.
     """
+    check_precision(precision)
     wanted = _check_probes(probes)
     if not 0 < ap_threshold <= 1:
         raise ProbeConfigError(f"ap_threshold must be in (0, 1], got {ap_threshold}.")
@@ -328,6 +333,7 @@ def probe(
         from spurbench.models.registry import create_model
 
         adapter = create_model(model, device=device)
+    adapter.precision = resolve_precision(precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     head_note = None
@@ -1025,9 +1031,10 @@ def _versions() -> dict[str, str]:
 
 def _probe_id(adapter: ModelAdapter, dataset: ImageDataset, name: str, cfg: dict) -> str:
     """One probe run per (model weights, dataset, probe, config): reruns replace their rows."""
-    payload = json.dumps(
-        [adapter.fingerprint, dataset.digest(), name, json_safe(cfg)], sort_keys=True
-    )
+    parts = [adapter.fingerprint, dataset.digest(), name, json_safe(cfg)]
+    if adapter.precision != "fp32":  # fp32 keeps the probe ids it always had
+        parts.append(adapter.precision)
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -1047,6 +1054,7 @@ def _record(
         "n_skipped": result.n_skipped,
         "dataset_path": str(dataset.root),
         "representation": "pre_head",
+        "precision": adapter.precision,
         "versions": versions,
     }
     if name in _HEAD_PROBES and result.head is not None:

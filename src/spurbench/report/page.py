@@ -24,6 +24,7 @@ from spurbench.evaluate.effective_robustness import (
     effective_robustness_ci,
 )
 from spurbench.report.collect import Panel, ReportData, panel_points, short_names
+from spurbench.report.counterfactuals import counterfactual_views, methods_text
 from spurbench.report.figures import (
     FigureFiles,
     class_drop_chunks,
@@ -56,6 +57,7 @@ from spurbench.report.thumbnails import (
     wrong_examples,
 )
 from spurbench.report.view import (
+    CounterfactualView,
     Fit,
     Gallery,
     PageFigure,
@@ -105,6 +107,7 @@ class ReportPage:
         self.fits: list[Fit] = []
         self.panels: list[PanelView] = []
         self.probe: ProbeView | None = None
+        self.counterfactual: CounterfactualView | None = None
         self.galleries: list[Gallery] = []
         self.wrong: list[WrongImages] = []
         self.thumb_failures = 0
@@ -119,6 +122,11 @@ class ReportPage:
             self.panels.append(self._panel(panel))
         self.models = model_table(self.data)
         self.probe = self._probes()
+        if not self.data.counterfactuals.empty:
+            views = counterfactual_views(
+                self.data.counterfactuals, self.data.runs, thumbnails=self.opts.thumbnails
+            )
+            self.counterfactual = CounterfactualView(views, methods_text(views))
         if self.opts.thumbnails:
             self._thumbnails()
         return self._view()
@@ -470,12 +478,14 @@ class ReportPage:
             panels=self.panels,
             fits=self.fits,
             probe=self.probe,
+            counterfactual=self.counterfactual,
             galleries=self.galleries,
             wrong=self.wrong,
             thumb_failures=self.thumb_failures,
             notes=data.notes,
             candidate_sets=candidate_sets_used(data),
             lvlm_scores=sorted(set(data.runs["lvlm_score"]) - {""}),
+            image_passes=sorted(set(data.runs["image_pass"]) - {""}),
             highlights=self.highlights(),
             level=data.level,
             options=self.opts,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from spurbench.report.thumbnails import ClassExamples, Thumb
 
 __all__ = [
+    "CounterfactualView",
     "Fit",
     "Gallery",
     "PageFigure",
@@ -87,6 +88,14 @@ class ProbeView:
 
 
 @dataclass
+class CounterfactualView:
+    """Background counterfactuals (spurbench.report.counterfactuals): one row per run."""
+
+    views: list[dict[str, Any]]
+    methods: str
+
+
+@dataclass
 class Gallery:
     """Per-class thumbnails of one dataset folder."""
 
@@ -119,12 +128,15 @@ class ReportView:
     panels: list[PanelView]
     fits: list[Fit]
     probe: ProbeView | None
+    counterfactual: CounterfactualView | None
     galleries: list[Gallery]
     wrong: list[WrongImages]
     thumb_failures: int
     notes: list[str]
     candidate_sets: list[dict[str, str]]
     lvlm_scores: list[str]
+    #: image passes other than the papers' (fp32, eager, exact decode), as labelled per run
+    image_passes: list[str]
     highlights: list[str]
     level: float
     options: ReportOptions

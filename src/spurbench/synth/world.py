@@ -42,10 +42,13 @@ from spurbench.synth.render import (
     BACKGROUND_NAMES,
     BADGE_COLOURS,
     SHAPES,
+    SMALL_OBJECT_SCALE,
     TEXTURES,
     ForegroundSpec,
+    compose,
     foreground_spec,
     render_image,
+    render_layers,
 )
 
 #: CounterAnimal's ImageNet class indices (animals), in the order a world takes them, with
@@ -107,6 +110,9 @@ class WorldConfig:
     n_test_per_cell: int = 20
     caption_background_fraction: float = 0.0
     seed: int = 0
+    #: Opt-in: this fraction of each counter test cell has its object drawn at a size never
+    #: seen in training (a planted object-caused failure, for background counterfactuals).
+    small_counter_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         # rho=1 and rho=1.0 must give the same key
@@ -128,9 +134,10 @@ class WorldConfig:
 
     def key(self) -> str:
         """A short stable hash of the config and generator version, used as a cache key."""
-        payload = json.dumps(
-            {"v": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True, default=float
-        )
+        fields = dataclasses.asdict(self)
+        if not self.small_counter_fraction:  # off: the keys of worlds made before it stay
+            del fields["small_counter_fraction"]
+        payload = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True, default=float)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @property
@@ -332,12 +339,19 @@ def plan_world(cfg: WorldConfig) -> pd.DataFrame:
 
 def _write_images(cfg: WorldConfig, rows: list[dict[str, object]], root: Path) -> None:
     specs: dict[int, ForegroundSpec] = {}
+    small, small_scale = small_object_paths(cfg), SMALL_OBJECT_SCALE
     for row in rows:
         slot = int(row["slot"])  # type: ignore[arg-type]
         spec = specs.setdefault(slot, foreground_spec(slot))
         rng = np.random.default_rng(row["seed"])  # type: ignore[arg-type]
         badge = (str(row["badge_colour"]), str(row["badge_texture"]))
-        img = render_image(spec, str(row["background"]), rng, cfg.image_size, badge)
+        if str(row["path"]) in small:
+            layers = render_layers(
+                spec, str(row["background"]), rng, cfg.image_size, small_scale, badge
+            )
+            img = compose(*layers)
+        else:
+            img = render_image(spec, str(row["background"]), rng, cfg.image_size, badge)
         path = root / str(row["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path, format="PNG")
@@ -456,3 +470,21 @@ def _install(tmp: Path, out: Path) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def render_seeds(cfg: WorldConfig) -> dict[str, list[int]]:
+    """The seed each image of the world is drawn from, by manifest path.
+
+    Re-drawing an image's layers from its seed (see :func:`spurbench.synth.render.render_layers`)
+    gives its exact foreground mask without storing one per image.
+    """
+    return {str(row["path"]): list(row["seed"]) for row in _plan_rows(cfg)}  # type: ignore[call-overload]
+
+
+def small_object_paths(cfg: WorldConfig) -> set[str]:
+    """Test images whose object is drawn at :data:`SMALL_OBJECT_SCALE` (the first
+    ``small_counter_fraction`` of each counter cell); empty unless the option is on."""
+    n = round(cfg.small_counter_fraction * cfg.n_test_per_cell)
+    plan = plan_world(cfg) if n else pd.DataFrame(columns=["path", "split", "group"])
+    counter = plan[(plan["split"] == "test") & (plan["group"] == "counter")]
+    return {p for p in counter["path"] if int(Path(p).stem) < n}
