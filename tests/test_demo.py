@@ -10,16 +10,12 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from spurbench.cli import app
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_tour_finds_the_planted_shortcut(synth_cache):
-    out = synth_cache
-    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--quiet"], terminal_width=200)
+def test_demo_tour_finds_the_planted_shortcut(demo_run):
+    out, res = demo_run
     assert res.exit_code == 0, res.output
     for word in ("tiny_clip", "tiny_classifier", "tiny_clip_ft", "Spurious discovery", "Report:"):
         assert word in res.output
