@@ -72,3 +72,38 @@ def test_models_loads_no_stage():
     code, output, modules = _loaded("models", "resnet50", "--family", "torchvision")
     assert code == 0 and "IMAGENET1K_V2" in output
     assert not modules & set(STAGES)
+
+
+_PRODUCT = """
+import json, sys
+import spurbench
+light = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "spurbench"))
+from spurbench.probes.run import probe
+from spurbench.suite import run_suite
+from spurbench.curate.pipeline import curate
+from spurbench.report.html import build_report
+from spurbench.synth import theory
+from spurbench.evaluate.runner import evaluate
+same = {
+    "evaluate": spurbench.evaluate is evaluate,
+    "probe": spurbench.probe is probe,
+    "run_suite": spurbench.run_suite is run_suite,
+    "curate": spurbench.curate is curate,
+    "build_report": spurbench.build_report is build_report,
+    "theory": spurbench.theory is theory,
+}
+print(json.dumps({"light": light, "same": same, "all": spurbench.__all__}))
+"""
+
+
+@pytest.mark.subprocess
+def test_top_level_exports_the_product_lazily():
+    """``import spurbench`` is light; each stage's entry point is one attribute away."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRODUCT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert not _heavy(set(out["light"])) and not set(out["light"]) & set(STAGES)
+    assert out["same"] == dict.fromkeys(out["same"], True)
+    assert set(out["same"]) <= set(out["all"])

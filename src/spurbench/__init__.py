@@ -8,6 +8,11 @@ The library API, usable from a notebook (the CLI is a thin layer over it)::
     results[0].summary          # balanced common / counter accuracy, drop, CIs
     spurbench.ResultsStore("spurbench.duckdb").summary()
     spurbench.load_results("spurbench.duckdb").metrics   # every table as a DataFrame
+
+Each stage has one entry point here: ``evaluate``, ``probe`` (Crabbé et al.'s representation
+probes), ``run_suite`` (ImageNet shifts and effective robustness), ``curate`` (build a
+CounterAnimal-style dataset), ``build_report`` (HTML report of a store) and ``theory`` (the
+paper's linear CLIP model and Theorem 6.2's bounds).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from spurbench._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from spurbench.counterfactual import CounterfactualResult, counterfactual
+    from spurbench.curate.pipeline import curate
     from spurbench.data.classes import ClassList, imagenet_classes, resolve_templates
     from spurbench.data.dataset import ImageDataset
     from spurbench.data.layouts import open_dataset
@@ -25,7 +31,11 @@ if TYPE_CHECKING:
     from spurbench.evaluate import RunResult, evaluate
     from spurbench.features.cache import encode_dataset
     from spurbench.models import ModelAdapter, create_model, list_models, parse_model_name
+    from spurbench.probes.run import probe
+    from spurbench.report.html import build_report
     from spurbench.store import ResultsStore, load_results
+    from spurbench.suite import run_suite
+    from spurbench.synth import theory
 
 __version__ = "0.1.0"
 
@@ -48,6 +58,11 @@ _EXPORTS = {
     "parse_model_name": "spurbench.models",
     "ResultsStore": "spurbench.store",
     "load_results": "spurbench.store",
+    "probe": "spurbench.probes.run",
+    "run_suite": "spurbench.suite",
+    "curate": "spurbench.curate.pipeline",
+    "build_report": "spurbench.report.html",
+    "theory": "spurbench.synth.theory",
 }
 
 
@@ -61,8 +76,10 @@ __all__ = [
     "ResultsStore",
     "RunResult",
     "SpurbenchError",
+    "build_report",
     "counterfactual",
     "create_model",
+    "curate",
     "encode_dataset",
     "evaluate",
     "imagenet_classes",
@@ -70,5 +87,8 @@ __all__ = [
     "load_results",
     "open_dataset",
     "parse_model_name",
+    "probe",
     "resolve_templates",
+    "run_suite",
+    "theory",
 ]

@@ -18,7 +18,10 @@ class _LazyPackage(types.ModuleType):
         exports = self.__dict__.get("_lazy_exports", {})
         if name not in exports:
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(exports[name]), name)
+        module = importlib.import_module(exports[name])
+        # an export named after its module's last part is the module itself (spurbench.theory)
+        whole = exports[name].rpartition(".")[2] == name and not hasattr(module, name)
+        value = module if whole else getattr(module, name)
         self.__dict__[name] = value
         return value
 
@@ -36,7 +39,10 @@ class _LazyPackage(types.ModuleType):
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> None:
-    """Make ``exports`` (name -> module) of ``package`` load on first access (PEP 562)."""
+    """Make ``exports`` (name -> module) of ``package`` load on first access (PEP 562).
+
+    A name equal to its module's last part, which has no such attribute, exports the module.
+    """
     module = sys.modules[package]
     module.__dict__["_lazy_exports"] = exports
     module.__class__ = _LazyPackage

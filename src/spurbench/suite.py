@@ -4,7 +4,7 @@ accuracies and effective robustness.
 Effective robustness (ER) follows Taori et al. (NeurIPS 2020) as imagenet-testbed computes it:
 on logit axes, fit a line of shift accuracy on ImageNet accuracy over a *baseline* of models, and
 a model's ER is its shift accuracy minus the line's prediction at its ImageNet accuracy
-(:mod:`spurbench.report.effective_robustness`). The baseline is Taori et al.'s: models trained
+(:mod:`spurbench.evaluate.effective_robustness`). The baseline is Taori et al.'s: models trained
 on ImageNet-1k only, chosen by one rule (:func:`spurbench.reference.testbed.timm_in1k_only`,
 applied to published and stored models alike). By default it is published: timm's results for
 its ~860 ImageNet-1k-only models (ImageNetV2, Sketch, R and A), and for ObjectNet, which timm does
@@ -55,17 +55,17 @@ from spurbench.data.imagenet_shifts import (
 from spurbench.errors import DatasetError
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.evaluate import metrics as M
-from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
-from spurbench.features.cache import default_cache_dir
-from spurbench.models.base import Features, LinearHead, ModelAdapter
-from spurbench.models.precision import check_precision, resolve_precision
-from spurbench.models.registry import create_model
-from spurbench.report.effective_robustness import (
+from spurbench.evaluate.effective_robustness import (
     BaselineFit,
     Transform,
     effective_robustness,
     fit_baseline,
 )
+from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
+from spurbench.features.cache import default_cache_dir
+from spurbench.models.base import Features, LinearHead, ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
+from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore
 
 PROTOCOL = "1v1000"

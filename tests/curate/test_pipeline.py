@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from spurbench.cli.curate import curate_app
 from spurbench.curate import (
     AUTO,
     MANUAL,
@@ -33,7 +34,6 @@ from spurbench.curate import (
     select_pairs,
     tag_backgrounds,
 )
-from spurbench.curate.command import curate_app
 from spurbench.curate.discovery import pair_drops
 from spurbench.curate.pool import LOW_CONFIDENCE, in_dataset
 from spurbench.curate.scoring import ModelCache, predict

@@ -365,3 +365,36 @@ def test_cli_evaluates_an_lvlm_by_likelihood(tiny_llava_dir, counteranimal_dir, 
     assert out.exit_code == 0, out.output
     runs = ResultsStore(store).runs()
     assert runs.family.tolist() == ["lvlm"] and runs.n_images.tolist() == [27]
+
+
+def test_library_evaluate_routes_lvlm_names(tiny_llava_dir, counteranimal_dir, tmp_path):
+    """``spurbench.evaluate("lvlm:...")`` from a notebook scores answers, as ``eval`` does."""
+    import spurbench
+
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False)
+    (routed,) = spurbench.evaluate(f"lvlm:{tiny_llava_dir}", counteranimal_dir, ["1vN"], **kw)
+    direct = evaluate_lvlm(f"lvlm:{tiny_llava_dir}", counteranimal_dir, "1vN", **kw)
+    assert routed.score == "paper" and routed.protocol == "1vN"
+    assert routed.predictions["correct"].tolist() == direct.predictions["correct"].tolist()
+    np.testing.assert_array_equal(
+        np.stack(routed.predictions["topk_scores"]), np.stack(direct.predictions["topk_scores"])
+    )
+    assert len(routed.predictions) == 27
+
+
+def test_library_evaluate_checks_lvlm_requests_before_loading(counteranimal_dir, tmp_path):
+    """A protocol LVLMs do not support fails before any model is looked for."""
+    import spurbench
+
+    missing = f"lvlm:{tmp_path / 'no-such-llava'}"
+    with pytest.raises(ClassListError, match="not available for vision-language chat"):
+        spurbench.evaluate(missing, counteranimal_dir, ["1v1000"], cache_dir=tmp_path / "c")
+
+
+def test_library_evaluate_refuses_an_lvlm_score_for_other_models(
+    tiny_clip_dir, counteranimal_dir, tmp_path
+):
+    import spurbench
+
+    with pytest.raises(SpurbenchError, match="vision-language chat models"):
+        spurbench.evaluate(f"local-dir:{tiny_clip_dir}", counteranimal_dir, ["1vN"], score="pmi")

@@ -17,13 +17,13 @@ import typer
 from scipy.stats import kurtosis
 from typer.testing import CliRunner
 
+from spurbench.cli.probe import probe_cmd
 from spurbench.data.layouts import open_dataset
 from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models import create_model
 from spurbench.probes import PROBES, ProbeConfigError, probe
-from spurbench.probes.command import probe_cmd
 from spurbench.store import ResultsStore
 from tests.conftest import save_tiny_clip, write_image
 

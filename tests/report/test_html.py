@@ -15,8 +15,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from spurbench.cli.report import report_cmd
 from spurbench.report.collect import ReportError
-from spurbench.report.command import report_cmd
 from spurbench.report.html import ReportOptions, build_report
 from spurbench.store import ResultsStore
 

@@ -16,12 +16,12 @@ from rich.console import Console
 from typer import Typer
 from typer.testing import CliRunner
 
-from spurbench import suite_command
+from spurbench.cli import suite as suite_command
+from spurbench.cli.suite import suite_cmd
 from spurbench.data.imagenet_shifts import SHIFTS
 from spurbench.reference.testbed import load_openclip_results, load_timm_results
 from spurbench.store import ResultsStore
 from spurbench.suite import MIN_STORE_BASELINE, suite_table
-from spurbench.suite_command import suite_cmd
 from tests.suite.test_timm_baseline import _expected_er, _write
 
 TESTBED_CSV = Path(__file__).resolve().parents[2] / "src/spurbench/reference/testbed_results.csv"

@@ -14,17 +14,17 @@ from PIL import Image
 from typer import Typer
 from typer.testing import CliRunner
 
+from spurbench.cli.suite import suite_cmd
 from spurbench.data.classes import imagenet_classes
 from spurbench.data.imagenet_shifts import load_shift, objectnet_indices
 from spurbench.errors import DatasetError
+from spurbench.evaluate.effective_robustness import effective_robustness, fit_baseline
 from spurbench.features.cache import encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.registry import create_model
 from spurbench.reference.testbed import load_openclip_results
-from spurbench.report.effective_robustness import effective_robustness, fit_baseline
 from spurbench.store import ResultsStore
 from spurbench.suite import BorderCropped, locate_datasets, run_suite, suite_table
-from spurbench.suite_command import suite_cmd
 from tests.suite import standins as F
 from tests.suite.test_loaders import A_WNIDS, ON_FOLDERS, R_INDICES, R_WNIDS, WNIDS
 

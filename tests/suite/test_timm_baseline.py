@@ -17,10 +17,10 @@ import scipy.special
 from typer import Typer
 from typer.testing import CliRunner
 
+from spurbench.cli.suite import suite_cmd
 from spurbench.reference.testbed import load_openclip_results
 from spurbench.store import ResultsStore
 from spurbench.suite import suite_table, timm_published
-from spurbench.suite_command import suite_cmd
 from tests.reference.test_timm_results import _baseline_points
 
 CLIP = "ViT-B-32,openai"

@@ -246,6 +246,59 @@ def evaluate_lvlm(
     return result
 
 
+def evaluate_lvlm_protocols(
+    model: str | LVLMAdapter,
+    data: str | Path | ImageDataset,
+    protocols: tuple[str, ...] | list[str],
+    *,
+    reference: str | ModelAdapter | CandidateSource | None = None,
+    candidates: str | Path | None = None,
+    score: str = "paper",
+    name_set: str = "openai",
+    split: str | None = None,
+    classes: str | Path | None = None,
+    allow_outside_root: bool = False,
+    device: str = "cpu",
+    **options: object,
+) -> list[RunResult]:
+    """One LVLM under several protocols: every request is checked before the model loads (once).
+
+    This is where :func:`spurbench.evaluate.evaluate` sends ``lvlm:`` names; ``options`` are
+    :func:`evaluate_lvlm`'s (question, answer_template, store, cache_dir, n_boot, seed, ...).
+    """
+    if score not in SCORES:
+        raise ClassListError(f"Unknown LVLM score {score!r}; choose one of {SCORES}.")
+    dataset, sources = check_lvlm_request(
+        data,
+        protocols,
+        reference=reference,
+        candidates=candidates,
+        name_set=name_set,
+        split=split,
+        classes=classes,
+        allow_outside_root=allow_outside_root,
+        device=device,
+    )
+    adapter = model if isinstance(model, LVLMAdapter) else load_lvlm(model, device=device)
+    return [
+        evaluate_lvlm(
+            adapter,
+            dataset,
+            p,
+            reference=sources[p],
+            candidates=candidates,
+            score=score,
+            name_set=name_set,
+            split=split,
+            classes=classes,
+            allow_outside_root=allow_outside_root,
+            device=device,
+            **options,  # type: ignore[arg-type]
+        )
+        for p in protocols
+    ]
+
+
 def check_lvlm_request(
     data: str | Path | ImageDataset,
     protocols: tuple[str, ...] | list[str],

@@ -40,6 +40,7 @@ from spurbench.models.base import ModelAdapter
 from spurbench.models.engine import attach_engine, check_engine, resolve_engine
 from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
+from spurbench.models.spec import parse_model_name
 from spurbench.store.results import ResultsStore, check_store_path
 
 TOPK = 5
@@ -100,6 +101,9 @@ def evaluate(
     backend: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    question: str | None = None,
+    answer_template: str | None = None,
+    score: str = "paper",
     precision: str = "fp32",
     engine: str = "eager",
     decode: str = "exact",
@@ -108,7 +112,10 @@ def evaluate(
 
     Args:
         model: a name (``ViT-B-32,laion400m_e31``, ``timm:resnet50.a1_in1k``, a folder...) or
-            an adapter already loaded.
+            an adapter already loaded. Vision-language chat models (``lvlm:...``) have no
+            zero-shot head: they are scored by answer likelihood
+            (:func:`spurbench.evaluate.lvlm.evaluate_lvlm`) on 1v20 or 1vN, with ``question``,
+            ``answer_template`` and ``score``; ``batch_size`` and ``backend`` do not apply.
         data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
         protocols: any of ``1v1000``, ``1v20``, ``1vN``.
         templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list;
@@ -126,6 +133,8 @@ def evaluate(
         address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
             a local one with ``workers`` CPUs.
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
+        question, answer_template, score: LVLMs only (see
+            :func:`spurbench.evaluate.lvlm.evaluate_lvlm`).
         precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
             or ``auto`` (measured per machine and architecture, see
             :mod:`spurbench.models.precision`); recorded with every run.
@@ -136,6 +145,30 @@ def evaluate(
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
+    if _is_lvlm(model):
+        from spurbench.evaluate.lvlm import evaluate_lvlm_protocols
+
+        return evaluate_lvlm_protocols(
+            model,  # type: ignore[arg-type]
+            dataset,
+            protocols,
+            reference=reference,
+            candidates=candidates,
+            question=question,
+            answer_template=answer_template,
+            score=score,
+            store=store,
+            cache_dir=cache_dir,
+            n_boot=n_boot,
+            seed=seed,
+            device=device,
+            show_progress=show_progress,
+        )
+    if score != "paper":
+        raise ClassListError(
+            f"--score {score} applies to vision-language chat models (lvlm:...) only, not to "
+            f"{model if isinstance(model, str) else model.name}."
+        )
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = (
@@ -253,6 +286,12 @@ def as_dataset(
         allow_outside_root=allow_outside_root,
         columns=columns,
     )
+
+
+def _is_lvlm(model: str | ModelAdapter) -> bool:
+    """A vision-language chat model, scored by answer likelihood rather than a linear head."""
+    spec = model.spec if isinstance(model, ModelAdapter) else parse_model_name(model)
+    return spec.family == "lvlm"
 
 
 def _load(

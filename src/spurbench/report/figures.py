@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from spurbench.report.effective_robustness import (
+from spurbench.evaluate.effective_robustness import (
     DEFAULT_N_BOOT,
     BaselineFit,
     Transform,

@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from spurbench.report.effective_robustness import (
+from spurbench.evaluate.effective_robustness import (
     DEFAULT_N_BOOT,
     BaselineFit,
     Transform,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from spurbench.report.tables import KIND_LABELS, Table
 
 if TYPE_CHECKING:
-    from spurbench.report.html import ReportPage
+    from spurbench.report.view import ReportView
 
 __all__ = ["markdown_table", "render_summary"]
 
@@ -56,49 +56,48 @@ def markdown_table(table: Table, first_column_full: bool = False) -> str:
     return "\n".join(lines)
 
 
-def render_summary(page: ReportPage) -> str:
-    """The Markdown summary of a built page."""
-    ctx = page.context()
+def render_summary(view: ReportView) -> str:
+    """The Markdown summary of a computed report."""
     out = [
-        f"# {ctx['title']}",
+        f"# {view.title}",
         "",
-        f"Store {_code(ctx['store'])} · {ctx['n_runs']} runs of {ctx['n_models']} models · "
-        f"datasets: {', '.join(map(_escape, ctx['datasets']))} · "
-        f"protocols: {', '.join(map(_escape, ctx['protocols']))} · "
-        f"generated {ctx['generated']} by spurbench {ctx['version']}.",
+        f"Store {_code(view.store)} · {view.n_runs} runs of {view.n_models} models · "
+        f"datasets: {', '.join(map(_escape, view.datasets))} · "
+        f"protocols: {', '.join(map(_escape, view.protocols))} · "
+        f"generated {view.generated} by spurbench {view.version}.",
         "",
         "Accuracies are class-balanced top-1 (mean over classes) in percent; the drop is common "
         "minus counter accuracy in points; brackets are "
-        f"{ctx['level']:.0%} confidence intervals. ER is effective robustness: counter accuracy "
+        f"{view.level:.0%} confidence intervals. ER is effective robustness: counter accuracy "
         "minus what the baseline trend predicts at the model's common accuracy.",
         "",
         "## Models",
         "",
-        markdown_table(ctx["models"], first_column_full=True),
+        markdown_table(view.models, first_column_full=True),
         "",
     ]
-    if ctx["fits"]:
+    if view.fits:
         out += [
             "## Baseline trends",
             "",
             "| Comparison | Family | Baseline models | n | Slope | Intercept | r |",
             "|---|---|---|---:|---:|---:|---:|",
         ]
-        for f in ctx["fits"]:
+        for f in view.fits:
             out.append(
                 f"| {_escape(f.panel)} | {KIND_LABELS.get(f.family, f.family)} | {f.baseline} "
                 f"| {f.n} | {f.slope:.3f} | {f.intercept:.3f} | {f.r:.3f} |"
             )
         out += [
             "",
-            f"Trends are OLS fits on {ctx['options'].transform}-transformed accuracies "
+            f"Trends are OLS fits on {view.options.transform}-transformed accuracies "
             "(Taori et al. 2020).",
             "",
         ]
-    for view in ctx["panels"]:
-        if view["panel"].note:
-            out += [f"*{_escape(view['panel'].title)}:* {_escape(view['panel'].note)}", ""]
-    tables = ctx["probe"].get("tables", {}) if ctx["probe"] else {}
+    for panel in (p.panel for p in view.panels):
+        if panel.note:
+            out += [f"*{_escape(panel.title)}:* {_escape(panel.note)}", ""]
+    tables = view.probe.tables if view.probe else {}
     titles = {
         "probe-kurtosis": "Outlier features (kurtosis)",
         "probe-directions": "Privileged directions",
@@ -110,10 +109,10 @@ def render_summary(page: ReportPage) -> str:
         for key, table in tables.items():
             out += [f"### {titles[key]}", "", markdown_table(table), "", table.note, ""]
     out += ["## Figures", ""]
-    for fig in page.figures:
-        rel = fig.rel(page.root)
+    for fig in view.figures:
+        rel = view.figure_rel(fig)
         name = fig.files.png.name
         out.append(f"- [{name}]({rel['png']}) ([SVG]({rel['svg']})): {fig.caption}")
-    if ctx["notes"]:
-        out += ["", "## Notes", ""] + [f"- {_escape(n)}" for n in ctx["notes"]]
+    if view.notes:
+        out += ["", "## Notes", ""] + [f"- {_escape(n)}" for n in view.notes]
     return "\n".join(out).rstrip() + "\n"

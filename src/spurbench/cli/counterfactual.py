@@ -4,8 +4,6 @@ A thin layer over :func:`spurbench.counterfactual.counterfactual`: it checks eve
 (protocol, fill, data, masks) before any model loads, then prints per model the BG-gap with its
 interval, ONLY-FG against ORIGINAL, the share of the CounterAnimal drop that swapping only the
 background recovers, and the attribution counts. Results go to the results store.
-
-Registered by the CLI as ``app.command("counterfactual")(counterfactual_cmd)``.
 """
 
 from __future__ import annotations
@@ -14,21 +12,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spurbench.cli_errors import friendly
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    DEFAULT_STORE,
+    BatchOpt,
+    CacheOpt,
+    DeviceOpt,
+    JsonOpt,
+    NameSet,
+    NameSetOpt,
+    QuietOpt,
+    StoreOpt,
+)
+from spurbench.cli.output import console
 from spurbench.counterfactual.masks import MASK_SOURCES
 from spurbench.counterfactual.variants import DEFAULT_FILL, FILLS
-from spurbench.terminal import JsonOpt, print_json, print_table
+from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
     from spurbench.counterfactual.run import CounterfactualResult
 
 __all__ = ["counterfactual_cmd"]
-
-console = Console()
 
 
 @friendly
@@ -59,19 +66,13 @@ def counterfactual_cmd(
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
-    name_set: Annotated[
-        str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
-    ] = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     export: Annotated[Path | None, typer.Option(help="Also write the variant images here.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
-    store: Annotated[Path, typer.Option(help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Feature and variant cache [default: ~/.cache/spurbench].")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "cpu",
+    store: StoreOpt = DEFAULT_STORE,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Did the background cause the drop? Xiao et al.'s counterfactuals, per image.
@@ -90,7 +91,7 @@ def counterfactual_cmd(
     check_batch_size(batch_size)
     check_device(device)
     options = dict(masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
-                   cache_dir=cache_dir, name_set=name_set)  # fmt: skip
+                   cache_dir=cache_dir, name_set=NameSet(name_set).value)  # fmt: skip
     # counterfactual() builds (or finds) the variants before it loads the model, so bad data or
     # masks fail before any model loads
     results = []

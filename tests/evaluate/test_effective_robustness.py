@@ -9,7 +9,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spurbench.report.effective_robustness import (
+from spurbench.evaluate.effective_robustness import (
     DEFAULT_EPS,
     BaselineFit,
     effective_robustness,

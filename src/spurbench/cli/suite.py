@@ -12,20 +12,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spurbench.cli_errors import print_error
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    DEFAULT_STORE,
+    Baseline,
+    BatchOpt,
+    CacheOpt,
+    DeviceOpt,
+    JsonOpt,
+    NameSet,
+    NameSetOpt,
+    PrecisionOpt,
+    QuietOpt,
+    StoreOpt,
+    WorkersOpt,
+)
+from spurbench.cli.output import console, err_console
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
-from spurbench.errors import DatasetError, SpurbenchError
-from spurbench.terminal import JsonOpt, PrecisionOpt, print_json, print_table, records
+from spurbench.errors import DatasetError
+from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.suite import BaselineSource, SuiteTable
-
-console = Console()
-err_console = Console(stderr=True)
 
 _SHORT = {
     "imagenet": "ImageNet",
@@ -37,6 +48,7 @@ _SHORT = {
 }
 
 
+@friendly
 def suite_cmd(
     model: Annotated[
         list[str] | None,
@@ -62,37 +74,25 @@ def suite_cmd(
     templates: Annotated[
         str, typer.Option(help="'openai' (80 prompts, as published), 'paper' or a file.")
     ] = "openai",
-    name_set: Annotated[
-        str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
-    ] = "openai",
+    name_set: NameSetOpt = NameSet.openai,
     objectnet_border: Annotated[
         int, typer.Option(help="Pixels cropped from each side of ObjectNet images (0: none).")
     ] = 2,
     baseline: Annotated[
-        str,
+        Baseline,
         typer.Option(
             help="ER baseline: 'auto' (published ImageNet-1k-only models: timm's, and "
             "imagenet-testbed's for ObjectNet and the mean; the store's own once it holds 20), "
             "'store', 'timm', 'testbed', or 'openclip' (a gap from the CLIP trend, not ER)."
         ),
-    ] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    ] = Baseline.auto,
+    batch_size: BatchOpt = 64,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
     precision: PrecisionOpt = "fp32",
-    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+    cache_dir: CacheOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on the ImageNet distribution shifts present, then print accuracies and
@@ -107,58 +107,16 @@ def suite_cmd(
         spurbench suite -m timm:resnet50.a1_in1k --root ~/data --datasets imagenet,imagenet-r
           --path imagenet=/datasets/ILSVRC2012/val
     """
-    try:
-        _run(
-            model or [],
-            root,
-            datasets,
-            path or [],
-            templates,
-            name_set,
-            objectnet_border,
-            baseline,
-            batch_size,
-            workers,
-            device,
-            store,
-            cache_dir,
-            quiet,
-            as_json,
-            precision,
-        )
-    except SpurbenchError as e:
-        print_error(e)
-        raise typer.Exit(2) from None
-
-
-def _run(
-    models: list[str],
-    root: Path | None,
-    datasets: str | None,
-    paths: list[str],
-    templates: str,
-    name_set: str,
-    objectnet_border: int,
-    baseline: str,
-    batch_size: int,
-    workers: int | None,
-    device: str,
-    store: Path,
-    cache_dir: Path | None,
-    quiet: bool,
-    as_json: bool = False,
-    precision: str = "fp32",
-) -> None:
     from spurbench.models.precision import check_precision
-    from spurbench.suite import BASELINE_SOURCES, locate_datasets, run_suite, suite_table
+    from spurbench.suite import locate_datasets, run_suite, suite_table
+
+    models, paths = model or [], path or []
+    check_precision(precision)
 
     check_precision(precision)
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)
-    if baseline not in BASELINE_SOURCES:
-        choices = ", ".join(BASELINE_SOURCES)
-        raise DatasetError(f"--baseline must be one of {choices}, not {baseline!r}.")
     if models:
         found, missing = locate_datasets(root, names, overrides)  # report before a model loads
         for message in missing.values():
@@ -175,7 +133,7 @@ def _run(
             store=store,
             cache_dir=cache_dir,
             templates=templates,
-            name_set=name_set,
+            name_set=NameSet(name_set).value,
             batch_size=batch_size,
             num_workers=workers,
             device=device,
@@ -188,7 +146,7 @@ def _run(
         info.print(f"[bold]{escape(result.model)}[/]: {escape(done)}", highlight=False)
     if not store.exists():
         raise DatasetError(f"No results store at {store}; evaluate a model first (-m NAME).")
-    report = suite_table(store, baseline=cast("BaselineSource", baseline))
+    report = suite_table(store, baseline=cast("BaselineSource", Baseline(baseline).value))
     if as_json:
         print_json({"models": records(report.table), "notes": list(report.notes())})
         return

@@ -1,8 +1,4 @@
-"""``spurbench report``: option parsing for :func:`spurbench.report.html.build_report`.
-
-Kept beside the report (the lead registers it with ``app.command("report")(report_cmd)``) so
-the CLI module stays a list of thin commands.
-"""
+"""``spurbench report``: option parsing for :func:`spurbench.report.html.build_report`."""
 
 from __future__ import annotations
 
@@ -10,21 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import DEFAULT_STORE, StoreOpt
+from spurbench.cli.output import console
+
 __all__ = ["report_cmd"]
-
-from spurbench.cli_errors import friendly
-
-console = Console()
 
 
 @friendly
 def report_cmd(
-    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
+    store: StoreOpt = DEFAULT_STORE,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Report folder (index.html, figures/, ...).")
     ] = Path("spurbench_out/report"),

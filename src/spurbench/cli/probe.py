@@ -6,8 +6,6 @@ ImageNet Distribution Shifts* (TMLR 2024; arXiv:2310.13040). A thin layer over
 from the evaluation's cache), prints one table per probe across models — so models can be
 compared side by side, including the concepts only one of them encodes — and optionally exports
 everything as CSV and JSON. Results also go to the results store beside the evaluations.
-
-Registered by the CLI as ``app.command("probe")(probe_cmd)``.
 """
 
 from __future__ import annotations
@@ -19,20 +17,34 @@ from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spurbench.cli_errors import friendly
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    DEFAULT_STORE,
+    BatchOpt,
+    CacheOpt,
+    CandidatesOpt,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    NameSet,
+    NameSetOpt,
+    PrecisionOpt,
+    QuietOpt,
+    SplitOpt,
+    StoreOpt,
+    WorkersOpt,
+)
+from spurbench.cli.output import console
 from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
-from spurbench.terminal import JsonOpt, PrecisionOpt, print_json, print_table
+from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
     from spurbench.probes.run import ProbeResult
 
 __all__ = ["probe_cmd"]
-
-console = Console()
 
 #: Kept fractions shown in the pruning summary (the full curve is in the store and --out).
 SHOWN_FRACTIONS = (0.1, 0.2, 0.5)
@@ -51,9 +63,7 @@ def probe_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
-    data: Annotated[
-        str, typer.Option("--data", "-d", help="CounterAnimal folder, class folders or manifest.")
-    ],
+    data: DataOpt,
     probe_names: Annotated[
         str, typer.Option("--probe", help=f"Comma list among {','.join(PROBES)}.")
     ] = ",".join(PROBES),
@@ -77,14 +87,12 @@ def probe_cmd(
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
-    name_set: Annotated[
-        str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")
-    ] = "openai",
-    split: Annotated[str | None, typer.Option(help="Only rows of this manifest split.")] = None,
+    name_set: NameSetOpt = NameSet.openai,
+    split: SplitOpt = None,
     reference: Annotated[
         str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
     ] = None,
-    candidates: Annotated[Path | None, typer.Option(help="JSON of 1-vs-20 candidate sets.")] = None,
+    candidates: CandidatesOpt = None,
     ap_threshold: Annotated[
         float, typer.Option(help="AP at which a concept counts as encoded.")
     ] = 0.9,
@@ -92,26 +100,16 @@ def probe_cmd(
         float, typer.Option(help="Accuracy loss allowed when pruning (0.01 = 1 point).")
     ] = 0.01,
     seed: Annotated[int, typer.Option(help="Rotation-control and probe-fold seed.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    batch_size: BatchOpt = 64,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
     precision: PrecisionOpt = "fp32",
-    store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
-        "spurbench.duckdb"
-    ),
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache-dir", help="Feature cache (default: $SPURBENCH_CACHE or ~/.cache/spurbench)."
-        ),
-    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    cache_dir: CacheOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the results as CSV and JSON here.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Probe what models represent: outlier features, privileged directions, pruning, concepts.
@@ -141,7 +139,7 @@ def probe_cmd(
                 concept_images=concept_folder,
                 protocol=protocol,
                 templates=templates,
-                name_set=name_set,
+                name_set=NameSet(name_set).value,
                 split=split,
                 store=store,  # opened by probe() once the request is validated
                 cache_dir=cache_dir,

@@ -1,8 +1,7 @@
 """``spurbench curate``: build a CounterAnimal-style dataset from a labelled photo pool.
 
 A thin layer over :mod:`spurbench.curate.pipeline`: each subcommand parses options, runs one
-step on a work folder and prints what it found. The CLI mounts it with
-``app.add_typer(curate_app, name="curate")``.
+step on a work folder and prints what it found.
 
 Typical session::
 
@@ -19,19 +18,33 @@ or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spurbench.cli_errors import friendly
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    BatchOpt,
+    CacheOpt,
+    ClassesOpt,
+    DeviceOpt,
+    JsonOpt,
+    NameSet,
+    NameSetOpt,
+    OutsideOpt,
+    QuietOpt,
+    SplitOpt,
+    option_groups,
+)
+from spurbench.cli.output import console
 from spurbench.curate.defaults import DEFAULT_THRESHOLD, NEAR_DISTANCE
 from spurbench.curate.pool import source_counts
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records
+from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.curate.discovery import Discovery
@@ -40,8 +53,6 @@ if TYPE_CHECKING:
 
 
 __all__ = ["curate_app"]
-
-console = Console()
 
 curate_app = typer.Typer(
     name="curate",
@@ -70,10 +81,6 @@ BgColumnOpt = Annotated[
 LabelsOpt = Annotated[
     Path | None, typer.Option(help="Labels CSV (image_id, background) a person edited.")
 ]
-NameSetOpt = Annotated[str, typer.Option(help="ImageNet class names: 'openai' or 'wordnet'.")]
-SplitOpt = Annotated[str | None, typer.Option(help="Only rows of this manifest split.")]
-ClassesOpt = Annotated[Path | None, typer.Option(help="Class names file for a manifest.")]
-OutsideOpt = Annotated[bool, typer.Option(help="Trust manifest paths outside the pool root.")]
 RefOpt = Annotated[
     list[str],
     typer.Option("--reference", "-r", help="Reference model selecting pairs; repeat for several."),
@@ -88,15 +95,6 @@ ProtocolOpt = Annotated[
 TemplatesOpt = Annotated[
     str, typer.Option(help="Class prompts: 'paper' (\"A photo of {c}.\"), 'openai' or a file.")
 ]
-BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 TaggerOpt = Annotated[
     str | None, typer.Option(help="CLIP model tagging backgrounds [default: first reference].")
 ]
@@ -140,36 +138,50 @@ def _command(ctx: typer.Context) -> list[str]:
     return args
 
 
-def _workspace(
-    work: Path,
-    pool: str | None,
-    background_column: str,
-    labels: Path | None,
-    name_set: str,
-    split: str | None,
-    classes: Path | None,
-    allow_outside_root: bool,
-) -> Workspace:
+@dataclass(frozen=True)
+class PoolOptions:
+    """How the pool's rows, labels and backgrounds are read (every step that reads the pool)."""
+
+    background_column: BgColumnOpt = "background"
+    labels: LabelsOpt = None
+    name_set: NameSetOpt = NameSet.openai
+    split: SplitOpt = None
+    classes: ClassesOpt = None
+    allow_outside_root: OutsideOpt = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how models run (every step that loads one)."""
+
+    batch_size: BatchOpt = 64
+    device: DeviceOpt = "cpu"
+    cache_dir: CacheOpt = None
+    quiet: QuietOpt = False
+
+    def runtime(self, as_json: bool = False) -> Runtime:
+        from spurbench.curate.pipeline import Runtime
+
+        show = not (self.quiet or as_json)
+        return Runtime(self.cache_dir, self.batch_size, self.device, show_progress=show)
+
+
+def _workspace(work: Path, pool: str | None, opts: PoolOptions) -> Workspace:
     from spurbench.curate.workspace import PoolSpec, Workspace
 
     if pool is None:
         return Workspace.open(work)
+    column = opts.background_column
     spec = PoolSpec(
         source=pool,
-        background_column=None if background_column.lower() == "none" else background_column,
-        labels=str(labels) if labels else None,
-        name_set=name_set,
-        split=split,
-        classes=str(classes) if classes else None,
-        allow_outside_root=allow_outside_root,
+        background_column=None if column.lower() == "none" else column,
+        labels=str(opts.labels) if opts.labels else None,
+        name_set=NameSet(opts.name_set).value,
+        split=opts.split,
+        classes=str(opts.classes) if opts.classes else None,
+        allow_outside_root=opts.allow_outside_root,
     )
     return Workspace.create(work, spec)
-
-
-def _runtime(cache_dir: Path | None, batch_size: int, device: str, quiet: bool) -> Runtime:
-    from spurbench.curate.pipeline import Runtime
-
-    return Runtime(cache_dir, batch_size, device, show_progress=not quiet)
 
 
 def _review_note(ws: Workspace, n: int) -> None:
@@ -188,6 +200,7 @@ def _review_note(ws: Workspace, n: int) -> None:
 # -- steps ---------------------------------------------------------------------------------------
 @curate_app.command("tag")
 @friendly
+@option_groups(pool_options=PoolOptions, run_options=RunOptions)
 def tag_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -197,16 +210,8 @@ def tag_cmd(
     prompt: PromptOpt = None,
     threshold: ThresholdOpt = DEFAULT_THRESHOLD,
     retag: Annotated[bool, typer.Option(help="Re-tag earlier automatic labels too.")] = False,
-    background_column: BgColumnOpt = "background",
-    labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
-    split: SplitOpt = None,
-    classes: ClassesOpt = None,
-    allow_outside_root: OutsideOpt = False,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    pool_options: PoolOptions = PoolOptions(),
+    run_options: RunOptions = RunOptions(),
 ) -> None:
     """Tag missing backgrounds zero-shot; low-confidence images go to the review files.
 
@@ -216,9 +221,7 @@ def tag_cmd(
     from spurbench.curate.pipeline import tag_step
     from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
 
-    ws = _workspace(
-        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
-    )
+    ws = _workspace(work, pool, pool_options)
     result = tag_step(
         ws,
         tagger,
@@ -226,7 +229,7 @@ def tag_cmd(
         prompts=tuple(prompt) if prompt else DEFAULT_PROMPTS,
         threshold=threshold,
         retag=retag,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=run_options.runtime(),
         command=_command(ctx),
     )
     s = result.summary()
@@ -263,6 +266,7 @@ def review_cmd(
 
 @curate_app.command("clean")
 @friendly
+@option_groups(pool_options=PoolOptions, run_options=RunOptions)
 def clean_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -275,23 +279,13 @@ def clean_cmd(
     noise_k: NoiseKOpt = 5,
     protocol: ProtocolOpt = "auto",
     templates: TemplatesOpt = "paper",
-    background_column: BgColumnOpt = "background",
-    labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
-    split: SplitOpt = None,
-    classes: ClassesOpt = None,
-    allow_outside_root: OutsideOpt = False,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    pool_options: PoolOptions = PoolOptions(),
+    run_options: RunOptions = RunOptions(),
 ) -> None:
     """Drop unreadable files and exact/near duplicates (listed); flag likely label noise."""
     from spurbench.curate.pipeline import clean_step
 
-    ws = _workspace(
-        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
-    )
+    ws = _workspace(work, pool, pool_options)
     report = clean_step(
         ws,
         references=reference or (),
@@ -299,7 +293,7 @@ def clean_cmd(
         noise_k=noise_k,
         protocol=protocol,
         templates=templates,
-        runtime=_runtime(cache_dir, batch_size, device, quiet),
+        runtime=run_options.runtime(),
         command=_command(ctx),
     )
     s = report.summary()
@@ -314,6 +308,7 @@ def clean_cmd(
 
 @curate_app.command("discover")
 @friendly
+@option_groups(pool_options=PoolOptions, run_options=RunOptions)
 def discover_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -326,32 +321,22 @@ def discover_cmd(
     level: LevelOpt = 0.95,
     protocol: ProtocolOpt = "auto",
     templates: TemplatesOpt = "paper",
-    background_column: BgColumnOpt = "background",
-    labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
-    split: SplitOpt = None,
-    classes: ClassesOpt = None,
-    allow_outside_root: OutsideOpt = False,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    pool_options: PoolOptions = PoolOptions(),
+    run_options: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
     from spurbench.curate.discovery import DiscoveryConfig
     from spurbench.curate.pipeline import discover_step
 
-    ws = _workspace(
-        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
-    )
+    ws = _workspace(work, pool, pool_options)
     config = DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates)
     result = discover_step(
         ws,
         reference,
         held_out=held_out or (),
         config=config,
-        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
+        runtime=run_options.runtime(as_json),
         command=_command(ctx),
     )
     if as_json:
@@ -387,6 +372,7 @@ def export_cmd(
 
 @curate_app.command("diagnose")
 @friendly
+@option_groups(pool_options=PoolOptions, run_options=RunOptions)
 def diagnose_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
@@ -398,22 +384,14 @@ def diagnose_cmd(
     work: Annotated[
         Path | None, typer.Option("--work", "-w", help="Use a curation folder's labels instead.")
     ] = None,
-    background_column: BgColumnOpt = "background",
-    labels: LabelsOpt = None,
     protocol: ProtocolOpt = "auto",
     templates: TemplatesOpt = "paper",
     level: LevelOpt = 0.95,
-    name_set: NameSetOpt = "openai",
-    split: SplitOpt = None,
-    classes: ClassesOpt = None,
-    allow_outside_root: OutsideOpt = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder for one CSV per model.")
     ] = None,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    pool_options: PoolOptions = PoolOptions(),
+    run_options: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy of a model on every class × background group, with exact intervals."""
@@ -423,7 +401,8 @@ def diagnose_cmd(
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
-    runtime = _runtime(cache_dir, batch_size, device, quiet or as_json)
+    runtime = run_options.runtime(as_json)
+    pool = pool_options
     diagnoses = []
     for name in model:
         d = diagnose(
@@ -431,13 +410,13 @@ def diagnose_cmd(
             source,  # type: ignore[arg-type]
             protocol=protocol,
             templates=templates,
-            background_column=background_column,
-            labels=labels,
+            background_column=pool.background_column,
+            labels=pool.labels,
             level=level,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
+            name_set=NameSet(pool.name_set).value,
+            split=pool.split,
+            classes=pool.classes,
+            allow_outside_root=pool.allow_outside_root,
             **runtime.kwargs(),
         )
         diagnoses.append({"model": d.model, "protocol": d.protocol, "cells": records(d.cells)})
@@ -455,6 +434,7 @@ def diagnose_cmd(
 
 @curate_app.command("run")
 @friendly
+@option_groups(pool_options=PoolOptions, run_options=RunOptions)
 def run_cmd(
     ctx: typer.Context,
     pool: Annotated[str, typer.Option("--pool", "-p", help="Photo pool (manifest or folders).")],
@@ -479,16 +459,8 @@ def run_cmd(
     templates: TemplatesOpt = "paper",
     name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
-    background_column: BgColumnOpt = "background",
-    labels: LabelsOpt = None,
-    name_set: NameSetOpt = "openai",
-    split: SplitOpt = None,
-    classes: ClassesOpt = None,
-    allow_outside_root: OutsideOpt = False,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    pool_options: PoolOptions = PoolOptions(),
+    run_options: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """The whole pipeline: clean → tag → discover → export, in one work folder.
@@ -502,9 +474,7 @@ def run_cmd(
     from spurbench.curate.pipeline import curate
     from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
 
-    ws = _workspace(
-        work, pool, background_column, labels, name_set, split, classes, allow_outside_root
-    )
+    ws = _workspace(work, pool, pool_options)
     result = curate(
         ws.spec,
         work,
@@ -521,7 +491,7 @@ def run_cmd(
         config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
         name=name,
         overwrite=overwrite,
-        runtime=_runtime(cache_dir, batch_size, device, quiet or as_json),
+        runtime=run_options.runtime(as_json),
         command=_command(ctx),
     )
     if as_json:

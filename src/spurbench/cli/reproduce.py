@@ -6,15 +6,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from spurbench.cli_errors import friendly
-from spurbench.terminal import JsonOpt, print_json, print_table, records
+from spurbench.cli.errors import friendly
+from spurbench.cli.options import (
+    DEFAULT_STORE,
+    BatchOpt,
+    CacheOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    StoreOpt,
+)
+from spurbench.cli.output import console, err_console
+from spurbench.terminal import print_json, print_table, records
 
 reproduce_app = typer.Typer(help="Reproduce a paper's published numbers in one command.")
-console = Console()
-err_console = Console(stderr=True)
 
 ModelsOpt = Annotated[
     list[str] | None,
@@ -24,16 +31,6 @@ WeightsMapOpt = Annotated[
     Path | None,
     typer.Option(help="JSON {published name: model spec} or CSV name,weights: local checkpoints."),
 ]
-BatchOpt = Annotated[int, typer.Option(help="Images per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")]
-StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir", help="Feature cache [default: $SPURBENCH_CACHE or ~/.cache/spurbench]."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 @reproduce_app.command("counteranimal")
@@ -45,7 +42,7 @@ def counteranimal_cmd(
     protocol: Annotated[str, typer.Option(help="1v1000, 1v20 or both.")] = "both",
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "cpu",
-    store: StoreOpt = Path("spurbench.duckdb"),
+    store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -82,7 +79,7 @@ def imagenet_shifts_cmd(
     ] = "openai",
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "cpu",
-    store: StoreOpt = Path("spurbench.duckdb"),
+    store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,

@@ -1,0 +1,5 @@
+"""``python -m spurbench.cli``."""
+
+from spurbench.cli.app import main
+
+main()
