@@ -27,7 +27,7 @@ from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore, check_store_path
 
-__all__ = ["RunResult", "as_dataset", "evaluate"]
+__all__ = ["RunResult", "as_dataset", "evaluate", "run_templates"]
 
 
 def evaluate(
@@ -82,11 +82,7 @@ def evaluate(
     protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
-    template_list = (
-        dataset.templates
-        if templates is None and dataset.templates
-        else resolve_templates(templates)
-    )
+    template_list = run_templates(templates, dataset)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     check_run_inputs(
         dataset,
@@ -173,6 +169,13 @@ def as_dataset(
         allow_outside_root=allow_outside_root,
         columns=columns,
     )
+
+
+def run_templates(templates: str | list[str] | None, dataset: ImageDataset) -> tuple[str, ...]:
+    """The prompts of a run: those asked for, else the dataset's own, else the paper's."""
+    if templates is None and dataset.templates:
+        return dataset.templates
+    return resolve_templates(templates)
 
 
 def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
