@@ -62,6 +62,11 @@ class RunResult:
         title = f"<p><b>{self.model}</b> · {self.dataset} · {self.protocol}</p>"
         return title + self.summary.to_html(index=False)
 
+    @property
+    def headline(self) -> M.Summary:
+        """Balanced common and counter accuracy and the drop, each with its interval."""
+        return M.headline(self.summary)
+
     def value(self, metric: str, group: str | None = None) -> float:
         rows = self.summary[self.summary["metric"] == metric]
         if group is not None:
@@ -340,7 +345,7 @@ def metrics_rows(result: RunResult) -> pd.DataFrame:
                     "scope": "class",
                     "label": d["label"],
                     "class_name": d["class_name"],
-                    "group_name": "common-counter",
+                    "group_name": M.DROP_GROUP,
                     "metric": "drop",
                     "value": d["drop"],
                     "ci_low": np.nan,
