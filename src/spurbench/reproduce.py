@@ -145,9 +145,9 @@ def reproduce_counteranimal(
 
 def shift_models(patterns: Sequence[str] | None = None) -> pd.DataFrame:
     """The published ImageNet-shift results (open_clip's and timm's), one row per model."""
-    from spurbench.suite import _published
+    from spurbench.suite import published_baselines
 
-    rows = _published()
+    rows = published_baselines()
     if patterns:
         rows = rows[[any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in rows["model"]]]
         if rows.empty:
