@@ -21,8 +21,7 @@ from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate.label_space import LabelSpace, label_space
-from spurbench.evaluate.preflight import check_run_inputs
-from spurbench.evaluate.runner import run_templates
+from spurbench.evaluate.runner import checked_cache, run_templates
 from spurbench.evaluate.scoring import (
     Scores,
     predictions,
@@ -30,7 +29,7 @@ from spurbench.evaluate.scoring import (
     score_features,
     skipped,
 )
-from spurbench.features.cache import default_cache_dir, encode_dataset
+from spurbench.features.cache import encode_dataset
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
 
@@ -93,8 +92,7 @@ def predict(
             "the very images being curated, which would make selection circular."
         )
     adapter = (models or ModelCache(device)).get(model)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_run_inputs(dataset, batch_size=batch_size, device=device, cache=cache, candidates=None)
+    cache = checked_cache(dataset, cache_dir, batch_size=batch_size, device=device)
     feats = encode_dataset(
         adapter, dataset, cache, batch_size=batch_size, show_progress=show_progress
     )

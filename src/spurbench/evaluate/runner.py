@@ -27,7 +27,7 @@ from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore, check_store_path
 
-__all__ = ["RunResult", "as_dataset", "evaluate", "run_templates"]
+__all__ = ["RunResult", "as_dataset", "checked_cache", "evaluate", "run_templates"]
 
 
 def evaluate(
@@ -83,12 +83,11 @@ def evaluate(
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = run_templates(templates, dataset)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_run_inputs(
+    cache = checked_cache(
         dataset,
+        cache_dir,
         batch_size=batch_size,
         device=device,
-        cache=cache,
         candidates=candidates,
         reference=reference,
     )
@@ -169,6 +168,29 @@ def as_dataset(
         allow_outside_root=allow_outside_root,
         columns=columns,
     )
+
+
+def checked_cache(
+    dataset: ImageDataset,
+    cache_dir: str | Path | None,
+    *,
+    batch_size: int,
+    device: str,
+    candidates: str | Path | None = None,
+    reference: object = None,
+) -> Path:
+    """The run's feature-cache folder, once every input that needs no model has been checked
+    (see :func:`~spurbench.evaluate.preflight.check_run_inputs`): bad input fails in seconds."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_run_inputs(
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        cache=cache,
+        candidates=candidates,
+        reference=reference,
+    )
+    return cache
 
 
 def run_templates(templates: str | list[str] | None, dataset: ImageDataset) -> tuple[str, ...]:

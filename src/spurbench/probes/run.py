@@ -54,11 +54,10 @@ from spurbench.errors import ClassListError, DatasetError, SpurbenchError
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate.candidates import CandidateSource, prepare_candidates
 from spurbench.evaluate.label_space import label_space
-from spurbench.evaluate.preflight import check_run_inputs
-from spurbench.evaluate.runner import as_dataset
+from spurbench.evaluate.runner import as_dataset, checked_cache
 from spurbench.evaluate.scoring import restricted_head
 from spurbench.evaluate.scoring import versions as scoring_versions
-from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
+from spurbench.features.cache import FeatureSet, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.probes.concepts import (
@@ -267,12 +266,11 @@ def probe(
     if cv < 2:
         raise ProbeConfigError(f"cv must be at least 2, got {cv}.")
     dataset = as_dataset(data, name_set, split)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_run_inputs(
+    cache = checked_cache(
         dataset,
+        cache_dir,
         batch_size=batch_size,
         device=device,
-        cache=cache,
         candidates=candidates,
         reference=reference,
     )
