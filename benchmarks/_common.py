@@ -140,3 +140,28 @@ def parse_result(stdout: str) -> dict[str, Any]:
         if line.startswith("BENCH-RESULT "):
             return json.loads(line[len("BENCH-RESULT ") :])
     raise RuntimeError("the benchmark child printed no result:\n" + stdout[-3000:])
+
+
+def run_child(script: str, cfg: dict[str, Any], what: str) -> dict[str, Any]:
+    """Run ``script --child CFG`` in a fresh process and return what it emitted."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, script, "--child", json.dumps(cfg)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"The {what} run failed:\n{proc.stderr[-4000:]}")
+    return parse_result(proc.stdout)
+
+
+def parse_or_run_child(parser: Any, child: Callable[[dict[str, Any]], None]) -> Any:
+    """Parse the benchmark's arguments; as a ``--child CFG`` process, run ``child`` and return
+    None (the parent then has nothing left to do)."""
+    import argparse
+
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return None
+    return args

@@ -146,6 +146,20 @@ def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(env) if env else tmp_path_factory.mktemp("synth")
 
 
+@pytest.fixture(scope="session")
+def demo_run(synth_cache: Path):
+    """``spurbench demo --quiet`` (defaults, seed 0) run once per session into ``synth_cache``:
+    the demo test checks its answer and the golden test every number it stored."""
+    from typer.testing import CliRunner
+
+    from spurbench.cli import app
+
+    res = CliRunner().invoke(
+        app, ["demo", "--out", str(synth_cache), "--quiet"], terminal_width=200
+    )
+    return synth_cache, res
+
+
 def trained_world(cache: Path, world_cfg, train_cfg):
     """(World, {model name: checkpoint folder}) for the configs, generated/trained once."""
     from spurbench.synth.train import train_zoo

@@ -10,16 +10,12 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from spurbench.cli import app
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_tour_finds_the_planted_shortcut(synth_cache):
-    out = synth_cache
-    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--quiet"], terminal_width=200)
+def test_demo_tour_finds_the_planted_shortcut(demo_run):
+    out, res = demo_run
     assert res.exit_code == 0, res.output
     for word in ("tiny_clip", "tiny_classifier", "tiny_clip_ft", "Spurious discovery", "Report:"):
         assert word in res.output
@@ -32,6 +28,10 @@ def test_demo_tour_finds_the_planted_shortcut(synth_cache):
             "where m.metric = 'drop' and m.group_name = 'common-counter' and m.scope = 'overall'"
         ).df()
         n_probed = db.execute("select count(distinct model) from probe_runs").fetchall()[0][0]
+        heads = db.execute("select distinct key from probes where metric = 'head'").fetchall()
+    heads = {k for (k,) in heads}
+    # the tiny models know only the world's classes: probed on 1vN, and labelled so
+    assert heads == {"1vN (10 classes)"} and "1vN" in res.output
     assert len(stored) == 3 and n_probed == 3
     assert sorted(stored["value"].round(12)) == sorted(table["drop"].round(12))
 
@@ -41,3 +41,6 @@ def test_demo_tour_finds_the_planted_shortcut(synth_cache):
     assert len(kept) >= 0.6 * len(found)
     assert (kept["common"] == kept["planted_common"]).mean() >= 0.75, kept
     assert (out / "report" / "index.html").stat().st_size > 10_000
+    # background counterfactuals of the tiny CLIP: a BG-gap, and its section in the report
+    assert "Background counterfactuals (tiny_clip" in res.output
+    assert 'id="counterfactuals"' in (out / "report" / "index.html").read_text()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from spurbench._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from spurbench.counterfactual import CounterfactualResult, counterfactual
     from spurbench.data.classes import ClassList, imagenet_classes, resolve_templates
     from spurbench.data.dataset import ImageDataset
     from spurbench.data.layouts import open_dataset
@@ -30,6 +31,8 @@ __version__ = "0.1.0"
 
 #: name -> module; imported on first use, so that ``import spurbench.cli`` (``--help``) is light.
 _EXPORTS = {
+    "CounterfactualResult": "spurbench.counterfactual",
+    "counterfactual": "spurbench.counterfactual",
     "ClassList": "spurbench.data.classes",
     "imagenet_classes": "spurbench.data.classes",
     "resolve_templates": "spurbench.data.classes",
@@ -52,11 +55,13 @@ lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ClassList",
+    "CounterfactualResult",
     "ImageDataset",
     "ModelAdapter",
     "ResultsStore",
     "RunResult",
     "SpurbenchError",
+    "counterfactual",
     "create_model",
     "encode_dataset",
     "evaluate",

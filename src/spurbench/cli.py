@@ -18,7 +18,16 @@ from rich.table import Table
 
 from spurbench.cli_errors import friendly
 from spurbench.errors import SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records, set_width
+from spurbench.terminal import (
+    DecodeOpt,
+    EngineOpt,
+    JsonOpt,
+    PrecisionOpt,
+    print_json,
+    print_table,
+    records,
+    set_width,
+)
 
 app = typer.Typer(
     name="spurbench",
@@ -138,6 +147,9 @@ def eval_cmd(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: PrecisionOpt = "fp32",
+    engine: EngineOpt = "eager",
+    decode: DecodeOpt = "exact",
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -176,15 +188,21 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
+    from spurbench.data.images import check_decode
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models import parse_model_name
+    from spurbench.models.engine import check_engine
+    from spurbench.models.precision import check_precision
 
     protocols = _protocols(protocol)
     _check_score(score, model)
     check_batch_size(batch_size)  # also before an LVLM loads (it does not go through evaluate)
     check_device(device)
+    check_precision(precision)
+    check_engine(engine)
+    check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -258,6 +276,9 @@ def eval_cmd(
             backend=backend.value,
             address=address,
             workers=(workers or None) if backend is Backend.ray else None,
+            precision=precision,
+            engine=engine,
+            decode=decode,
         )
         done += _show(results, as_json)
     if as_json:
@@ -635,6 +656,10 @@ def demo_cmd(
             f"them (ties between 0 %-groups can pick another worst background). "
             f"Table: {escape(str(out / 'discovery.csv'))}"
         )
+    if result.counterfactual is not None:
+        from spurbench.counterfactual.command import demo_line
+
+        console.print(demo_line(result.counterfactual))
     console.print(
         escape(
             f"World: {result.world.root}\nStore: {result.store} (`spurbench results --store "
@@ -649,13 +674,14 @@ def _print_tour_probes(result: Any) -> None:
         title="Probes on the full test split (`spurbench probe` for the full tables)",
         title_justify="left",
     )
-    for col in ("model", "kurtosis", "rotated", "outlier dims", "prunable", "concepts"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    for col in ("model", "head", "kurtosis", "rotated", "outlier dims", "prunable", "concepts"):
+        t.add_column(col, justify="left" if col in ("model", "head") else "right")
     for name, r in zip(result.models, result.probes, strict=True):
         k, o = r.kurtosis.get("pre_head"), r.outliers.get("pre_head")
         encoded = len(r.encoded_concepts("directions")) if r.concepts is not None else 0
         t.add_row(
             escape(name),
+            escape(r.head_label),
             f"{k.mean_image_kurtosis:.2f}" if k else "",
             f"{k.mean_image_kurtosis_rotated:.2f}" if k else "",
             str(len(o.dims)) if o is not None else "",
@@ -665,9 +691,11 @@ def _print_tour_probes(result: Any) -> None:
     print_table(console, t)
     console.print(
         "kurtosis: mean over images of the pre-head activations' kurtosis (3 = Gaussian; "
-        "outlier features give >> 3, and ≈ 3 after the random rotation); prunable: share of "
-        "head directions removable within 1 point of accuracy; concepts: encoded by a "
-        "privileged direction (AP ≥ 0.9)."
+        "outlier features give >> 3, and ≈ 3 after the random rotation); head: the tiny models "
+        "know only the world's classes, so 1vN, not the paper's 1v1000; prunable: share of "
+        "head directions removable within 1 point of accuracy, measured on held-out images; "
+        "concepts: the badge colours and textures and the backgrounds, all independent of the "
+        "class, encoded by a privileged direction (AP ≥ 0.9)."
     )
 
 
@@ -818,6 +846,7 @@ def _table7_panel(out: Path, rho: float) -> None:
 
 def _register_stage_commands() -> None:
     """Commands whose option parsing lives beside their stage (still thin: parse, call, print)."""
+    from spurbench.counterfactual.command import counterfactual_cmd
     from spurbench.curate.command import curate_app
     from spurbench.probes.command import probe_cmd
     from spurbench.report.command import report_cmd
@@ -825,6 +854,7 @@ def _register_stage_commands() -> None:
     from spurbench.suite_command import suite_cmd
 
     app.command("probe")(probe_cmd)
+    app.command("counterfactual")(counterfactual_cmd)
     app.command("report")(report_cmd)
     app.command("suite")(suite_cmd)
     app.add_typer(curate_app, name="curate")

@@ -58,6 +58,7 @@ from spurbench.evaluate import metrics as M
 from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import Features, LinearHead, ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.report.effective_robustness import (
     BaselineFit,
@@ -187,6 +188,7 @@ def run_suite(
     objectnet_border: int = OBJECTNET_BORDER,
     n_boot: int = M.N_BOOT,
     show_progress: bool = True,
+    precision: str = "fp32",
 ) -> SuiteResult:
     """Evaluate ``model`` on every suite dataset present under ``root``; skip the others.
 
@@ -194,8 +196,10 @@ def run_suite(
     wrong folder fails in seconds. Each is evaluated with :func:`spurbench.evaluate` under
     protocol 1-vs-1000 (masked to the dataset's classes where it has a subset) and written to
     ``store``. ``templates`` defaults to OpenAI's 80 prompts, what open_clip's published
-    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off.
+    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off. ``precision`` is the
+    image pass's, as for :func:`spurbench.evaluate`, resolved once for every dataset.
     """
+    check_precision(precision)
     found, missing = locate_datasets(root, datasets, paths)
     if not found:
         raise DatasetError(
@@ -208,6 +212,7 @@ def run_suite(
     check_device(device)
     check_cache_dir(Path(cache_dir) if cache_dir else default_cache_dir())
     adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
+    precision = resolve_precision(precision, adapter, cache_dir or default_cache_dir())
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     runs: dict[str, RunResult] = {}
@@ -231,6 +236,7 @@ def run_suite(
             n_boot=n_boot,
             device=device,
             show_progress=show_progress,
+            precision=precision,
         )
         runs[name] = result
         accuracy[name] = float(result.predictions["correct"].mean())  # ObjectNet: set rule

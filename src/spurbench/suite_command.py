@@ -19,7 +19,7 @@ from rich.table import Table
 from spurbench.cli_errors import print_error
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError, SpurbenchError
-from spurbench.terminal import JsonOpt, print_json, print_table, records
+from spurbench.terminal import JsonOpt, PrecisionOpt, print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.suite import BaselineSource, SuiteTable
@@ -82,6 +82,7 @@ def suite_cmd(
         typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: PrecisionOpt = "fp32",
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"
     ),
@@ -123,6 +124,7 @@ def suite_cmd(
             cache_dir,
             quiet,
             as_json,
+            precision,
         )
     except SpurbenchError as e:
         print_error(e)
@@ -145,9 +147,12 @@ def _run(
     cache_dir: Path | None,
     quiet: bool,
     as_json: bool = False,
+    precision: str = "fp32",
 ) -> None:
+    from spurbench.models.precision import check_precision
     from spurbench.suite import BASELINE_SOURCES, locate_datasets, run_suite, suite_table
 
+    check_precision(precision)
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)
@@ -176,6 +181,7 @@ def _run(
             device=device,
             objectnet_border=objectnet_border,
             show_progress=not (quiet or as_json),
+            precision=precision,
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())

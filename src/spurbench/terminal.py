@@ -24,6 +24,30 @@ from rich.table import Table
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the table(s) as JSON on stdout instead.")
 ]
+#: ``--precision`` of every command that encodes images (see spurbench.models.precision).
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="Image pass: fp32 (exact, the papers' protocol), bf16 or fp16 autocast, or auto "
+        "(bf16/fp16 on CUDA; on CPU bf16 only where measured faster here). Recorded per run."
+    ),
+]
+#: ``--decode`` of the image pass (see spurbench.data.images.load_rgb).
+DecodeOpt = Annotated[
+    str,
+    typer.Option(
+        help="exact (every pixel, the default) or draft (JPEGs over twice the model's input "
+        "side decoded at a reduced DCT scale: faster on large photos). Recorded per run."
+    ),
+]
+#: ``--engine`` of the image pass (see spurbench.models.engine).
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="Image tower: eager PyTorch, onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]), "
+        "or auto (ONNX Runtime only where measured faster here). Recorded per run."
+    ),
+]
 #: Width of output that is not a terminal: wide enough that no table wraps.
 PIPED_WIDTH = 1000
 _override: int | None = None

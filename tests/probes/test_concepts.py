@@ -172,3 +172,16 @@ def test_both_orientations_from_one_sort_equal_sklearn() -> None:
     for j in range(Y.shape[1]):
         assert ap_pos[j] == pytest.approx(average_precision_score(Y[:, j], scores), abs=1e-12)
         assert ap_neg[j] == pytest.approx(average_precision_score(Y[:, j], -scores), abs=1e-12)
+
+
+def test_multi_label_boolean_columns_keep_their_category_name() -> None:
+    from spurbench.probes.concepts import binary_concepts
+
+    table = pd.DataFrame({"object=dog": [True, False, True], "object=cat": [True, True, False],
+                          "flag": [False, True, False]})  # fmt: skip
+    meta, Y = binary_concepts(table)
+    assert meta["concept"].tolist() == ["object=dog", "object=cat", "flag=True"]
+    assert meta["column"].tolist() == ["object", "object", "flag"]
+    assert meta["value"].tolist() == ["dog", "cat", True]
+    np.testing.assert_array_equal(Y[:, 0], [True, False, True])
+    np.testing.assert_array_equal(Y[:, 1], [True, True, False])

@@ -136,3 +136,55 @@ def test_max_prunable_fraction_hand_curve() -> None:
     assert max_prunable_fraction(curve, tolerance=0.3) == 0.9
     with pytest.raises(ValueError):
         max_prunable_fraction(curve[curve["k"] < 100])
+
+
+def _independent_curve(H, W, b, y, rank_on, measure_on, k):
+    """Pruned accuracy from numpy alone: SVD of W, importance averaged over ``rank_on``,
+    accuracy on ``measure_on`` keeping the k most important right singular vectors."""
+    _, S, Vt = np.linalg.svd(W, full_matrices=False)
+    X = H[rank_on]
+    cos = np.abs(X @ Vt.T) / np.linalg.norm(X, axis=1, keepdims=True)
+    order = np.argsort(-(S / S.sum()) * cos.mean(axis=0), kind="stable")
+    V = Vt[order[:k]]
+    logits = H[measure_on] @ V.T @ V @ W.T + b
+    return float((logits.argmax(axis=1) == y[measure_on]).mean())
+
+
+def test_held_out_pruning_ranks_and_measures_on_disjoint_images() -> None:
+    from spurbench.probes import held_out_pruning
+    from spurbench.probes.pruning import held_out_split
+
+    H, W, b, y = _planted_problem(n=400, seed=3)
+    curve, split = held_out_pruning(H, W, b, y, ks=[1, 2, 3], seed=5)
+    assert np.intersect1d(split.importance, split.evaluation).size == 0
+    assert np.union1d(split.importance, split.evaluation).tolist() == list(range(400))
+    assert split.importance.size == split.evaluation.size == 200
+    again = held_out_split(400, seed=5)  # seeded: the same split again
+    np.testing.assert_array_equal(again.evaluation, split.evaluation)
+    most = curve[curve["keep"] == "most"].set_index("k")
+    assert (most["n_images"] == 200).all() and (curve["n_importance_images"] == 200).all()
+    for k in (1, 2, 3, 4):
+        expected = _independent_curve(H, W, b, y, split.importance, split.evaluation, k)
+        assert most.loc[k, "accuracy"] == pytest.approx(expected)
+
+
+def test_held_out_pruning_is_not_fooled_by_the_ranking_images() -> None:
+    """A nuisance direction dominates only the ranking images: held out, keeping the top
+    direction is at chance, whereas an in-sample measurement (ranking on the held-out images
+    themselves) would keep a signal direction and look far better."""
+    from spurbench.probes import held_out_pruning
+    from spurbench.probes.pruning import held_out_split
+
+    H, W, b, y = _planted_problem(n=400, seed=4)
+    split = held_out_split(400, seed=0)
+    V = np.linalg.svd(W, full_matrices=False)[2]
+    H = H.copy()
+    H[split.importance] += 40.0 * V[0]  # v₀ moves every logit equally: no class signal
+    curve, used = held_out_pruning(H, W, b, y, ks=[1], seed=0)
+    np.testing.assert_array_equal(used.importance, split.importance)
+    held_out = curve[(curve["keep"] == "most") & (curve["k"] == 1)]["accuracy"].iloc[0]
+    in_sample = _independent_curve(H, W, b, y, split.evaluation, split.evaluation, 1)
+    assert held_out == pytest.approx(
+        _independent_curve(H, W, b, y, split.importance, split.evaluation, 1)
+    )
+    assert held_out < 0.35 and in_sample > 0.45  # chance is 1/4; v₂ alone gets 1/2

@@ -58,7 +58,7 @@ def probed(tiny_clip_dir, tmp_path_factory):
     (evaluated,) = evaluate(model, data, ["1vN"], n_boot=20, **kw)
     counter = Counter(model)
     store = ResultsStore(tmp / "r.duckdb")
-    result = probe(model, data, store=store, **kw)
+    result = probe(model, data, store=store, protocol="1vN", **kw)
     return dict(
         model=model, data=data, kw=kw, evaluated=evaluated, counter=counter, store=store,
         result=result, tmp=tmp,
@@ -87,10 +87,13 @@ def test_pre_head_logits_give_the_evaluation_predictions(probed):
     evaluated = np.stack(probed["evaluated"].predictions["topk_labels"])[:, 0]
     np.testing.assert_array_equal(pre_head_pred, evaluated)
     assert result.value("directions", "head_argmax_agreement") == 1.0
-    # the full-rank pruning row is the evaluation's per-image accuracy
+    # the full-rank pruning row is the evaluation's accuracy on the held-out images
     curve = result.pruning[result.pruning["keep"] == "most"]
     full = curve.loc[curve["k"] == curve["n_directions"], "accuracy"].iloc[0]
-    assert full == pytest.approx(probed["evaluated"].predictions["correct"].mean())
+    held = result.pruning_split.evaluation
+    assert held.size == 23 and result.pruning_split.importance.size == 22
+    correct = probed["evaluated"].predictions["correct"].to_numpy()
+    assert full == pytest.approx(correct[held].mean())
 
 
 def test_store_round_trip_and_kurtosis_matches_scipy(probed):
@@ -119,8 +122,9 @@ def test_store_round_trip_and_kurtosis_matches_scipy(probed):
     assert ("pruning", "max_prunable_fraction", "") in rows
     assert ("concepts", "n_encoded", "directions") in rows
     assert rows[("pruning", "accuracy", "3")] == rows[("pruning", "unpruned_accuracy", "")]
+    assert rows[("pruning", "n_evaluation_images", "")] == 23
     # rerunning replaces the probe runs instead of duplicating them
-    probe(model, probed["data"], store=store, probes=["kurtosis"], **probed["kw"])
+    probe(model, probed["data"], store=store, probes=["kurtosis"], protocol="1vN", **probed["kw"])
     assert len(store.probe_results()) == len(stored)
     assert len(store.query("SELECT * FROM probe_runs")) == len(PROBES)
 
@@ -138,10 +142,66 @@ def test_supervised_head_keeps_its_bias_and_exact_logits(counteranimal_dir, tmp_
     np.testing.assert_allclose(
         head.logits(feats.pre_head), own.logits(feats.embedding), rtol=1e-5, atol=1e-5
     )
+    held = result.pruning_split.evaluation
     assert result.pruning["unpruned_accuracy"].iloc[0] == pytest.approx(
-        evaluated.predictions["correct"].mean()
+        evaluated.predictions["correct"].to_numpy()[held].mean()
     )
     assert set(result.probe_ids) == {"pruning"}  # directions computed, not stored
+
+
+def _few_class_classifier(folder: Path) -> Path:
+    """A random-init timm classifier over the three CounterAnimal fixture classes only."""
+    import timm
+    from timm.models import save_for_hf
+
+    from tests.conftest import COUNTERANIMAL_CLASSES
+
+    model = timm.create_model("test_vit", pretrained=False, num_classes=3)
+    save_for_hf(
+        model,
+        str(folder),
+        model_config={
+            "label_names": [f.split(" ", 1)[1] for f, _, _ in COUNTERANIMAL_CLASSES.values()],
+            "imagenet_indices": list(COUNTERANIMAL_CLASSES),
+            "pretrained_cfg": {"tag": "three_classes"},
+        },
+        safe_serialization=True,
+    )
+    return folder
+
+
+def test_default_head_is_the_papers_1v1000_and_1vN_is_labelled(probed, tmp_path):
+    """ImageNet labels: the default head is all 1000 classes (Crabbé et al.), named everywhere."""
+    model, data, kw = probed["model"], probed["data"], probed["kw"]
+    store = ResultsStore(tmp_path / "h.duckdb")
+    paper = probe(model, data, probes=["pruning"], store=store, **kw)
+    assert paper.protocol == "1v1000" and paper.head_label == "1v1000"
+    assert len(paper.head.labels) == 1000 and paper.pruning["n_directions"].iloc[0] == min(
+        1000, paper.head.weight.shape[1]
+    )
+    assert set(paper.rows["head"]) == {"1v1000"}
+    stored = store.probe_results("pruning").set_index("metric")
+    assert stored.loc["head", "key"] == "1v1000" and stored.loc["head", "value"] == 1000
+    # the dataset's own classes are an option, labelled as such
+    own = probe(model, data, probes=["pruning", "kurtosis"], protocol="1vN", **kw)
+    assert own.head_label == "1vN (3 classes)" and len(own.head.labels) == 3
+    head_rows = own.rows[own.rows["probe"] == "pruning"]
+    assert set(head_rows["head"]) == {"1vN (3 classes)"}
+    assert set(own.rows.loc[own.rows["probe"] == "kurtosis", "head"]) == {""}
+
+
+def test_supervised_model_without_1000_class_head(counteranimal_dir, tmp_path):
+    """auto falls back to 1vN with a visible note; an explicit 1v1000 is a clear error."""
+    from spurbench.errors import ClassListError
+
+    folder = _few_class_classifier(tmp_path / "three")
+    kw = dict(probes=["pruning"], cache_dir=tmp_path / "cache", show_progress=False)
+    result = probe(f"local-dir:{folder}", counteranimal_dir, **kw)
+    assert result.protocol == "1vN" and len(result.head.labels) == 3
+    assert result.head_label == "1vN (3 classes, no 1000-class head)"
+    assert any("no 1000-class ImageNet head" in n for n in result.notes)
+    with pytest.raises(ClassListError, match="--protocol 1vN"):
+        probe(f"local-dir:{folder}", counteranimal_dir, protocol="1v1000", **kw)
 
 
 def _planted_manifest(root: Path, n: int = 160, seed: int = 0) -> Path:
@@ -229,6 +289,7 @@ def test_cli_two_models_tables_store_and_export(probed, tiny_clip_dir, tmp_path)
     for title in ("Outlier features", "Privileged directions", "Pruning", "Concepts encoded"):
         assert title in res.output
     assert "rotated" in res.output and "unique" in res.output
+    assert "1v1000" in res.output  # the head (the paper's by default) is named in the tables
     stored = ResultsStore(store).probe_results()
     assert stored["fingerprint"].nunique() == 2 and set(stored["probe"]) == set(PROBES)
     rows = json.loads((out / "probe_rows.json").read_text())
@@ -291,3 +352,18 @@ def test_background_concept_encoded_in_trained_tiny_clip(tmp_path, synth_cache):
     shapes = lambda r: {x for x in r.encoded_concepts("linear_probe") if x.startswith("shape=")}  # noqa: E731
     random_init = probe(f"local-dir:{control}", world.root / "manifest.csv", **kw)
     assert len(shapes(result)) >= len(shapes(random_init)) + 5
+
+
+def test_default_concepts_are_the_worlds_class_independent_ones(tmp_path):
+    from spurbench.probes.run import CONCEPT_COLUMNS, default_concept_columns
+    from spurbench.synth.world import CONCEPT_COLUMNS as WORLD_CONCEPTS
+    from spurbench.synth.world import WorldConfig, plan_world
+
+    assert CONCEPT_COLUMNS == WORLD_CONCEPTS
+    plan_world(WorldConfig.fast()).to_csv(tmp_path / "manifest.csv", index=False)
+    ds = open_dataset(tmp_path / "manifest.csv", split="test")
+    assert default_concept_columns(ds) == list(WORLD_CONCEPTS)
+    # none of them is a function of the class (the object's shape/colour/texture are)
+    t = ds.table
+    for col in WORLD_CONCEPTS:
+        assert (t.groupby("label")[col].nunique() > 1).all(), col

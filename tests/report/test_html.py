@@ -269,3 +269,23 @@ def test_runs_without_groups_or_images_are_listed_not_dropped(tiny_clip_dir, tmp
     assert page.model_rows == [f"local-dir:{tiny_clip_dir}"]
     assert any("no common/counter groups" in n for n in out.data.notes)
     assert page.count("img") == 0 and out.figures == []
+
+
+def test_probe_tables_name_the_head_the_pruning_split_and_the_concepts(report_store, built_report):
+    from spurbench.report.tables import probe_tables
+
+    probes = ResultsStore(report_store.path).probe_results()
+    probes = probes.assign(label=probes["model"])
+    tables = probe_tables(probes, {m: m for m in probes["label"]})
+    for key in ("probe-directions", "probe-pruning", "probe-concepts"):
+        t = tables[key]
+        assert t.columns[1] == "Head"
+        assert {row[1].text for row in t.rows} == {"1vN (3 classes)"}  # probed on 1vN
+    prune = tables["probe-pruning"]
+    # 33 images: 16 rank the directions, 17 held out (round(16.5) = 16)
+    assert {row[2].text for row in prune.rows} == {"17"}
+    conc = tables["probe-concepts"]
+    assert all(row[2].text.startswith("CounterAnimal columns") for row in conc.rows)
+    text = built_report.html.read_text(encoding="utf-8")
+    assert "1v1000 ImageNet head by default" in text and "held-out half" in text
+    assert "Broden-layout" in text

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -199,3 +200,52 @@ def test_captions_name_the_class_and_optionally_the_background() -> None:
 def test_invalid_configs_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         WorldConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_badge_concepts_are_independent_of_class_and_background() -> None:
+    """The world's concepts carry no information about the label (nor the background): a
+    chi-square test of independence on a large plan, where the object's colour is, by
+    construction, a function of the class (the contrast the concepts exist for)."""
+    from spurbench.synth.world import CONCEPT_COLUMNS
+
+    m = plan_world(WorldConfig(n_train_per_class=300, n_test_per_cell=50, rho=0.9))
+    assert set(CONCEPT_COLUMNS) <= set(m.columns)
+    for split in ("train", "test"):
+        part = m[m["split"] == split]
+        for concept in ("badge_colour", "badge_texture"):
+            assert part[concept].nunique() == len(
+                render.BADGE_COLOURS if concept == "badge_colour" else render.TEXTURES
+            )
+            for other in ("label", "background"):
+                table = pd.crosstab(part[concept], part[other])
+                assert stats.chi2_contingency(table).pvalue > 1e-3, (split, concept, other)
+        # the object's colour is determined by the class: maximal dependence
+        assert (part.groupby("label")["colour"].nunique() == 1).all()
+    test = m[m["split"] == "test"]  # balanced cells: the background is independent too
+    assert stats.chi2_contingency(pd.crosstab(test["background"], test["label"])).pvalue == 1.0
+
+
+@pytest.mark.parametrize("texture", render.TEXTURES)
+def test_badge_is_drawn_in_a_corner_with_its_colour(texture: str) -> None:
+    spec = render.foreground_spec(0)
+    size = 40
+    rgb = np.asarray(
+        render.render_image(spec, "snow", np.random.default_rng(1), size, ("blue", texture)),
+        dtype=np.float64,
+    ) / 255
+    plain = np.asarray(
+        render.render_image(spec, "snow", np.random.default_rng(1), size), dtype=np.float64
+    ) / 255
+    side = round(render.BADGE_SIDE * size)
+    changed = np.abs(rgb - plain).sum(axis=2) > 1e-9
+    corners = [changed[:side, :side], changed[:side, -side:], changed[-side:, :side],
+               changed[-side:, -side:]]  # fmt: skip
+    hit = [c.mean() for c in corners]
+    assert max(hit) > 0.5 and changed.sum() <= side * side  # one corner, nothing else
+    i = int(np.argmax(hit))
+    patch = [rgb[:side, :side], rgb[:side, -side:], rgb[-side:, :side], rgb[-side:, -side:]][i]
+    pixels = patch.reshape(-1, 3)
+    blue = np.asarray(render.COLOURS["blue"])
+    # its lightest pixels are the badge colour (textured parts are a darker shade of it)
+    bright = pixels[pixels.sum(axis=1) >= np.quantile(pixels.sum(axis=1), 0.75)]
+    np.testing.assert_allclose(bright.mean(axis=0), blue, atol=0.1)

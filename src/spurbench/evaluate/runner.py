@@ -13,7 +13,9 @@ from pathlib import Path
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset, SourceColumns
+from spurbench.data.images import check_decode
 from spurbench.data.layouts import open_dataset
+from spurbench.errors import SpurbenchError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate import scoring as S
@@ -24,6 +26,8 @@ from spurbench.evaluate.scoring import RunResult
 from spurbench.features.cache import default_cache_dir, encode_dataset
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.engine import attach_engine, check_engine, resolve_engine
+from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.store.results import ResultsStore, check_store_path
 
@@ -54,6 +58,9 @@ def evaluate(
     backend: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    precision: str = "fp32",
+    engine: str = "eager",
+    decode: str = "exact",
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -77,12 +84,22 @@ def evaluate(
         address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
             a local one with ``workers`` CPUs.
         workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
+        precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
+            or ``auto`` (measured per machine and architecture, see
+            :mod:`spurbench.models.precision`); recorded with every run.
+        engine: the image tower's ``eager`` PyTorch (the default), ``onnx`` (ONNX Runtime, fp32
+            on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
+        decode: ``exact`` (every pixel, the default) or ``draft`` (large JPEGs decoded at a
+            reduced DCT scale, see :func:`spurbench.data.images.load_rgb`); recorded.
     """
     dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
     protocols = P.check_protocol_names(protocols)
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = run_templates(templates, dataset)
+    check_precision(precision)
+    check_engine(engine)
+    check_decode(decode)
     cache = checked_cache(
         dataset,
         cache_dir,
@@ -96,7 +113,17 @@ def evaluate(
     source = (
         prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
     )
-    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device)
+    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device, cache)
+    adapter.precision = resolve_precision(precision, adapter, cache)
+    if backend != "local" and engine == "onnx":
+        raise SpurbenchError("--engine onnx encodes in this process only (--backend local).")
+    # Ray workers build their own eager models
+    attach_engine(
+        adapter, resolve_engine(engine, adapter, cache) if backend == "local" else "eager", cache
+    )
+    if backend != "local" and decode != "exact":
+        raise SpurbenchError("--decode draft decodes in this process only (--backend local).")
+    adapter.decode = decode
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
@@ -200,8 +227,11 @@ def run_templates(templates: str | list[str] | None, dataset: ImageDataset) -> t
     return resolve_templates(templates)
 
 
-def _load(model: str, source: CandidateSource | None, device: str) -> ModelAdapter:
-    """The evaluated model; the reference's adapter when both name the same model."""
+def _load(
+    model: str, source: CandidateSource | None, device: str, cache: Path
+) -> ModelAdapter:
+    """The evaluated model (built only when a cache misses); the reference's adapter when both
+    name the same model."""
     if source is not None and source.adapter is not None and source.adapter.name == model:
         return source.adapter
-    return create_model(model, device=device)
+    return create_model(model, device=device, cache_dir=cache)

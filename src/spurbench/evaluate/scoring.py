@@ -230,6 +230,10 @@ def run_id(
         name_set,
         space.identity,
     ]
+    # fp32 keeps the run ids it always had; another precision is another run
+    payload += [adapter.precision] if adapter.precision != "fp32" else []
+    payload += [adapter.engine] if adapter.engine != "eager" else []
+    payload += [f"decode-{adapter.decode}"] if adapter.decode != "exact" else []
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
@@ -295,7 +299,12 @@ def run_record(
         "candidates_hash": result.candidates_hash,
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
-        "config": {"preprocess": adapter.preprocess_cfg.__dict__}
+        "config": {
+            "preprocess": adapter.preprocess_cfg.__dict__,
+            "precision": adapter.precision,
+            "engine": adapter.engine,
+            "decode": adapter.decode,
+        }
         | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
         "versions": versions(),
     }

@@ -39,6 +39,8 @@ from spurbench.data.images import ImageFiles
 from spurbench.errors import Interrupted, SpurbenchError
 from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
+from spurbench.models.engine import image_encoder
+from spurbench.models.precision import autocast
 from spurbench.progress import progress_bar
 
 #: Rows per shard; ``SPURBENCH_SHARD_ROWS`` overrides it (smaller shards lose less to a kill).
@@ -79,15 +81,20 @@ def feature_key(
     layer: str = "final",
     cache_dir: str | Path | None = None,
 ) -> str:
-    """The cache folder's name: model, preprocessing, layer and the *bytes* of the images.
+    """The cache folder's name: model, preprocessing, precision, layer and the images' *bytes*.
 
     Files are identified by content, not by (path, size, mtime), which copy tools preserve
     across a change (see :mod:`spurbench.features.content` for the cost and its limits).
     """
     images = content_digest(dataset.table["path"].tolist(), Path(cache_dir or default_cache_dir()))
-    payload = json.dumps(
-        [model.fingerprint, model.preprocess_cfg.digest(), images, layer, "content-v1"]
-    )
+    parts = [model.fingerprint, model.preprocess_cfg.digest(), images, layer, "content-v1"]
+    if model.precision != "fp32":  # fp32 keeps the key it always had: old caches stay valid
+        parts.append(model.precision)
+    if model.engine != "eager":  # another engine rounds differently: its own entry
+        parts.append(model.engine)
+    if model.decode != "exact":
+        parts.append(f"decode-{model.decode}")
+    payload = json.dumps(parts)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -233,7 +240,7 @@ def encode_dataset(
 
 def image_files(model: ModelAdapter, paths: list[str]) -> ImageFiles:
     """The dataset's files decoded and preprocessed the way ``model`` expects."""
-    return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size)
+    return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size, model.decode)
 
 
 def default_num_workers(gpu: bool = False) -> int:
@@ -347,6 +354,7 @@ def _encode_units(
         )
     except Exception as e:  # workers could not be started
         raise _LoaderFailed from e
+    encode = image_encoder(model)
     for i, (start, stop) in units:
         pres, embs, errors = [], [], []
         for _ in range(-(-(stop - start) // batch_size)):
@@ -355,13 +363,17 @@ def _encode_units(
                     _, images, reasons = next(batch_iter)
             except Exception as e:  # ImageFiles never raises: this is the loader itself
                 raise _LoaderFailed from e
-            with torch.inference_mode():
-                feats = model.encode_images(images)
-            pres.append(feats.pre_head.numpy())
-            embs.append(feats.embedding.numpy())
+            with torch.inference_mode(), autocast(_device(model), model.precision):
+                feats = encode(images)
+            pres.append(feats.pre_head.float().numpy())  # stored as float32 at any precision
+            embs.append(feats.embedding.float().numpy())
             errors += list(reasons)
             bar.advance(len(reasons))
         yield i, (np.concatenate(pres), np.concatenate(embs), errors)
+
+
+def _device(model: ModelAdapter) -> torch.device:
+    return torch.device(getattr(model, "device", None) or "cpu")
 
 
 def _on_cuda(model: ModelAdapter) -> bool:

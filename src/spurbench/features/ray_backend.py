@@ -154,6 +154,7 @@ class ShardWorker:
 
         _crash_if_asked(spec.crash_once)
         model = self._model(spec.model_name, spec.device, spec.fingerprint)
+        model.precision = spec.precision
         files = image_files(model, spec.paths)
         with progress_bar("", 0, enabled=False) as bar:
             shard = _encode_rows(model, files, range(len(spec.paths)), spec.batch_size, 0, bar)
@@ -192,6 +193,7 @@ class UnitSpec:
     paths: list[str]
     batch_size: int
     crash_once: str | None = None
+    precision: str = "fp32"  # resolved by the driver: every worker runs the same
 
 
 def _crash_if_asked(marker: str | None) -> None:
@@ -313,6 +315,7 @@ class RayShardEncoder:
                 paths[slice(*rows)],
                 self.batch_size,
                 crash_once,
+                self.model.precision,
             )
             for i, rows in units
         ]

@@ -86,6 +86,12 @@ class ModelAdapter(ABC):
     zero_shot: bool = False
     #: Seed the weights were drawn from (random-init models only).
     init_seed: int | None = None
+    #: Resolved precision of the image pass (see :mod:`spurbench.models.precision`).
+    precision: str = "fp32"
+    #: Engine of the image pass: eager PyTorch or ONNX Runtime (see spurbench.models.engine).
+    engine: str = "eager"
+    #: JPEG decoding: every pixel, or draft (reduced DCT scale; see spurbench.data.images).
+    decode: str = "exact"
     _fingerprint: str | None = None
 
     @property
@@ -123,6 +129,9 @@ class ModelAdapter(ABC):
             "pretrained": self.spec.pretrained,
             "fingerprint": self.fingerprint,
             "zero_shot": self.zero_shot,
+            "precision": self.precision,
+            "engine": self.engine,
+            "decode": self.decode,
             "preprocess": self.preprocess_cfg.__dict__,
         }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -28,15 +29,32 @@ RANDOM_INIT_SEED = 0
 
 
 def create_model(
-    name: str | ModelSpec, device: str = "cpu", seed: int = RANDOM_INIT_SEED
+    name: str | ModelSpec,
+    device: str = "cpu",
+    seed: int = RANDOM_INIT_SEED,
+    cache_dir: str | Path | None = None,
 ) -> ModelAdapter:
     """Load a model by name (see :mod:`spurbench.models.spec` for the accepted spellings).
 
     Random-init weights are drawn from ``seed`` (recorded as ``adapter.init_seed``), without
     disturbing the caller's random state: the same name gives the same weights, hence the same
     features, numbers and run id, in every process.
+
+    With a ``cache_dir``, a model whose weights were seen before comes back unbuilt: its
+    identity is read from the checkpoint files and the network is built only when used (see
+    :mod:`spurbench.models.lazy`).
     """
     spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
+    if cache_dir is not None:
+        from spurbench.models.lazy import load_lazily
+
+        return load_lazily(
+            spec,
+            lambda: create_model(spec, device=device, seed=seed),
+            device=device,
+            seed=seed,
+            cache_dir=Path(cache_dir),
+        )
     if not spec.is_random_init:
         adapter = _adapter_class(spec.family)(spec, device=device)
     else:

@@ -35,7 +35,12 @@ if TYPE_CHECKING:
         outlier_dimensions,
         random_rotation,
     )
-    from spurbench.probes.pruning import DEFAULT_FRACTIONS, max_prunable_fraction, pruning_curve
+    from spurbench.probes.pruning import (
+        DEFAULT_FRACTIONS,
+        held_out_pruning,
+        max_prunable_fraction,
+        pruning_curve,
+    )
     from spurbench.probes.run import (
         PROBES,
         PreHeadClassifier,
@@ -64,6 +69,7 @@ _EXPORTS = {
     "outlier_dimensions": "spurbench.probes.outliers",
     "random_rotation": "spurbench.probes.outliers",
     "DEFAULT_FRACTIONS": "spurbench.probes.pruning",
+    "held_out_pruning": "spurbench.probes.pruning",
     "max_prunable_fraction": "spurbench.probes.pruning",
     "pruning_curve": "spurbench.probes.pruning",
     "PROBES": "spurbench.probes.run",
@@ -90,6 +96,7 @@ __all__ = [
     "concepts_per_direction",
     "count_concepts",
     "encoded_concepts",
+    "held_out_pruning",
     "kurtosis_summary",
     "linear_probe_concepts",
     "max_prunable_fraction",

@@ -24,8 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli_errors import friendly
-from spurbench.probes.names import PROBES, SPACES
-from spurbench.terminal import JsonOpt, print_json, print_table
+from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
+from spurbench.terminal import JsonOpt, PrecisionOpt, print_json, print_table
 
 if TYPE_CHECKING:
     from spurbench.probes.run import ProbeResult
@@ -61,17 +61,19 @@ def probe_cmd(
         str | None,
         typer.Option(
             "--concepts",
-            help="Comma list of concept columns of the dataset table "
-            "(default: shape,colour,texture,background where present, else background,group).",
+            help="A Broden-layout concept folder (index.csv, label.csv, images/), or a comma "
+            "list of concept columns of the dataset table (default: badge_colour,badge_texture,"
+            "background where present, else background,group).",
         ),
     ] = None,
     protocol: Annotated[
         str,
         typer.Option(
-            help="Class set of the head: 1vN (dataset classes), 1v1000 (the paper's ImageNet "
-            "head) or 1v20."
+            help="Class set of the head: auto (the paper's 1v1000 ImageNet head when the labels "
+            "are ImageNet classes and the model has one, else 1vN, with a note), 1vN (dataset "
+            "classes: an extension, labelled in every table), 1v1000 or 1v20."
         ),
-    ] = "1vN",
+    ] = AUTO_PROTOCOL,
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
@@ -96,6 +98,7 @@ def probe_cmd(
         typer.Option(help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    precision: PrecisionOpt = "fp32",
     store: Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")] = Path(
         "spurbench.duckdb"
     ),
@@ -121,11 +124,12 @@ def probe_cmd(
         spurbench probe -m ViT-B-32,laion400m_e31 -d ~/data/CounterAnimal --protocol 1v1000
 
         spurbench probe -m local-dir:./clip_a -m local-dir:./clip_b -d world/manifest.csv
-          --split test --concepts shape,colour,texture,background --out probes/
+          --split test --concepts badge_colour,badge_texture,background --out probes/
     """
     from spurbench.probes.run import json_safe, probe
 
     names = _split(probe_names) or []
+    concept_folder = _concept_folder(concepts)
     results: list[ProbeResult] = []
     for name in model:
         results.append(
@@ -133,7 +137,8 @@ def probe_cmd(
                 name,
                 data,
                 probes=names,
-                concept_columns=_split(concepts),
+                concept_columns=None if concept_folder else _split(concepts),
+                concept_images=concept_folder,
                 protocol=protocol,
                 templates=templates,
                 name_set=name_set,
@@ -143,6 +148,7 @@ def probe_cmd(
                 batch_size=batch_size,
                 num_workers=workers,
                 device=device,
+                precision=precision,
                 reference=reference,
                 candidates=candidates,
                 seed=seed,
@@ -164,6 +170,13 @@ def probe_cmd(
         for path in written:
             console.print(f"wrote {escape(str(path))}", highlight=False)
     console.print(f"Probe results stored in [bold]{escape(str(store))}[/].")
+
+
+def _concept_folder(concepts: str | None) -> Path | None:
+    """``--concepts`` names a folder (a Broden-layout concept set) rather than columns."""
+    if concepts is None or not Path(concepts).expanduser().is_dir():
+        return None
+    return Path(concepts).expanduser()
 
 
 # -- tables --------------------------------------------------------------------------------------
@@ -239,10 +252,10 @@ def _print_directions(results: list[ProbeResult]) -> None:
         "σᵢ/Σσ · E|cos(h, vᵢ)|",
         title_justify="left",
     )
-    cols = ("model", "top-1 / top-10 share %", "rank", "SVD index", "σ", "importance",
+    cols = ("model", "head", "top-1 / top-10 share %", "rank", "SVD index", "σ", "importance",
             "share %", "E|cos|", "top concept (AP)")  # fmt: skip
     for c in cols:
-        t.add_column(c, justify="left" if c in ("model", "top concept (AP)") else "right")
+        t.add_column(c, justify="left" if c in ("model", "head", "top concept (AP)") else "right")
     for r in shown:
         d = r.directions
         assert d is not None
@@ -253,6 +266,7 @@ def _print_directions(results: list[ProbeResult]) -> None:
             first = i == 0
             t.add_row(
                 escape(r.model) if first else "",
+                escape(r.head_label) if first else "",
                 f"{_pct(d.concentration(1))} / {_pct(d.concentration(10))}" if first else "",
                 str(i),
                 str(int(d.original_index[i])),
@@ -280,14 +294,15 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         return
     t = Table(
         title="Pruning: accuracy (%) keeping only the k most important directions "
-        "('least' keeps the least important: the control)",
+        "('least' keeps the least important: the control), on held-out images: directions "
+        "ranked on a seeded half of the images, accuracy measured on the other half",
         title_justify="left",
     )
-    cols = ["model", "directions", "full"]
+    cols = ["model", "head", "held-out n", "directions", "full"]
     cols += [f"top {int(100 * f)}%" for f in SHOWN_FRACTIONS]
     cols += [f"least {int(100 * SHOWN_FRACTIONS[-1])}%", "max prunable"]
     for c in cols:
-        t.add_column(c, justify="left" if c == "model" else "right")
+        t.add_column(c, justify="left" if c in ("model", "head") else "right")
     for r in shown:
         curve = r.pruning
         assert curve is not None
@@ -296,6 +311,8 @@ def _print_pruning(results: list[ProbeResult]) -> None:
         full = float(most.loc[most["k"] == n_dir, "accuracy"].iloc[0])
         t.add_row(
             escape(r.model),
+            escape(r.head_label),
+            str(int(most["n_images"].iloc[0])),
             str(n_dir),
             _pct(full),
             *[_at_fraction(most, f) for f in SHOWN_FRACTIONS],
@@ -330,9 +347,14 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         "cross-validated linear probe",
         title_justify="left",
     )
-    for c in ("model", "concepts", "by directions", "unique", "by linear probe", "unique ",
-              "encoded by directions"):  # fmt: skip
-        t.add_column(c, justify="left" if c in ("model", "encoded by directions") else "right")
+    for c in ("model", "head", "concepts from", "concepts", "by directions", "unique",
+              "by linear probe", "unique ", "encoded by directions"):  # fmt: skip
+        t.add_column(
+            c,
+            justify="left"
+            if c in ("model", "head", "concepts from", "encoded by directions")
+            else "right",
+        )
     for r in shown:
         assert r.concepts is not None
         enc = r.concepts[r.concepts["encoded_by_direction"].astype(bool)]
@@ -342,6 +364,8 @@ def _print_concepts(results: list[ProbeResult]) -> None:
         listed += " …" if len(pairs) > 6 else ""
         t.add_row(
             escape(r.model),
+            escape(r.head_label),
+            escape(r.concept_source),
             str(len(r.concepts)),
             str(len(r.encoded_concepts("directions"))),
             str(len(unique["directions"][r.model])) if len(shown) > 1 else "",

@@ -11,7 +11,9 @@ that to language supervision rather than robustness.
 
 Concept tables are pandas DataFrames aligned with the feature rows; each column is categorical
 and each (column, value) pair is one binary concept named ``"column=value"``. Boolean columns
-contribute only their True value. Missing values (NaN/None) count as "not this value".
+contribute only their True value; a boolean column already named ``"category=name"`` is one
+concept of a multi-label table (an image may show many objects, as in Broden) and keeps that
+name. Missing values (NaN/None) count as "not this value".
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def binary_concepts(concepts: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     blocks: list[np.ndarray] = []
     for col in concepts.columns:
         s = concepts[col]
+        if pd.api.types.is_bool_dtype(s.dtype) and "=" in str(col):
+            category, _, value = str(col).partition("=")
+            names.append(str(col))
+            cols.append(category)
+            vals.append(value)
+            blocks.append(s.to_numpy(dtype=bool))
+            continue
         if pd.api.types.is_bool_dtype(s.dtype):
             values: list[object] = [True]
         else:

@@ -6,3 +6,5 @@ from __future__ import annotations
 PROBES: tuple[str, ...] = ("kurtosis", "outliers", "directions", "pruning", "concepts")
 #: The two representation spaces of the outlier probes.
 SPACES: tuple[str, ...] = ("pre_head", "embedding")
+#: The default head: the paper's 1v1000 when the labels are ImageNet classes, else 1vN.
+AUTO_PROTOCOL = "auto"

@@ -13,6 +13,12 @@ Keeping every direction of W's row space reproduces the unpruned logits exactly 
 because W V_rᵀ V_r = W; the curve's k = r row is therefore the reference, and the directly
 computed unpruned accuracy is reported next to it as a check.
 
+The ranking of the directions (their importance, an average over images) and the accuracy of the
+pruned head are measured on disjoint images: :func:`held_out_pruning` ranks on a seeded half of
+the probe images and measures on the other half, so the curve is not flattered by a ranking fitted
+to the very images it is scored on (with few images per class, an in-sample ranking can pick
+directions that happen to separate those images).
+
 Implementation: logits are built incrementally along the kept order, Z[:, k₀:k₁] @ (V W ᵀ)[k₀:k₁],
 so the whole sweep costs one pass of O(n·r·c) per chunk of images — no per-image loops and no
 (n × r × c) tensor.
@@ -21,18 +27,88 @@ so the whole sweep costs one pass of O(n·r·c) per chunk of images — no per-i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from spurbench.probes.directions import Directions
+from spurbench.probes.directions import Directions, privileged_directions
 
-__all__ = ["DEFAULT_FRACTIONS", "max_prunable_fraction", "pruning_curve"]
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "IMPORTANCE_FRACTION",
+    "PruningSplit",
+    "held_out_pruning",
+    "held_out_split",
+    "max_prunable_fraction",
+    "pruning_curve",
+]
 
 DEFAULT_CHUNK = 4096
 #: Fractions of directions kept when ``ks`` is not given.
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: Share of the probe images that rank the directions; the rest measure the pruned accuracy.
+IMPORTANCE_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class PruningSplit:
+    """Which images rank the directions and which measure the pruned head (row positions)."""
+
+    importance: np.ndarray
+    evaluation: np.ndarray
+    seed: int
+
+    def describe(self) -> dict[str, int]:
+        return {
+            "n_importance_images": int(self.importance.size),
+            "n_evaluation_images": int(self.evaluation.size),
+            "split_seed": self.seed,
+        }
+
+
+def held_out_split(n: int, seed: int = 0, fraction: float = IMPORTANCE_FRACTION) -> PruningSplit:
+    """A seeded random split of ``n`` images: ``fraction`` rank, the rest are held out.
+
+    Both parts get at least one image; positions are sorted within each part.
+    """
+    if n < 2:
+        raise ValueError(f"a held-out pruning split needs at least 2 images, got {n}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    k = min(max(round(n * fraction), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return PruningSplit(np.sort(perm[:k]), np.sort(perm[k:]), seed)
+
+
+def held_out_pruning(
+    H: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    y: np.ndarray,
+    ks: Sequence[int] | None = None,
+    candidates: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    fraction: float = IMPORTANCE_FRACTION,
+) -> tuple[pd.DataFrame, PruningSplit]:
+    """The pruning sweep (``keep`` most and least) with directions ranked on other images.
+
+    Directions are :func:`privileged_directions` of ``W`` with importance averaged over the
+    split's importance images; :func:`pruning_curve` then runs on the held-out images only.
+    Returns the stacked curves and the split.
+    """
+    y = np.asarray(y)
+    split = held_out_split(len(y), seed, fraction)
+    directions = privileged_directions(W, np.asarray(H[split.importance]))
+    held = np.asarray(H[split.evaluation])
+    mask = None if candidates is None else np.asarray(candidates)[split.evaluation]
+    curves = [
+        pruning_curve(held, W, b, y[split.evaluation], directions, ks, mask, keep=keep)
+        for keep in ("most", "least")
+    ]
+    return pd.concat(curves, ignore_index=True).assign(**split.describe()), split
 
 
 def _masked_argmax(logits: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -29,6 +29,11 @@ The head is rewritten to act on it:
 The class set of the head is the protocol's (1vN: the labels present in the dataset; 1v1000: all
 ImageNet classes, or the dataset's label subset; 1v20: the union of the confusable sets), with the
 protocol's per-image candidate mask, exactly as :func:`spurbench.evaluate.evaluate` builds them.
+The default (``auto``) is the paper's: Crabbé et al. read the 1000-class ImageNet head, so a
+dataset labelled with ImageNet classes is probed on 1v1000. The dataset's own classes (1vN) are an
+extension, chosen explicitly or when the labels are not ImageNet's; a supervised model without a
+1000-class head (e.g. one trained on a few classes) falls back to 1vN under ``auto`` with a note,
+and fails under an explicit ``1v1000``. Every table and stored row names the head it used.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ from spurbench.evaluate.scoring import versions as scoring_versions
 from spurbench.features.cache import FeatureSet, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.models.precision import check_precision, resolve_precision
+from spurbench.probes.broden import ConceptImages, read_broden
 from spurbench.probes.concepts import (
     concept_direction_scores,
     concepts_per_direction,
@@ -67,17 +74,23 @@ from spurbench.probes.concepts import (
     top_concepts_per_direction,
 )
 from spurbench.probes.directions import Directions, privileged_directions
-from spurbench.probes.names import PROBES, SPACES
+from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
 from spurbench.probes.outliers import (
     KurtosisSummary,
     OutlierReport,
     kurtosis_summary,
     outlier_dimensions,
 )
-from spurbench.probes.pruning import max_prunable_fraction, pruning_curve
+from spurbench.probes.pruning import (
+    IMPORTANCE_FRACTION,
+    PruningSplit,
+    held_out_pruning,
+    max_prunable_fraction,
+)
 from spurbench.store.results import ResultsStore
 
 __all__ = [
+    "AUTO_PROTOCOL",
     "CONCEPT_COLUMNS",
     "FALLBACK_CONCEPT_COLUMNS",
     "PROBES",
@@ -92,8 +105,10 @@ __all__ = [
     "probe_solver",
 ]
 
-#: Concept columns used by default when present (what the synthetic world plants).
-CONCEPT_COLUMNS: tuple[str, ...] = ("shape", "colour", "texture", "background")
+#: Concept columns used by default when present: the synthetic world's concepts, drawn
+#: independently of the class (``spurbench.synth.world.CONCEPT_COLUMNS``). Its objects' shape,
+#: colour and texture are functions of the class, so they are not concepts by default.
+CONCEPT_COLUMNS: tuple[str, ...] = ("badge_colour", "badge_texture", "background")
 #: Used when none of :data:`CONCEPT_COLUMNS` carries values (e.g. class folders with groups).
 FALLBACK_CONCEPT_COLUMNS: tuple[str, ...] = ("background", "group")
 #: Directions whose top concepts are stored, and how many concepts each.
@@ -157,13 +172,18 @@ class ProbeResult:
         head: the head in pre-head space (None when no head probe ran).
         directions: privileged directions of the head on these features.
         pruning: the pruning curve: rows for ``keep="most"`` (the paper's sweep) and
-            ``keep="least"`` (the control that should collapse).
+            ``keep="least"`` (the control that should collapse), measured on held-out images
+            (``pruning_split.evaluation``) with directions ranked on the others.
+        pruning_split: the seeded split of the readable images (positions) behind ``pruning``.
         max_prunable_fraction: largest fraction of directions prunable within ``tolerance``.
         concepts: one row per binary concept: best direction AP and which direction, linear
             probe AP, and whether each view counts it as encoded.
         concept_direction_scores: the long (concept × direction) AP table behind ``concepts``.
         rows: the tidy rows written to the store (``probe, metric, key, value, extra``).
         probe_ids: store id of each probe run.
+        protocol: the head's protocol as resolved (``auto`` never appears here).
+        head_label: how tables name the head, e.g. ``1v1000`` or ``1vN (10 classes)``.
+        concept_source: where the concepts came from: the dataset's columns, or a Broden folder.
         notes: what was skipped and why.
         timings: wall-clock seconds per step (``features`` is the cache read, or the encoding
             when the features were not cached yet).
@@ -177,11 +197,14 @@ class ProbeResult:
     n_images: int
     n_skipped: int
     probes: tuple[str, ...]
+    head_label: str = ""
+    concept_source: str = ""
     kurtosis: dict[str, KurtosisSummary] = field(default_factory=dict)
     outliers: dict[str, OutlierReport] = field(default_factory=dict)
     head: PreHeadClassifier | None = None
     directions: Directions | None = None
     pruning: pd.DataFrame | None = None
+    pruning_split: PruningSplit | None = None
     max_prunable_fraction: float | None = None
     prune_tolerance: float = 0.01
     concepts: pd.DataFrame | None = None
@@ -216,7 +239,8 @@ def probe(
     *,
     probes: Sequence[str] = PROBES,
     concept_columns: Sequence[str] | None = None,
-    protocol: str = "1vN",
+    concept_images: str | Path | None = None,
+    protocol: str = AUTO_PROTOCOL,
     templates: str | list[str] | None = "paper",
     name_set: str = "openai",
     split: str | None = None,
@@ -236,6 +260,7 @@ def probe(
     cv: int = 5,
     blas_threads: int | None = 1,
     show_progress: bool = True,
+    precision: str = "fp32",
 ) -> ProbeResult:
     """Probe ``model``'s representation of ``data`` and store the results.
 
@@ -247,9 +272,13 @@ def probe(
         concept_columns: dataset columns holding concept labels; default: those of
             :data:`CONCEPT_COLUMNS` that carry values, else :data:`FALLBACK_CONCEPT_COLUMNS`.
             Each (column, value) pair is one binary concept.
-        protocol: whose class set forms the head: ``1vN`` (the dataset's classes), ``1v1000``
-            (all ImageNet classes: the paper's head) or ``1v20`` (``reference``/``candidates``
-            as for evaluation).
+        concept_images: a Broden-layout folder (``index.csv``, ``label.csv``, ``images/``; see
+            :mod:`spurbench.probes.broden`): concepts are then counted on its images, projected
+            onto the directions of the head found on ``data``, instead of ``data``'s columns.
+        protocol: whose class set forms the head: ``auto`` (the paper's 1v1000 when the labels
+            are ImageNet classes and the model has a 1000-class head, else 1vN, with a note),
+            ``1vN`` (the dataset's classes), ``1v1000`` (all ImageNet classes) or ``1v20``
+            (``reference``/``candidates`` as for evaluation).
         seed: seed of the rotation control and of the linear-probe folds.
         ks: numbers of kept directions for the pruning sweep (default: fractions of r).
         ap_threshold: AP at which a concept counts as encoded (both views).
@@ -259,7 +288,10 @@ def probe(
         cv: folds of the linear concept probe.
         blas_threads: numpy/scipy BLAS threads during the probe math (None: the library
             default); one is faster for these small matrices on a shared machine.
+        precision: the image pass's, as for :func:`spurbench.evaluate` (fp32 by default);
+            part of the probe id and recorded with every probe run.
     """
+    check_precision(precision)
     wanted = _check_probes(probes)
     if not 0 < ap_threshold <= 1:
         raise ProbeConfigError(f"ap_threshold must be in (0, 1], got {ap_threshold}.")
@@ -275,11 +307,21 @@ def probe(
         reference=reference,
     )
     need_head = bool(_HEAD_PROBES & set(wanted))
+    requested = protocol
     if need_head:
-        P.check_protocol(protocol, dataset)
+        protocol = resolve_head_protocol(protocol, dataset)
     if need_head and protocol == "1v20":  # a missing reference or bad file stops us here
         reference = prepare_candidates(reference, candidates, dataset, device)
-    columns = _check_concept_columns(dataset, concept_columns) if "concepts" in wanted else []
+    broden: ConceptImages | None = None
+    if concept_images is not None and "concepts" in wanted:
+        if concept_columns:
+            raise ProbeConfigError("Name concept columns or a concept folder, not both.")
+        broden = read_broden(concept_images)
+    columns = (
+        _check_concept_columns(dataset, concept_columns)
+        if "concepts" in wanted and broden is None
+        else []
+    )
     template_list = resolve_templates(templates)
     if isinstance(model, ModelAdapter):
         adapter = model
@@ -287,8 +329,12 @@ def probe(
         from spurbench.models.registry import create_model
 
         adapter = create_model(model, device=device)
+    adapter.precision = resolve_precision(precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
+    head_note = None
+    if need_head:
+        protocol, head_note = _check_head_protocol(adapter, dataset, protocol, requested)
 
     timings: dict[str, float] = {}
     clock = functools.partial(_clock, timings)
@@ -317,7 +363,10 @@ def probe(
         prune_tolerance=prune_tolerance,
         ap_threshold=ap_threshold,
         timings=timings,
+        head_label=head_label(protocol, dataset, requested) if need_head else "",
     )
+    if head_note:
+        result.notes.append(head_note)
     head_cfg: dict[str, Any] = {}
     agreement = float("nan")
     if need_head:
@@ -344,6 +393,7 @@ def probe(
                 )
         head_cfg = {
             "protocol": protocol,
+            "protocol_requested": requested,
             "templates": templates_digest(template_list),
             "classes": hashlib.sha256(head.labels.tobytes()).hexdigest()[:16],
             "candidates": None
@@ -353,16 +403,40 @@ def probe(
 
     spaces = dict(zip(SPACES, (H, feats.embedding[ok]), strict=True))
     concepts = _concept_table(dataset, columns)[ok].reset_index(drop=True) if columns else None
+    concept_H = H
+    if columns:
+        result.concept_source = f"{dataset.name} columns: {', '.join(columns)}"
+    if broden is not None:
+        with clock("features"):
+            cfeats = encode_dataset(
+                adapter,
+                broden.dataset,
+                cache,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                show_progress=show_progress,
+            )
+        concept_H = cfeats.pre_head[cfeats.ok]
+        concepts = broden.concepts[cfeats.ok].reset_index(drop=True)
+        result.concept_source = f"Broden folder {broden.root.name} ({int(cfeats.ok.sum())} images)"
     if "concepts" in wanted and concepts is None:
         result.notes.append(
-            "concepts: the dataset has no concept columns (shape, colour, texture, "
-            "background, group all empty); pass concept_columns to name some."
+            f"concepts: the dataset has no concept columns "
+            f"({', '.join(dict.fromkeys(CONCEPT_COLUMNS + FALLBACK_CONCEPT_COLUMNS))} all "
+            "empty); pass concept_columns to name some, or a Broden-layout concept folder."
         )
     options = _Options(seed, ks, ap_threshold, prune_tolerance, k_sigma, min_fraction, cv)
     with _blas_threads(blas_threads):
-        per_probe = _measure(result, spaces, concepts, options, head_cfg, clock)
+        per_probe = _measure(result, spaces, concepts, concept_H, options, head_cfg, clock)
+    if "concepts" in per_probe:
+        source = broden.describe() if broden is not None else {"source": "dataset columns"}
+        per_probe["concepts"][0]["concept_source"] = source
+        per_probe["concepts"][1].insert(0, _row("concept_source", result.concept_source, 1))
     if "directions" in per_probe:
         per_probe["directions"][1].append(_row("head_argmax_agreement", "", agreement))
+    for name, (_, rows) in per_probe.items():
+        if name in _HEAD_PROBES and result.head is not None:
+            rows.insert(0, _head_row(result, requested))
 
     frames = []
     versions = scoring_versions() if store is not None and per_probe else {}
@@ -387,14 +461,19 @@ def probe(
         "key",
         "value",
         "extra",
+        "head",
     ]
     rows_df = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=["probe_id", "probe", "metric", "key", "value", "extra"])
     )
+    is_head = rows_df["probe"].isin(_HEAD_PROBES)
     result.rows = rows_df.assign(
-        model=adapter.name, fingerprint=adapter.fingerprint, dataset=dataset.name
+        model=adapter.name,
+        fingerprint=adapter.fingerprint,
+        dataset=dataset.name,
+        head=np.where(is_head, result.head_label, ""),
     )[cols]
     return result
 
@@ -419,6 +498,7 @@ def _measure(
     result: ProbeResult,
     spaces: dict[str, np.ndarray],
     concepts: pd.DataFrame | None,
+    concept_H: np.ndarray,
     o: _Options,
     head_cfg: dict[str, Any],
     clock: Callable[[str], AbstractContextManager[None]],
@@ -446,31 +526,35 @@ def _measure(
         dirs = result.directions = privileged_directions(head.weight, H)
     if "directions" in wanted:
         per_probe["directions"] = (head_cfg, _direction_rows(dirs))
-    if "pruning" in wanted:
+    if "pruning" in wanted and H.shape[0] < 2:
+        result.notes.append("pruning: skipped (a held-out split needs at least 2 images)")
+    elif "pruning" in wanted:
         assert head.targets is not None
         mask = None if head.mask is None or head.mask.all() else head.mask
         with clock("pruning"):
-            curves = [
-                pruning_curve(H, head.weight, head.bias, head.targets, dirs, o.ks, mask, keep=k)
-                for k in ("most", "least")
-            ]
-        result.pruning = pd.concat(curves, ignore_index=True)
-        result.max_prunable_fraction = max_prunable_fraction(curves[0], o.prune_tolerance)
+            curve, split = held_out_pruning(
+                H, head.weight, head.bias, head.targets, o.ks, mask, seed=o.seed
+            )
+        result.pruning, result.pruning_split = curve, split
+        result.max_prunable_fraction = max_prunable_fraction(
+            curve[curve["keep"] == "most"], o.prune_tolerance
+        )
         cfg = {
             **head_cfg,
             "ks": None if o.ks is None else [int(k) for k in o.ks],
             "tolerance": o.prune_tolerance,
+            "importance_fraction": IMPORTANCE_FRACTION,
+            "split_seed": o.seed,
         }
-        per_probe["pruning"] = (
-            cfg,
-            _pruning_rows(result.pruning, result.max_prunable_fraction, o.prune_tolerance),
-        )
+        rows = _pruning_rows(curve, result.max_prunable_fraction, o.prune_tolerance)
+        rows += [_row(k, "", v) for k, v in split.describe().items() if k != "split_seed"]
+        per_probe["pruning"] = (cfg, rows)
     if "concepts" in wanted and concepts is not None:
-        solver = probe_solver(H.shape[1])
+        solver = probe_solver(concept_H.shape[1])
         with clock("concepts: directions"):
-            scores = concept_direction_scores(H, dirs, concepts)
+            scores = concept_direction_scores(concept_H, dirs, concepts)
         with clock("concepts: linear probe"):
-            lin = linear_probe_concepts(H, concepts, cv=o.cv, seed=o.seed, solver=solver)
+            lin = linear_probe_concepts(concept_H, concepts, cv=o.cv, seed=o.seed, solver=solver)
         result.concept_direction_scores = scores
         result.concepts = _concept_summary(scores, lin, o.ap_threshold)
         for name, why in {**scores.attrs["skipped"], **lin.attrs["skipped"]}.items():
@@ -513,6 +597,68 @@ def _clock(timings: dict[str, float], step: str) -> Iterator[None]:
 
 
 # -- the head in pre-head space ------------------------------------------------------------------
+
+
+def resolve_head_protocol(protocol: str, dataset: ImageDataset) -> str:
+    """``auto`` → the paper's 1v1000 when the labels are ImageNet classes, else 1vN.
+
+    Checked before any model loads; whether the model has a 1000-class head is asked later
+    (:func:`_check_head_protocol`).
+    """
+    if protocol == AUTO_PROTOCOL:
+        return "1v1000" if dataset.classes.is_imagenet else "1vN"
+    P.check_protocol(protocol, dataset)
+    return protocol
+
+
+def _check_head_protocol(
+    adapter: ModelAdapter, dataset: ImageDataset, protocol: str, requested: str
+) -> tuple[str, str | None]:
+    """(protocol, note): 1v1000 needs a model that can score all 1000 ImageNet classes.
+
+    A zero-shot model builds any text head. A supervised model has only the classes it was
+    trained on: under ``auto`` it falls back to 1vN, with a note; an explicit 1v1000 fails.
+    """
+    if protocol != "1v1000" or adapter.zero_shot:
+        return protocol, None
+    try:
+        adapter.head(dataset.classes, ())
+    except ClassListError as err:
+        if requested != AUTO_PROTOCOL:
+            raise ClassListError(
+                f"--protocol {protocol} needs a head over all 1000 ImageNet classes, but "
+                f"{adapter.name} has none ({err}) Use --protocol 1vN to probe its own classes."
+            ) from None
+        return "1vN", (
+            f"head: {adapter.name} has no 1000-class ImageNet head, so the probes read its "
+            "head over the dataset's classes (1vN), not the paper's 1v1000."
+        )
+    return protocol, None
+
+
+def head_label(protocol: str, dataset: ImageDataset, requested: str = "") -> str:
+    """The head's name in tables: ``1v1000`` (the paper's) or ``1vN (k classes)``.
+
+    A 1vN head chosen by ``auto`` because the model lacks a 1000-class head says so.
+    """
+    if protocol != "1vN":
+        return protocol
+    k = len(dataset.present_labels)
+    fallback = requested == AUTO_PROTOCOL and dataset.classes.is_imagenet
+    return f"1vN ({k} classes{', no 1000-class head' if fallback else ''})"
+
+
+def _head_row(result: ProbeResult, requested: str) -> dict[str, Any]:
+    """The stored row that names the head of a head probe (value: its number of classes)."""
+    assert result.head is not None
+    return _row(
+        "head",
+        result.head_label,
+        len(result.head.labels),
+        protocol=result.protocol,
+        requested=requested,
+        paper_protocol=result.protocol == "1v1000",
+    )
 
 
 def pre_head_classifier(
@@ -870,9 +1016,10 @@ def _check_probes(probes: Sequence[str] | str) -> tuple[str, ...]:
 
 def _probe_id(adapter: ModelAdapter, dataset: ImageDataset, name: str, cfg: dict) -> str:
     """One probe run per (model weights, dataset, probe, config): reruns replace their rows."""
-    payload = json.dumps(
-        [adapter.fingerprint, dataset.digest(), name, json_safe(cfg)], sort_keys=True
-    )
+    parts = [adapter.fingerprint, dataset.digest(), name, json_safe(cfg)]
+    if adapter.precision != "fp32":  # fp32 keeps the probe ids it always had
+        parts.append(adapter.precision)
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -892,6 +1039,7 @@ def _record(
         "n_skipped": result.n_skipped,
         "dataset_path": str(dataset.root),
         "representation": "pre_head",
+        "precision": adapter.precision,
         "versions": versions,
     }
     if name in _HEAD_PROBES and result.head is not None:

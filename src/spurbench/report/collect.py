@@ -138,6 +138,8 @@ class ReportData:
     probes: pd.DataFrame
     examples: pd.DataFrame = field(default_factory=pd.DataFrame)
     wrong: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: background counterfactual artifacts of the runs (run_id, content JSON); may be empty
+    counterfactuals: pd.DataFrame = field(default_factory=pd.DataFrame)
     level: float = LEVEL
     notes: list[str] = field(default_factory=list)
 
@@ -261,6 +263,11 @@ def collect(
             ids,
         )
 
+    counterfactuals = rs.query(
+        f"SELECT run_id, content FROM artifacts WHERE kind = 'counterfactual' "
+        f"AND run_id IN ({marks}) ORDER BY run_id",
+        ids,
+    )
     overall = metrics[metrics["scope"] == "overall"]
     table = _run_table(runs, overall)
     classes = _class_table(metrics[metrics["scope"] == "class"])
@@ -277,6 +284,7 @@ def collect(
         probes=probes,
         examples=examples,
         wrong=wrong,
+        counterfactuals=counterfactuals,
         level=level,
         notes=notes,
     )
@@ -306,6 +314,7 @@ def _run_table(runs: pd.DataFrame, overall: pd.DataFrame) -> pd.DataFrame:
     out["lvlm_score"] = [
         _lvlm_score(f, c) for f, c in zip(runs["family"], runs["config"], strict=True)
     ]
+    out["image_pass"] = [_image_pass(c) for c in runs["config"]]
     idx = overall.set_index(["run_id", "metric", "group_name"])
     for alias, (metric, group) in _HEADLINE.items():
         for suffix, col in (("", "value"), ("_lo", "ci_low"), ("_hi", "ci_high")):
@@ -326,6 +335,8 @@ def _run_table(runs: pd.DataFrame, overall: pd.DataFrame) -> pd.DataFrame:
     out["display"] = out["model"].map(short_names(out["model"].tolist()))
     other = out["lvlm_score"].ne("") & out["lvlm_score"].ne("paper")
     out.loc[other, "display"] = out.loc[other, "display"] + " · " + out.loc[other, "lvlm_score"]
+    off = out["image_pass"].ne("")  # not the papers' fp32 / eager / exact-decode image pass
+    out.loc[off, "display"] = out.loc[off, "display"] + " · " + out.loc[off, "image_pass"]
     imagenet = out["protocol"].isin(PUBLISHED_PROTOCOLS)
     out["kind"] = [
         model_kind(f, bool(z), bool(i))
@@ -343,6 +354,21 @@ def _lvlm_score(family: str, config: object) -> str:
     except (ValueError, AttributeError):
         scoring = {}
     return str(scoring.get("score") or "paper")
+
+
+def _image_pass(config: object) -> str:
+    """'bf16 · onnx · draft decode' for a run off the papers' image pass ('' on it)."""
+    try:
+        cfg = json.loads(str(config))
+    except ValueError:
+        cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    parts = [
+        cfg.get("precision", "fp32") if cfg.get("precision", "fp32") != "fp32" else "",
+        cfg.get("engine", "eager") if cfg.get("engine", "eager") != "eager" else "",
+        "draft decode" if cfg.get("decode", "exact") != "exact" else "",
+    ]
+    return " · ".join(p for p in parts if p)
 
 
 def _worst_cell_names(runs: pd.DataFrame, classes: pd.DataFrame) -> list[str]:

@@ -36,6 +36,7 @@ from spurbench.atomic import atomic_path
 from spurbench.errors import SpurbenchError
 from spurbench.evaluate.candidates import describe_source
 from spurbench.report.collect import Panel, ReportData, collect, panel_points, short_names
+from spurbench.report.counterfactuals import counterfactual_views, methods_text
 from spurbench.report.effective_robustness import (
     DEFAULT_N_BOOT,
     Transform,
@@ -252,6 +253,7 @@ class ReportPage:
         self.fits: list[Fit] = []
         self.panels: list[dict[str, Any]] = []
         self.probe: dict[str, Any] = {}
+        self.counterfactual: dict[str, Any] = {}
         self.galleries: list[dict[str, Any]] = []
         self.wrong: list[dict[str, Any]] = []
         self.thumb_failures = 0
@@ -266,6 +268,11 @@ class ReportPage:
             self.panels.append(self._panel(panel))
         self.models = model_table(self.data)
         self.probe = self._probes()
+        if not self.data.counterfactuals.empty:
+            views = counterfactual_views(
+                self.data.counterfactuals, self.data.runs, thumbnails=self.opts.thumbnails
+            )
+            self.counterfactual = {"views": views, "methods": methods_text(views)}
         if self.opts.thumbnails:
             self._thumbnails()
 
@@ -619,12 +626,14 @@ class ReportPage:
             "panels": self.panels,
             "fits": self.fits,
             "probe": self.probe,
+            "counterfactual": self.counterfactual,
             "galleries": self.galleries,
             "wrong": self.wrong,
             "thumb_failures": self.thumb_failures,
             "notes": data.notes,
             "candidate_sets": candidate_sets_used(data),
             "lvlm_scores": sorted(set(data.runs["lvlm_score"]) - {""}),
+            "image_passes": sorted(set(data.runs["image_pass"]) - {""}),
             "highlights": self.highlights(),
             "level": data.level,
             "kind_labels": KIND_LABELS,

@@ -301,6 +301,7 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
         "probe-directions",
         [
             "Model",
+            "Head",
             "Directions",
             "Dim",
             "Top-1 share %",
@@ -309,7 +310,7 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             "Top concepts of the top directions",
         ],
     )
-    dirs.numeric = [False, True, True, True, True, True, False]
+    dirs.numeric = [False, False, True, True, True, True, True, False]
     dirs.note = (
         "Privileged directions: right singular vectors of the head W_H ranked by σᵢ·E|cos(h, vᵢ)|"
         "; share = importance of the top directions over the total. Head agreement: argmax "
@@ -319,6 +320,8 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
         "probe-pruning",
         [
             "Model",
+            "Head",
+            "Held-out images",
             "Unpruned acc %",
             "Max prunable %",
             "Acc at 10% kept",
@@ -326,17 +329,20 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             "Least-important 50% kept",
         ],
     )
-    prune.numeric = [False] + [True] * 5
+    prune.numeric = [False, False] + [True] * 6
     prune.note = (
         "Pruning: accuracy (%) when the features are projected onto the head's k most important "
         "directions (k in brackets). Max prunable: the largest fraction of directions that can "
         "be removed with accuracy within the tolerance. Least-important: the control keeping "
-        "the k least important directions instead."
+        "the k least important directions instead. Directions are ranked on a seeded half of "
+        "the images and accuracy is measured on the other, held-out half."
     )
     conc = Table(
         "probe-concepts",
         [
             "Model",
+            "Head",
+            "Concepts from",
             "Concepts",
             "Encoded by a direction",
             "Encoded by linear probe",
@@ -344,7 +350,7 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             "Encoded concepts (AP)",
         ],
     )
-    conc.numeric = [False, True, True, True, True, False]
+    conc.numeric = [False, False, False, True, True, True, True, False]
     for label, rows in probes.groupby("label", sort=False):
         name = names[str(label)]
         head = Cell(name, name.lower())
@@ -374,6 +380,7 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             dirs.rows.append(
                 [
                     head,
+                    Cell(_head(rows, "directions")),
                     Cell(_f(n_dir, 0), n_dir),
                     Cell(_f(_value(rows, "directions", "dim"), 0)),
                     Cell(fmt_pct(c1, 1), c1),
@@ -393,7 +400,8 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             for metric, frac in (("accuracy", 0.1), ("accuracy", 0.5), ("accuracy_least", 0.5)):
                 acc, k = _at_fraction(rows, metric, frac)
                 cells.append(Cell(f"{fmt_pct(acc, 1)} (k={k})" if acc is not None else "", acc))
-            prune.rows.append([head, *cells])
+            held = _value(rows, "pruning", "n_evaluation_images")
+            prune.rows.append([head, Cell(_head(rows, "pruning")), Cell(_f(held, 0), held), *cells])
         n_con = _value(rows, "concepts", "n_concepts")
         if n_con is not None:
             by_dir = _value(rows, "concepts", "n_encoded", "directions")
@@ -404,9 +412,12 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             listed = ", ".join(
                 f"{k} ({v:.2f})" for k, v in zip(enc["key"][:8], enc["value"][:8], strict=True)
             )
+            source = rows[(rows["probe"] == "concepts") & (rows["metric"] == "concept_source")]
             conc.rows.append(
                 [
                     head,
+                    Cell(_head(rows, "concepts")),
+                    Cell(source["key"].iloc[0] if len(source) else ""),
                     Cell(_f(n_con, 0), n_con),
                     Cell(_f(by_dir, 0), by_dir),
                     Cell(_f(by_probe, 0), by_probe),
@@ -416,7 +427,8 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
             )
     threshold = _extra(probes, "concepts", "n_encoded").get("threshold")
     conc.note = (
-        "Each (column, value) of the dataset's concept labels is one binary concept; it counts "
+        "Each (column, value) of the concept labels (the dataset's columns, or a Broden-layout "
+        "concept folder) is one binary concept; it counts "
         f"as encoded when its average precision along a direction (or with a cross-validated "
         f"linear probe) is at least {threshold if threshold is not None else 0.9:g}."
     )
@@ -424,6 +436,12 @@ def probe_tables(probes: pd.DataFrame, names: dict[str, str]) -> dict[str, Table
         if t.rows:
             out[t.key] = t
     return out
+
+
+def _head(rows: pd.DataFrame, probe: str) -> str:
+    """The head a probe read (``1v1000``, the paper's, or ``1vN (k classes)``); '' if unrecorded."""
+    hit = rows[(rows["probe"] == probe) & (rows["metric"] == "head")]
+    return str(hit["key"].iloc[0]) if len(hit) else ""
 
 
 def _extra(rows: pd.DataFrame, probe: str, metric: str) -> dict[str, Any]:

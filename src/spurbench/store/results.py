@@ -385,6 +385,13 @@ class ResultsStore:
     def predictions(self, run_id: str) -> pd.DataFrame:
         return self.query("SELECT * FROM predictions WHERE run_id = ? ORDER BY image_id", [run_id])
 
+    def write_artifact(self, run_id: str, kind: str, content: Any) -> None:
+        """Attach (or replace) one JSON artifact of kind ``kind`` to a stored run."""
+        text = json.dumps(content, default=str)
+        with self._connect() as con, _transaction(con):
+            con.execute("DELETE FROM artifacts WHERE run_id = ? AND kind = ?", [run_id, kind])
+            con.execute("INSERT INTO artifacts VALUES (?, ?, ?)", [run_id, kind, text])
+
     def artifact(self, run_id: str, kind: str) -> Any:
         df = self.query(
             "SELECT content FROM artifacts WHERE run_id = ? AND kind = ?", [run_id, kind]

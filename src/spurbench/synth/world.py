@@ -10,6 +10,10 @@ is made the rarest one. A model that learned the background shortcut then loses 
 counter cells of the balanced test split; one trained on the uncorrelated world (``rho = 1/B``)
 does not. The ground truth is known, so spurbench's own measurement pipeline can be tested on it.
 
+Every image also carries a badge whose colour and texture are drawn independently of the class
+and the background (the world's concepts, :data:`CONCEPT_COLUMNS`); in the balanced test split
+the background is independent of the class too.
+
 The classes are real CounterAnimal ImageNet indices with OpenAI's class names, and the test split
 is also written in the CounterAnimal release layout (``"<index> <name>/common-<bg>/"`` and
 ``"counter-<bg>/"``), so every protocol that reads CounterAnimal reads this world unchanged.
@@ -36,10 +40,15 @@ import pandas as pd
 
 from spurbench.synth.render import (
     BACKGROUND_NAMES,
+    BADGE_COLOURS,
     SHAPES,
+    SMALL_OBJECT_SCALE,
+    TEXTURES,
     ForegroundSpec,
+    compose,
     foreground_spec,
     render_image,
+    render_layers,
 )
 
 #: CounterAnimal's ImageNet class indices (animals), in the order a world takes them, with
@@ -74,11 +83,14 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path", "label", "class_name", "background", "group", "split",
-    "caption", "shape", "colour", "texture",
+    "caption", "shape", "colour", "texture", "badge_colour", "badge_texture",
 )  # fmt: skip
+#: The world's concepts, independent of the class (see :func:`_badges`); the object's shape,
+#: colour and texture are functions of its class.
+CONCEPT_COLUMNS: tuple[str, ...] = ("badge_colour", "badge_texture", "background")
 
 #: Bump when rendering or layout changes, so cached worlds made by older code are not reused.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 5
 
 _SPLIT_CODE = {"train": 0, "test": 1}
 _WORLD_JSON = "world.json"
@@ -98,6 +110,9 @@ class WorldConfig:
     n_test_per_cell: int = 20
     caption_background_fraction: float = 0.0
     seed: int = 0
+    #: Opt-in: this fraction of each counter test cell has its object drawn at a size never
+    #: seen in training (a planted object-caused failure, for background counterfactuals).
+    small_counter_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         # rho=1 and rho=1.0 must give the same key
@@ -119,9 +134,10 @@ class WorldConfig:
 
     def key(self) -> str:
         """A short stable hash of the config and generator version, used as a cache key."""
-        payload = json.dumps(
-            {"v": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True, default=float
-        )
+        fields = dataclasses.asdict(self)
+        if not self.small_counter_fraction:  # off: the keys of worlds made before it stay
+            del fields["small_counter_fraction"]
+        payload = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True, default=float)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @property
@@ -238,6 +254,21 @@ def _captions(
     return out
 
 
+def _badges(cfg: WorldConfig, split: str, slot: int, n: int) -> list[dict[str, str]]:
+    """Badge concepts of ``n`` images: colour and texture uniform, independent of everything.
+
+    Drawn from their own stream (seed, 5, split, slot), so neither the class, the background
+    nor the image's pixel seed says anything about them.
+    """
+    rng = np.random.default_rng([cfg.seed, 5, _SPLIT_CODE[split], slot])
+    colours = rng.integers(len(BADGE_COLOURS), size=n).tolist()
+    textures = rng.integers(len(TEXTURES), size=n).tolist()
+    return [
+        {"badge_colour": BADGE_COLOURS[c], "badge_texture": TEXTURES[t]}
+        for c, t in zip(colours, textures, strict=True)
+    ]
+
+
 def _plan_rows(cfg: WorldConfig) -> list[dict[str, object]]:
     """Every image of the world as a manifest row plus the seed its pixels are drawn from."""
     classes = world_classes(cfg)
@@ -254,7 +285,10 @@ def _plan_rows(cfg: WorldConfig) -> list[dict[str, object]]:
         captions = _captions(
             cfg, np.random.default_rng([cfg.seed, 3, slot]), name, [backgrounds[j] for j in bgs]
         )
-        for i, (bg_pos, caption) in enumerate(zip(bgs.tolist(), captions, strict=True)):
+        badges = _badges(cfg, "train", slot, cfg.n_train_per_class)
+        for i, (bg_pos, caption, badge) in enumerate(
+            zip(bgs.tolist(), captions, badges, strict=True)
+        ):
             rows.append(
                 {
                     "seed": [cfg.seed, _SPLIT_CODE["train"], slot, 0, i],
@@ -267,11 +301,13 @@ def _plan_rows(cfg: WorldConfig) -> list[dict[str, object]]:
                     "caption": caption,
                     "slot": slot,
                     **concepts,
+                    **badge,
                 }
             )
         # test: balanced, every (class, background) cell; independent of rho
         test_bgs = [bg for bg in backgrounds for _ in range(cfg.n_test_per_cell)]
         captions = iter(_captions(cfg, np.random.default_rng([cfg.seed, 4, slot]), name, test_bgs))
+        badges = iter(_badges(cfg, "test", slot, len(test_bgs)))
         for bg_pos, bg in enumerate(backgrounds):
             for i in range(cfg.n_test_per_cell):
                 rows.append(
@@ -286,6 +322,7 @@ def _plan_rows(cfg: WorldConfig) -> list[dict[str, object]]:
                         "caption": next(captions),
                         "slot": slot,
                         **concepts,
+                        **next(badges),
                     }
                 )
     return rows
@@ -302,11 +339,19 @@ def plan_world(cfg: WorldConfig) -> pd.DataFrame:
 
 def _write_images(cfg: WorldConfig, rows: list[dict[str, object]], root: Path) -> None:
     specs: dict[int, ForegroundSpec] = {}
+    small, small_scale = small_object_paths(cfg), SMALL_OBJECT_SCALE
     for row in rows:
         slot = int(row["slot"])  # type: ignore[arg-type]
         spec = specs.setdefault(slot, foreground_spec(slot))
         rng = np.random.default_rng(row["seed"])  # type: ignore[arg-type]
-        img = render_image(spec, str(row["background"]), rng, cfg.image_size)
+        badge = (str(row["badge_colour"]), str(row["badge_texture"]))
+        if str(row["path"]) in small:
+            layers = render_layers(
+                spec, str(row["background"]), rng, cfg.image_size, small_scale, badge
+            )
+            img = compose(*layers)
+        else:
+            img = render_image(spec, str(row["background"]), rng, cfg.image_size, badge)
         path = root / str(row["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path, format="PNG")
@@ -364,6 +409,7 @@ def _world_meta(cfg: WorldConfig) -> dict[str, object]:
         "backgrounds": backgrounds,
         "planted": planted,
         "shapes": list(SHAPES),
+        "concepts": list(CONCEPT_COLUMNS),
     }
 
 
@@ -424,3 +470,21 @@ def _install(tmp: Path, out: Path) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def render_seeds(cfg: WorldConfig) -> dict[str, list[int]]:
+    """The seed each image of the world is drawn from, by manifest path.
+
+    Re-drawing an image's layers from its seed (see :func:`spurbench.synth.render.render_layers`)
+    gives its exact foreground mask without storing one per image.
+    """
+    return {str(row["path"]): list(row["seed"]) for row in _plan_rows(cfg)}  # type: ignore[call-overload]
+
+
+def small_object_paths(cfg: WorldConfig) -> set[str]:
+    """Test images whose object is drawn at :data:`SMALL_OBJECT_SCALE` (the first
+    ``small_counter_fraction`` of each counter cell); empty unless the option is on."""
+    n = round(cfg.small_counter_fraction * cfg.n_test_per_cell)
+    plan = plan_world(cfg) if n else pd.DataFrame(columns=["path", "split", "group"])
+    counter = plan[(plan["split"] == "test") & (plan["group"] == "counter")]
+    return {p for p in counter["path"] if int(Path(p).stem) < n}

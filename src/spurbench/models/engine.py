@@ -1,0 +1,196 @@
+"""The engine that runs the image tower: eager PyTorch, or ONNX Runtime, or ``auto``.
+
+ONNX Runtime is made for CPU inference: the graph is exported once per model (weights
+fingerprint, preprocessing, input size) and cached beside the features under
+``<cache>/engines/``; it fuses the attention and MLP blocks that eager PyTorch runs op by op.
+Its features differ from eager's by float rounding only (tests/models/test_engine.py bounds the
+difference and checks the predictions are identical). It runs fp32 only: with bf16 or fp16
+autocast the image pass stays eager.
+
+``auto`` measures like the precision does: a few batches through each engine, once per
+(machine, architecture), the verdict cached; ONNX Runtime is used only when faster by
+:data:`ONNX_MARGIN`. ``eager`` is the default and is always available; the engine is recorded
+with every run and is part of the feature-cache key when it is not eager.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from spurbench.atomic import atomic_path
+from spurbench.errors import SpurbenchError
+from spurbench.models.base import Features, ModelAdapter
+from spurbench.models.precision import TIMED_BATCHES, TIMING_BATCH, measured_choice
+
+ENGINES = ("auto", "eager", "onnx")
+#: ONNX Runtime must beat eager by this fraction of eager's time to be chosen by ``auto``.
+ONNX_MARGIN = 0.10
+#: Bumped when the export changes (opset, wrapper), so that older graphs are not reused.
+EXPORT_VERSION = 1
+OPSET = 17
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if it is one of :data:`ENGINES` and usable here, else a SpurbenchError."""
+    if engine not in ENGINES:
+        raise SpurbenchError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    if engine == "onnx" and not onnx_available():
+        raise SpurbenchError(
+            "--engine onnx needs ONNX Runtime: pip install 'spurbench[fast]' (or --engine eager)."
+        )
+    return engine
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_engine(
+    engine: str,
+    adapter: ModelAdapter,
+    cache_dir: str | Path | None,
+    *,
+    timer: Callable[[ModelAdapter, str], float] | None = None,
+) -> str:
+    """The concrete engine (``eager`` or ``onnx``) a run uses for ``adapter``.
+
+    ONNX Runtime needs fp32 on CPU; anything else (autocast, CUDA, a missing ONNX Runtime)
+    resolves ``auto`` to eager. Call after the precision is resolved.
+    """
+    check_engine(engine)
+    cpu_fp32 = adapter.precision == "fp32" and _device(adapter).type == "cpu"
+    if engine == "onnx" and not cpu_fp32:
+        raise SpurbenchError(
+            "--engine onnx runs fp32 on CPU only; use --precision fp32 --device cpu, "
+            "or --engine eager."
+        )
+    if engine != "auto":
+        return engine
+    if not (cpu_fp32 and onnx_available()):
+        return "eager"
+    return measured_choice(
+        "engine",
+        adapter,
+        cache_dir,
+        ("eager", "onnx"),
+        timer or functools.partial(time_engine, cache_dir=cache_dir),
+        margin=ONNX_MARGIN,
+        extra=[adapter.precision, torch.get_num_threads()],
+    )
+
+
+def image_encoder(adapter: ModelAdapter) -> Callable[[torch.Tensor], Features]:
+    """What encodes a batch for ``adapter``'s engine (its ``encode_images`` when eager).
+
+    The ONNX graph is exported (or read from the cache) here, on the first batch to encode:
+    a rerun whose features are all cached never pays for it.
+    """
+    if adapter.engine != "onnx":
+        return adapter.encode_images
+    if getattr(adapter, "onnx_session", None) is None:
+        adapter.onnx_session = onnx_session(exported_graph(adapter, adapter.engine_cache))
+    return _session_encoder(adapter.onnx_session)
+
+
+def _session_encoder(session) -> Callable[[torch.Tensor], Features]:
+    def encode(images: torch.Tensor) -> Features:
+        pre_head, embedding = session.run(None, {"images": images.contiguous().numpy()})
+        return Features(torch.from_numpy(pre_head), torch.from_numpy(embedding))
+
+    return encode
+
+
+def attach_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path) -> None:
+    """Set ``adapter.engine`` and where its exported graph is cached (used on first encode)."""
+    adapter.engine = engine
+    adapter.engine_cache = Path(cache_dir)
+
+
+def exported_graph(adapter: ModelAdapter, cache_dir: str | Path) -> Path:
+    """The ONNX graph of ``adapter``'s image tower, exported on first use and cached."""
+    h, w = adapter.preprocess_cfg.size
+    key = hashlib.sha256(
+        json.dumps([adapter.fingerprint, [h, w], EXPORT_VERSION, OPSET, torch.__version__]).encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / "engines" / f"{key}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, 3, h, w)
+    axes = {name: {0: "batch"} for name in ("images", "pre_head", "embedding")}
+    # grad mode on: under no_grad torch takes attention fast paths the exporter cannot trace
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+        torch.onnx.export(
+            _Tower(adapter).eval(),
+            (example,),
+            str(tmp),
+            input_names=["images"],
+            output_names=["pre_head", "embedding"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return path
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session using torch's intra-op thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None) -> float:
+    """Median seconds of one batch of :data:`TIMING_BATCH` random images through ``engine``."""
+    h, w = adapter.preprocess_cfg.size
+    images = torch.randn(TIMING_BATCH, 3, h, w, generator=torch.Generator().manual_seed(0))
+    _ = adapter.module  # build an unbuilt (lazy) model here, not under inference mode: the
+    # exporter cannot trace parameters created as inference tensors
+    encode = adapter.encode_images
+    if engine == "onnx":  # the graph timed is the one a run would use: export it (cached)
+        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
+        session = onnx_session(exported_graph(adapter, folder))
+        encode = _session_encoder(session)
+    times = []
+    with torch.inference_mode():
+        encode(images)  # warm-up
+        for _ in range(TIMED_BATCHES):
+            start = time.perf_counter()
+            encode(images)
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+class _Tower(torch.nn.Module):
+    """The adapter's image pass as a module with tensor outputs, for the exporter."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.module = adapter.module
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.adapter.encode_images(images)
+        return feats.pre_head, feats.embedding
+
+
+def _device(adapter: ModelAdapter) -> torch.device:
+    return torch.device(getattr(adapter, "device", None) or "cpu")
