@@ -35,12 +35,8 @@ from spurbench.reference.testbed import load_counteranimal_models
 PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
 PROTOCOLS = ("1v1000", "1v20")
 LOADABLE_FAMILIES = ("clip", "imagenet")
-#: (our summary metric, its group, the published column)
-_COMPARED = (
-    ("balanced_accuracy", "common", "common"),
-    ("balanced_accuracy", "counter", "counter"),
-    ("drop", "common-counter", "drop"),
-)
+#: The published columns, each named as the field of our run's headline it is compared with.
+_COMPARED = ("common", "counter", "drop")
 
 
 @dataclass
@@ -149,9 +145,9 @@ def reproduce_counteranimal(
 
 def shift_models(patterns: Sequence[str] | None = None) -> pd.DataFrame:
     """The published ImageNet-shift results (open_clip's and timm's), one row per model."""
-    from spurbench.suite import _published
+    from spurbench.suite import published_baselines
 
-    rows = _published()
+    rows = published_baselines()
     if patterns:
         rows = rows[[any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in rows["model"]]]
         if rows.empty:
@@ -223,15 +219,15 @@ def _load(create_model: Callable, spec: str):
 
 
 def _compare(name: str, run, published: pd.Series) -> list[list]:
-    summary = run.summary.set_index(["metric", "group"])
+    headline = run.headline
     out = []
-    for metric, group, column in _COMPARED:
-        if (metric, group) not in summary.index:
+    for column in _COMPARED:
+        s = getattr(headline, column)
+        if s is None:
             raise SpurbenchError(
                 f"{run.dataset} has no common/counter groups: it is not CounterAnimal-shaped."
             )
-        s = summary.loc[(metric, group)]
-        ours, lo, hi = 100 * s["value"], 100 * s["ci_low"], 100 * s["ci_high"]
+        ours, lo, hi = 100 * s.value, 100 * s.lo, 100 * s.hi
         pub = float(published[column])
         flagged = not lo <= pub <= hi
         out.append([name, run.protocol, column, ours, lo, hi, pub, ours - pub, flagged, run.run_id])

@@ -440,7 +440,7 @@ def testbed_published(in1k_only: bool | None = True) -> pd.DataFrame:
     return _as_suite(load_testbed_results(in1k_only=in1k_only))
 
 
-def _published() -> pd.DataFrame:
+def published_baselines() -> pd.DataFrame:
     """Every published model the suite places the user's models among, with its group."""
     parts = []
     for source, table in (("timm", timm_published), ("testbed", testbed_published)):
@@ -557,7 +557,7 @@ def suite_table(
                 else ""
             )
             _put(table, i, prefix + "mean", trend(mean_over), row[REFERENCE], mean_y, subset)
-    published = _published() if not table.empty else pd.DataFrame()
+    published = published_baselines() if not table.empty else pd.DataFrame()
     for shift in SHIFTS:
         if (shift,) in trends and not published.empty:
             published[prefix + shift] = _er_many(

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from spurbench.evaluate.metrics import (
+    Estimate,
+    Summary,
     class_balanced_accuracy,
     clopper_pearson,
+    headline,
     jeffreys_bootstrap_counts,
     per_class,
     summarize,
@@ -42,6 +45,25 @@ def test_summary_equals_hand_computation():
     assert s["accuracy", "counter"] == pytest.approx(1 / 6)
     assert s["drop_per_image", "common-counter"] == pytest.approx(5 / 6 - 1 / 6)
     assert s["worst_cell_accuracy", "1/counter"] == 0.0
+
+
+def test_headline_is_the_balanced_accuracies_and_the_drop():
+    frame = summarize(LABELS, GROUPS, CORRECT, n_boot=500)
+    h = headline(frame)
+    assert isinstance(h, Summary) and isinstance(h.drop, Estimate)
+    assert h.common.value == pytest.approx((3 / 4 + 2 / 2) / 2) and h.common.n == 2
+    assert h.counter.value == pytest.approx((1 / 2 + 0 / 4) / 2) and h.counter.n == 2
+    assert h.drop.value == pytest.approx(0.875 - 0.25) and h.drop.n == 2  # classes paired
+    for e in (h.common, h.counter, h.drop):
+        assert e.lo <= e.value <= e.hi
+    with pytest.raises(AttributeError):  # frozen: a headline is read, not edited
+        h.drop = h.common  # type: ignore[misc]
+
+
+def test_headline_without_counter_group_has_no_drop():
+    h = headline(summarize(LABELS, np.full(LABELS.size, "common"), CORRECT, n_boot=50))
+    assert h.common is not None and h.common.value == pytest.approx((4 / 6 + 2 / 6) / 2)
+    assert h.counter is None and h.drop is None
 
 
 def test_class_balanced_differs_from_per_image():
@@ -96,14 +118,12 @@ def test_a_cell_at_100_percent_keeps_an_interval():
     labels = np.zeros(20, int)
     groups = np.repeat(["common", "counter"], 10)
     correct = np.r_[np.ones(10, bool), np.arange(10) < 5]
-    s = summarize(labels, groups, correct, n_boot=4000, seed=0).set_index(["metric", "group"])
-    common = s.loc[("balanced_accuracy", "common")]
-    assert common.value == 1.0 and common.ci_low < 1.0
+    h = headline(summarize(labels, groups, correct, n_boot=4000, seed=0))
+    common, counter, drop = h.common, h.counter, h.drop
+    assert common.value == 1.0 and common.lo < 1.0
     expected_lo = stats.betabinom.ppf(0.025, 10, 10.5, 0.5) / 10
-    assert common.ci_low == pytest.approx(expected_lo, abs=0.1 + 1e-9)  # one count of 10
-    drop = s.loc[("drop", "common-counter")]
-    counter = s.loc[("balanced_accuracy", "counter")]
-    assert drop.ci_high - drop.ci_low > counter.ci_high - counter.ci_low
+    assert common.lo == pytest.approx(expected_lo, abs=0.1 + 1e-9)  # one count of 10
+    assert drop.hi - drop.lo > counter.hi - counter.lo
 
 
 def test_many_cells_at_100_percent_keep_the_estimate_inside_the_interval():
@@ -112,11 +132,9 @@ def test_many_cells_at_100_percent_keep_the_estimate_inside_the_interval():
     labels = np.repeat(np.arange(45), 40)
     groups = np.tile(np.repeat(["common", "counter"], 20), 45)
     correct = (groups == "common") | (np.arange(labels.size) % 2 == 0)
-    s = summarize(labels, groups, correct, n_boot=1000).set_index(["metric", "group"])
-    common = s.loc[("balanced_accuracy", "common")]
-    assert common.ci_low < common.value == common.ci_high == 1.0
-    drop = s.loc[("drop", "common-counter")]
-    assert drop.ci_low < drop.value == 0.5 < drop.ci_high
+    h = headline(summarize(labels, groups, correct, n_boot=1000))
+    assert h.common.lo < h.common.value == h.common.hi == 1.0
+    assert h.drop.lo < h.drop.value == 0.5 < h.drop.hi
 
 
 def _drop_coverage(resample, n, p_common, p_counter, *, reps=1000, n_boot=800, seed=0):

@@ -28,23 +28,22 @@ def drops(synth_cache):
         world, zoo = trained_world(synth_cache, WorldConfig.fast(rho=rho), train_cfg)
         (res,) = evaluate(f"local-dir:{zoo['tiny_clip']}", world.counteranimal_root, ["1vN"],
                           cache_dir=synth_cache / "features", show_progress=False)
-        s = res.summary.set_index(["metric", "group"])
-        out[rho] = s.loc[("drop", "common-counter")]
-        out[rho, "common"] = s.loc[("balanced_accuracy", "common")].value
+        out[rho] = res.headline.drop
+        out[rho, "common"] = res.headline.common.value
     return rhos, out
 
 
 def test_no_correlation_no_drop(drops):
     rhos, out = drops
     d = out[rhos[0]]
-    assert d.ci_low <= 0 <= d.ci_high, d
+    assert d.lo <= 0 <= d.hi, d
     assert out[rhos[0], "common"] > 0.3  # well above chance (1/10): the foreground is learned
 
 
 def test_strong_correlation_clear_drop(drops):
     _, out = drops
     d = out[0.9]
-    assert d.ci_low > 0, d
+    assert d.lo > 0, d
     assert d.value > 0.10
 
 

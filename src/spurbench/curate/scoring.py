@@ -1,10 +1,11 @@
-"""Per-image predictions of a model on a pool, through spurbench's own evaluation runner.
+"""Per-image predictions of a model on a pool, through spurbench's own scoring pipeline.
 
 Curation scores the same pool with the same models several times (label-noise check, spurious
-discovery, held-out models, diagnosis). Every call goes through
-:func:`spurbench.evaluate.evaluate` on the *whole* pool, so images are encoded once per model
-(the feature cache keys on the image files, not on labels or on which rows are excluded) and
-the predictions are exactly those ``spurbench eval`` would make; rows are filtered afterwards.
+discovery, held-out models, diagnosis). Every call goes through the evaluation's label space,
+head and scorer (:mod:`spurbench.evaluate.scoring`) on the *whole* pool, so images are encoded
+once per model (the feature cache keys on the image files, not on labels or on which rows are
+excluded) and the predictions are exactly those ``spurbench eval`` would make; rows are filtered
+afterwards.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from spurbench.data.classes import resolve_templates
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError
 from spurbench.evaluate import protocols as P
-from spurbench.evaluate.runner import evaluate
-from spurbench.features.cache import default_cache_dir, encode_dataset
-from spurbench.heads.cached import head_for
+from spurbench.evaluate.label_space import LabelSpace, label_space
+from spurbench.evaluate.runner import checked_cache, run_templates
+from spurbench.evaluate.scoring import (
+    Scores,
+    predictions,
+    restricted_head,
+    score_features,
+    skipped,
+)
+from spurbench.features.cache import encode_dataset
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
 
 AUTO_PROTOCOL = "auto"
-#: The bootstrap of the runner's summary is not used here; a few resamples keep it cheap.
-_N_BOOT = 10
 
 
 def resolve_protocol(protocol: str, dataset: ImageDataset) -> str:
@@ -87,55 +92,27 @@ def predict(
             "the very images being curated, which would make selection circular."
         )
     adapter = (models or ModelCache(device)).get(model)
-    (result,) = evaluate(
-        adapter,
-        dataset,
-        (protocol,),
-        templates=templates,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        n_boot=_N_BOOT,
-        device=device,
-        show_progress=show_progress,
+    cache = checked_cache(dataset, cache_dir, batch_size=batch_size, device=device)
+    feats = encode_dataset(
+        adapter, dataset, cache, batch_size=batch_size, show_progress=show_progress
     )
-    table = result.predictions[["image_id", "label", "topk_labels", "correct"]].copy()
-    p_true = true_class_probability(
-        adapter, dataset, protocol, templates, cache_dir, batch_size, show_progress
-    )
-    table["p_true"] = table["image_id"].map(p_true).to_numpy()
-    return Predictions(adapter.name, adapter.fingerprint, protocol, table, result.skipped)
+    space = label_space(protocol, dataset)
+    head = restricted_head(adapter, dataset, space, run_templates(templates, dataset), cache)
+    scores = score_features(feats, head, space, dataset)
+    table = predictions(scores, dataset, space)[["image_id", "label", "topk_labels", "correct"]]
+    table["p_true"] = true_class_probability(scores, space, table["label"].to_numpy())
+    return Predictions(adapter.name, adapter.fingerprint, protocol, table, skipped(scores, dataset))
 
 
-def true_class_probability(
-    adapter: ModelAdapter,
-    dataset: ImageDataset,
-    protocol: str,
-    templates: str | list[str] | None,
-    cache_dir: str | Path | None,
-    batch_size: int,
-    show_progress: bool,
-) -> pd.Series:
-    """Softmax probability of the labelled class among the protocol's classes, per image_id.
+def true_class_probability(scores: Scores, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+    """Softmax probability of the labelled class among the image's competing labels.
 
     Why: top-1 accuracies of small groups tie (several backgrounds at 0 % or 100 %), and the
     argmin/argmax of spurious discovery is then decided by the order of names. The mean
     probability of the true class says which of the tied groups the model finds hardest; it
-    breaks ties only, the gap is still the paper's accuracy gap. Features and head come from
-    the caches the evaluation just filled, so this costs no image encoding.
+    breaks ties only, the gap is still the paper's accuracy gap. It reads the logits the
+    predictions came from, so it costs no second pass.
     """
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    feats = encode_dataset(
-        adapter, dataset, cache, batch_size=batch_size, show_progress=show_progress
-    )
-    if protocol == "1vN":
-        labels = np.array(dataset.present_labels)
-    elif dataset.label_subset is not None:
-        labels = np.array(sorted(dataset.label_subset))
-    else:
-        labels = np.arange(len(dataset.classes))
-    head = head_for(adapter, dataset.classes.subset(labels), resolve_templates(templates), cache)
-    ok = feats.ok
-    prob = softmax(head.logits(feats.embedding[ok]), axis=1)
-    column = np.searchsorted(labels, dataset.table["label"].to_numpy()[ok])
-    p = prob[np.arange(len(column)), column]
-    return pd.Series(p, index=dataset.table["image_id"].to_numpy()[ok])
+    assert scores.logits is not None, "true-class probabilities need feature scores"
+    prob = softmax(np.where(space.mask(labels), scores.logits, -np.inf), axis=1)
+    return prob[np.arange(len(labels)), space.columns(labels)]

@@ -183,7 +183,7 @@ def load_folder(
     class_dirs, _ = _listing(root, root, allow_outside_root)
     if not class_dirs:
         raise DatasetError(f"{root} holds no class folders.")
-    labels = [_imagenet_label(d.name) for d in class_dirs]
+    labels = [imagenet_label(d.name) for d in class_dirs]
     imagenet = all(v is not None for v in labels)
     if not imagenet:
         _refuse_spelling_variants([d.name for d in class_dirs], "Class folders")
@@ -299,7 +299,7 @@ def _refuse_same_file_twice(names: pd.Series, resolved: Sequence[str], what: str
         )
 
 
-def _imagenet_label(folder_name: str) -> int | None:
+def imagenet_label(folder_name: str) -> int | None:
     """The ImageNet index a class folder stands for, checking index and name agree."""
     m = _INDEXED.match(folder_name)
     if m:
@@ -368,7 +368,7 @@ def load_manifest(
     df["image_id"] = [posixpath.normpath(p) for p in written]
     df["path"] = [_manifest_file(base, p, allow_outside_root) for p in df["image_id"]]
     _refuse_same_file_twice(written, df["path"], f"Manifest {path.name} paths")
-    df["label"], classes = _labels(df, classes, name_set)
+    df["label"], classes = labels_of(df, classes, name_set)
     df["class_name"] = [classes.names[i] for i in df["label"]]
     if "group" not in df.columns:
         df["group"] = "all"
@@ -408,7 +408,7 @@ def _inside_root(path: Path, root: Path, allow_outside_root: bool, shown: str) -
     return full
 
 
-def _labels(
+def labels_of(
     df: pd.DataFrame, classes: ClassList | None, name_set: str
 ) -> tuple[list[int], ClassList]:
     """Type the label column by one rule: every cell an integer, or every cell a name.

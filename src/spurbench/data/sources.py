@@ -16,7 +16,7 @@ import pandas as pd
 
 from spurbench.data.classes import ClassList, imagenet_classes
 from spurbench.data.dataset import ImageDataset
-from spurbench.data.layouts import _imagenet_label, _labels
+from spurbench.data.layouts import imagenet_label, labels_of
 from spurbench.errors import DatasetError
 
 
@@ -38,7 +38,7 @@ def build_dataset(
     shipped = classes is None and class_names is not None
     if shipped:
         classes = ClassList(tuple(class_names), None, "custom")
-    labels, classes = _labels(rows, classes, name_set)
+    labels, classes = labels_of(rows, classes, name_set)
     if shipped:
         labels, classes = _as_imagenet(labels, classes, name_set)
     rows["label"] = labels
@@ -59,7 +59,7 @@ def _as_imagenet(
     if len(classes) > 200:  # name-by-name matching of a large list is slow and rarely succeeds
         return labels, classes
     try:
-        index = [_imagenet_label(n) for n in classes.names]
+        index = [imagenet_label(n) for n in classes.names]
     except DatasetError:
         return labels, classes
     if any(i is None for i in index) or len(set(index)) != len(index):

@@ -7,13 +7,17 @@ from typing import TYPE_CHECKING
 from spurbench._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from spurbench.evaluate.runner import RunResult, evaluate
+    from spurbench.evaluate.label_space import LabelSpace
+    from spurbench.evaluate.runner import evaluate
+    from spurbench.evaluate.scoring import RunResult, Scores
 
 #: name -> module; imported on first use, so the CLI's start-up does not load the stage.
 _EXPORTS = {
-    "RunResult": "spurbench.evaluate.runner",
+    "LabelSpace": "spurbench.evaluate.label_space",
+    "RunResult": "spurbench.evaluate.scoring",
+    "Scores": "spurbench.evaluate.scoring",
     "evaluate": "spurbench.evaluate.runner",
 }
 lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["RunResult", "evaluate"]
+__all__ = ["LabelSpace", "RunResult", "Scores", "evaluate"]

@@ -6,50 +6,38 @@ main object in the image?", each of its class's 20 candidates is scored by the l
 loss of "A <name>.", and the lowest-loss candidate is the prediction. Their published rows are in
 the reference testbed (``reference/counteranimal_models.csv``, family ``lvlm``).
 
-This module produces the same :class:`~spurbench.evaluate.runner.RunResult`, the same
-predictions columns and the same store rows as the feature-based runner, by reusing its record
-and metrics helpers, so reports, the testbed comparison and queries treat LVLM runs like any
-other. ``topk_scores`` are negative losses (higher is better, as for logits). The 20 candidates
-come from a candidates file or from a reference model's confusions (the paper used CLIP
-ViT-B/32 LAION-400M) computed by the runner's own candidate code; 1-vs-N uses the classes
-present. 1-vs-1000 is refused: the paper does not run LVLMs on it and it costs 1000 answers per
+This module produces the same :class:`~spurbench.evaluate.scoring.RunResult`, predictions
+columns and store rows as the feature-based runner, through the same scoring pipeline
+(:mod:`spurbench.evaluate.scoring`, its :func:`score_answers`), so reports, the testbed
+comparison and queries treat LVLM runs like any other. ``topk_scores`` are negative losses
+(higher is better, as for logits). The 20 candidates come from a candidates file or from a
+reference model's confusions (the paper used CLIP ViT-B/32 LAION-400M) through the runner's
+:func:`~spurbench.evaluate.label_space.label_space`; 1-vs-N uses the classes present. 1-vs-1000
+is refused: the paper does not run LVLMs on it and it costs 1000 answers per
 image.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from spurbench.data.dataset import ImageDataset
-from spurbench.data.images import load_rgb
 from spurbench.errors import ClassListError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
+from spurbench.evaluate import scoring as S
 from spurbench.evaluate.candidates import (
     PAPER_REFERENCE,
     SELF_REFERENCE,
     CandidateSource,
-    candidate_sets,
-    candidates_digest,
     prepare_candidates,
 )
-from spurbench.evaluate.runner import (
-    TOPK,
-    RunResult,
-    _metrics_rows,
-    _run_record,
-    _with_run,
-    as_dataset,
-)
+from spurbench.evaluate.label_space import label_space
+from spurbench.evaluate.runner import as_dataset
+from spurbench.evaluate.scoring import RunResult
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
 from spurbench.models.lvlm import SCORES, LVLMAdapter, load_lvlm
-from spurbench.progress import progress_bar
 from spurbench.store.results import ResultsStore
 
 LVLM_PROTOCOLS = ("1v20", "1vN")
@@ -118,78 +106,25 @@ def evaluate_lvlm(
     answer_template = answer_template or adapter.answer_template
     reduction = reduction or adapter.reduction
 
-    cand = (
-        P.candidates_present(dataset.present_labels)
-        if source is None
-        else candidate_sets(
-            source, dataset, cache=cache, batch_size=REFERENCE_BATCH, show_progress=show_progress
-        )
+    space = label_space(
+        protocol,
+        dataset,
+        source,
+        cache=cache,
+        batch_size=REFERENCE_BATCH,
+        show_progress=show_progress,
     )
-    table = dataset.table
-    labels = table["label"].to_numpy().astype(int)
-    names = dataset.classes.names
-    ok = np.zeros(len(table), dtype=bool)
-    errors = [""] * len(table)
-    top_labels: list[np.ndarray] = []
-    top_scores: list[np.ndarray] = []
-    with progress_bar(f"LVLM {protocol}", len(table), enabled=show_progress) as bar:
-        for i, path in enumerate(table["path"]):
-            try:
-                image = load_rgb(str(path))
-            except Exception as e:
-                errors[i] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-                bar.advance()
-                continue
-            options = cand.get(int(labels[i]))
-            if options is None:  # the reference could read none of this class's images
-                errors[i] = "no candidate set for this label"
-                bar.advance()
-                continue
-            loss = adapter.score_candidates(
-                [image],
-                question,
-                [[names[c] for c in options]],
-                answer_template=answer_template,
-                reduction=reduction,
-                batch_size=batch_size,
-                score=score,
-            )[0]
-            order = np.argsort(loss, kind="stable")[:TOPK]  # ties: lower label index first
-            top_labels.append(np.asarray(options)[order])
-            top_scores.append(-loss[order])
-            ok[i] = True
-            bar.advance()
-    if not ok.any():
-        raise ClassListError(f"No image of {dataset.name!r} could be read; see the skipped list.")
-
-    kept = table[ok]
-    y = labels[ok]
-    tops = np.stack(top_labels)
-    correct = tops[:, 0] == y
-    correct5 = (tops == y[:, None]).any(axis=1)
-    predictions = pd.DataFrame(
-        {
-            "image_id": kept["image_id"].to_numpy(),
-            "label": y,
-            "class_name": kept["class_name"].to_numpy(),
-            "group_name": kept["group"].astype(str).to_numpy(),
-            "background": kept["background"].astype(str).to_numpy(),
-            "topk_labels": list(tops.astype(int)),
-            "topk_scores": list(np.stack(top_scores).astype(np.float32)),
-            "correct": correct,
-            "correct_top5": correct5,
-        }
+    scores = S.score_answers(
+        adapter,
+        dataset,
+        space,
+        question=question,
+        answer_template=answer_template,
+        reduction=reduction,
+        score=score,
+        batch_size=batch_size,
+        show_progress=show_progress,
     )
-    skipped = pd.DataFrame(
-        {
-            "image_id": table.loc[~ok, "image_id"].to_numpy(),
-            "reason": [e for e, good in zip(errors, ok, strict=True) if not good],
-        }
-    )
-    groups = predictions["group_name"].to_numpy()
-    summary = M.summarize(y, groups, correct, correct5, n_boot=n_boot, seed=seed)
-    per_class = M.per_class(y, groups, correct)
-    per_class["class_name"] = [names[i] for i in per_class["label"]]
     scoring = {
         "scoring": "answer_likelihood",
         "question": question,
@@ -203,46 +138,20 @@ def evaluate_lvlm(
     identity = {
         k: v for k, v in scoring.items() if k != "dtype" and (score != "paper" or k != "score")
     }
-    cand_json = {str(k): v.tolist() for k, v in sorted(cand.items())}
-    run_id = hashlib.sha256(
-        json.dumps(
-            [
-                adapter.fingerprint,
-                adapter.name,
-                dataset.digest(),
-                protocol,
-                identity,
-                name_set,
-                cand_json if protocol == "1v20" else None,
-            ]
-        ).encode()
-    ).hexdigest()[:16]
-    result = RunResult(
-        run_id,
-        protocol,
-        adapter.name,
-        dataset.name,
-        summary,
-        per_class,
-        predictions,
-        skipped,
-        {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
-        source.name if source is not None else None,
-        candidates_digest(cand) if source is not None else None,
-        score,
+    result = S.run_result(
+        scores,
+        dataset,
+        space,
+        run_id=S.run_id(adapter, dataset, space, identity, name_set),
+        model=adapter.name,
+        n_boot=n_boot,
+        seed=seed,
+        score=score,
     )
     if store is not None:
-        record = _run_record(
-            result, adapter, dataset, protocol, (question, answer_template), name_set
-        )
+        record = S.run_record(result, adapter, dataset, (question, answer_template), name_set)
         record["config"]["scoring"] = scoring
-        store.write_run(
-            record,
-            _with_run(result.predictions, result.run_id),
-            _metrics_rows(result),
-            _with_run(result.skipped, result.run_id),
-            {"candidates": result.candidates} if protocol == "1v20" else None,
-        )
+        S.write_run(store, result, record)
     return result
 
 

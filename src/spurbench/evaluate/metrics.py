@@ -31,6 +31,8 @@ from spurbench.data.dataset import COMMON, COUNTER
 
 LEVEL = 0.95
 N_BOOT = 2000
+#: The ``group`` of the drop rows in the tidy frame (common minus counter).
+DROP_GROUP = f"{COMMON}-{COUNTER}"
 
 
 def clopper_pearson(
@@ -157,7 +159,7 @@ def summarize(
         rows.append(
             (
                 "drop",
-                "common-counter",
+                DROP_GROUP,
                 float(d_bal),
                 *_percentile_interval(b_bal, float(d_bal), level),
                 int(mc.sum()),
@@ -168,7 +170,7 @@ def summarize(
         rows.append(
             (
                 "drop_per_image",
-                "common-counter",
+                DROP_GROUP,
                 float(d_img),
                 *_percentile_interval(b_img, float(d_img), level),
                 int(cells.n[mc | mx].sum()),
@@ -189,18 +191,49 @@ def summarize(
     return pd.DataFrame(rows, columns=["metric", "group", "value", "ci_low", "ci_high", "n"])
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95 % interval and the count behind it (images, or classes when the
+    value is class-balanced)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run's headline: class-balanced accuracy on common and counter backgrounds and the drop
+    between them (over the classes that have both). None where the dataset lacks the group."""
+
+    common: Estimate | None
+    counter: Estimate | None
+    drop: Estimate | None
+
+
+def headline(summary: pd.DataFrame) -> Summary:
+    """The :class:`Summary` of a :func:`summarize` frame (which stays the export format)."""
+
+    def estimate(metric: str, group: str) -> Estimate | None:
+        rows = summary[(summary["metric"] == metric) & (summary["group"] == group)]
+        if not len(rows):
+            return None
+        r = rows.iloc[0]
+        return Estimate(float(r["value"]), float(r["ci_low"]), float(r["ci_high"]), int(r["n"]))
+
+    return Summary(
+        estimate("balanced_accuracy", COMMON),
+        estimate("balanced_accuracy", COUNTER),
+        estimate("drop", DROP_GROUP),
+    )
+
+
 def classes_per_group(summary: pd.DataFrame) -> tuple[int, int, int]:
     """(common classes, counter classes, classes with both) of a :func:`summarize` frame."""
-
-    def n(metric: str, group: str) -> int:
-        rows = summary[(summary["metric"] == metric) & (summary["group"] == group)]
-        return int(rows["n"].iloc[0]) if len(rows) else 0
-
-    return (
-        n("balanced_accuracy", COMMON),
-        n("balanced_accuracy", COUNTER),
-        n("drop", "common-counter"),
-    )
+    h = headline(summary)
+    common, counter, drop = (e.n if e is not None else 0 for e in (h.common, h.counter, h.drop))
+    return common, counter, drop
 
 
 def per_class(

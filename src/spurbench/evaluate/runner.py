@@ -1,6 +1,7 @@
 """Evaluate a model on a grouped dataset under one or more protocols, and store the results.
 
-The path is ``dataset → model → features (cached) → head → predictions → metrics → store``.
+The path is ``dataset → model → features (cached) →`` the scoring pipeline of
+:mod:`spurbench.evaluate.scoring` ``(label space → head → predictions → metrics) → store``.
 Inputs are validated before any model runs (protocol vs class list, empty groups), images are
 encoded once per (model, dataset) whatever the number of protocols, and each protocol's run is
 written to the store in one transaction.
@@ -8,16 +9,7 @@ written to the store in one transaction.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset, SourceColumns
@@ -26,16 +18,13 @@ from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
-from spurbench.evaluate.candidates import (
-    CandidateSource,
-    candidate_sets,
-    candidates_digest,
-    prepare_candidates,
-)
+from spurbench.evaluate import scoring as S
+from spurbench.evaluate.candidates import CandidateSource, prepare_candidates
+from spurbench.evaluate.label_space import label_space
 from spurbench.evaluate.preflight import check_run_inputs
-from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
+from spurbench.evaluate.scoring import RunResult
+from spurbench.features.cache import default_cache_dir, encode_dataset
 from spurbench.features.ray_backend import shard_encoder_for
-from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.engine import attach_engine, check_engine, resolve_engine
 from spurbench.models.precision import check_precision, resolve_precision
@@ -43,38 +32,7 @@ from spurbench.models.registry import create_model
 from spurbench.models.spec import parse_model_name
 from spurbench.store.results import ResultsStore, check_store_path
 
-TOPK = 5
-
-
-@dataclass
-class RunResult:
-    """What one (model, dataset, protocol) evaluation produced."""
-
-    run_id: str
-    protocol: str
-    model: str
-    dataset: str
-    summary: pd.DataFrame
-    per_class: pd.DataFrame
-    predictions: pd.DataFrame
-    skipped: pd.DataFrame
-    candidates: dict[int, list[int]] = field(default_factory=dict)
-    #: 1-vs-20 only: where the sets came from (see candidates.describe_source) and their hash.
-    candidates_source: str | None = None
-    candidates_hash: str | None = None
-    #: LVLM runs only: how answers were scored (spurbench.models.lvlm.SCORES).
-    score: str | None = None
-
-    def _repr_html_(self) -> str:
-        """The summary (metrics per group with intervals) as a table, for notebooks."""
-        title = f"<p><b>{self.model}</b> · {self.dataset} · {self.protocol}</p>"
-        return title + self.summary.to_html(index=False)
-
-    def value(self, metric: str, group: str | None = None) -> float:
-        rows = self.summary[self.summary["metric"] == metric]
-        if group is not None:
-            rows = rows[rows["group"] == group]
-        return float(rows["value"].iloc[0])
+__all__ = ["RunResult", "as_dataset", "checked_cache", "evaluate", "run_templates"]
 
 
 def evaluate(
@@ -171,20 +129,15 @@ def evaluate(
         )
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
-    template_list = (
-        dataset.templates
-        if templates is None and dataset.templates
-        else resolve_templates(templates)
-    )
+    template_list = run_templates(templates, dataset)
     check_precision(precision)
     check_engine(engine)
     check_decode(decode)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_run_inputs(
+    cache = checked_cache(
         dataset,
+        cache_dir,
         batch_size=batch_size,
         device=device,
-        cache=cache,
         candidates=candidates,
         reference=reference,
     )
@@ -224,44 +177,33 @@ def evaluate(
             device=device,
         ),
     )
-    labels = dataset.table["label"].to_numpy()
     results = []
     for protocol in protocols:
-        cand = _candidates(
+        space = label_space(
             protocol,
             dataset,
-            adapter,
-            feats,
-            template_list,
-            cache,
             source,
-            candidates,
-            batch_size,
-            num_workers,
-            show_progress,
-            device,
+            adapter=adapter,
+            feats=feats,
+            templates=template_list,
+            cache=cache,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            show_progress=show_progress,
         )
-        result = _score(
-            adapter,
+        head = S.restricted_head(adapter, dataset, space, template_list, cache)
+        result = S.run_result(
+            S.score_features(feats, head, space, dataset),
             dataset,
-            feats,
-            labels,
-            protocol,
-            cand,
-            template_list,
-            name_set,
-            cache,
-            n_boot,
-            seed,
-            source,
+            space,
+            run_id=S.run_id(adapter, dataset, space, templates_digest(template_list), name_set),
+            model=adapter.name,
+            n_boot=n_boot,
+            seed=seed,
         )
         if store is not None:
-            store.write_run(
-                _run_record(result, adapter, dataset, protocol, template_list, name_set),
-                _with_run(result.predictions, result.run_id),
-                _metrics_rows(result),
-                _with_run(result.skipped, result.run_id),
-                {"candidates": result.candidates} if protocol == "1v20" else None,
+            S.write_run(
+                store, result, S.run_record(result, adapter, dataset, template_list, name_set)
             )
         results.append(result)
     return results
@@ -294,6 +236,36 @@ def _is_lvlm(model: str | ModelAdapter) -> bool:
     return spec.family == "lvlm"
 
 
+def checked_cache(
+    dataset: ImageDataset,
+    cache_dir: str | Path | None,
+    *,
+    batch_size: int,
+    device: str,
+    candidates: str | Path | None = None,
+    reference: object = None,
+) -> Path:
+    """The run's feature-cache folder, once every input that needs no model has been checked
+    (see :func:`~spurbench.evaluate.preflight.check_run_inputs`): bad input fails in seconds."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    check_run_inputs(
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        cache=cache,
+        candidates=candidates,
+        reference=reference,
+    )
+    return cache
+
+
+def run_templates(templates: str | list[str] | None, dataset: ImageDataset) -> tuple[str, ...]:
+    """The prompts of a run: those asked for, else the dataset's own, else the paper's."""
+    if templates is None and dataset.templates:
+        return dataset.templates
+    return resolve_templates(templates)
+
+
 def _load(
     model: str, source: CandidateSource | None, device: str, cache: Path
 ) -> ModelAdapter:
@@ -302,245 +274,3 @@ def _load(
     if source is not None and source.adapter is not None and source.adapter.name == model:
         return source.adapter
     return create_model(model, device=device, cache_dir=cache)
-
-
-def _candidates(
-    protocol: str,
-    dataset: ImageDataset,
-    adapter: ModelAdapter,
-    feats: FeatureSet,
-    templates: tuple[str, ...],
-    cache: Path,
-    reference: str | ModelAdapter | CandidateSource | None,
-    candidates_path: str | Path | None,
-    batch_size: int,
-    num_workers: int | None,
-    show_progress: bool,
-    device: str,
-) -> dict[int, np.ndarray]:
-    """The label set of each present class under ``protocol``: the one home of that choice."""
-    present = dataset.present_labels
-    if protocol == "1v1000":
-        if dataset.label_subset is not None:
-            return {y: np.array(sorted(dataset.label_subset)) for y in present}
-        return P.candidates_all(len(dataset.classes), present)
-    if protocol == "1vN":
-        return P.candidates_present(present)
-    source = prepare_candidates(reference, candidates_path, dataset, device)
-    return candidate_sets(
-        source,
-        dataset,
-        adapter,
-        feats,
-        templates,
-        cache,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        show_progress=show_progress,
-    )
-
-
-def _score(
-    adapter: ModelAdapter,
-    dataset: ImageDataset,
-    feats: FeatureSet,
-    labels: np.ndarray,
-    protocol: str,
-    cand: dict[int, np.ndarray],
-    templates: tuple[str, ...],
-    name_set: str,
-    cache: Path,
-    n_boot: int,
-    seed: int,
-    source: CandidateSource | None = None,
-) -> RunResult:
-    needed = np.unique(np.concatenate(list(cand.values())))
-    head = head_for(adapter, dataset.classes.subset(needed), templates, cache)
-    position = {int(c): i for i, c in enumerate(needed)}
-    local = {y: np.array([position[int(c)] for c in v]) for y, v in cand.items()}
-    ok = feats.ok
-    if not ok.any():
-        first = feats.errors[0] if len(feats.errors) else ""
-        raise ClassListError(f"No image of {dataset.name!r} could be read (first: {first}).")
-    table = dataset.table
-    logits = head.logits(feats.embedding[ok])
-    mask = P.mask_for(local, labels[ok], len(needed))
-    top, top_scores = P.restricted_topk(logits, mask, TOPK)
-    top_labels = needed[top]
-    y = labels[ok]
-    if dataset.label_sets is None:
-        correct = top_labels[:, 0] == y
-        correct5 = (top_labels == y[:, None]).any(axis=1)
-    else:  # several labels count as right (ObjectNet classes map to sets of ImageNet classes)
-        accepted = [np.asarray(dataset.label_sets[int(t)]) for t in y]
-        correct = np.array([t in a for t, a in zip(top_labels[:, 0], accepted, strict=True)])
-        correct5 = np.array(
-            [np.isin(row, a).any() for row, a in zip(top_labels, accepted, strict=True)]
-        )
-    kept = table[ok]
-    predictions = pd.DataFrame(
-        {
-            "image_id": kept["image_id"].to_numpy(),
-            "label": y.astype(int),
-            "class_name": kept["class_name"].to_numpy(),
-            "group_name": kept["group"].astype(str).to_numpy(),
-            "background": kept["background"].astype(str).to_numpy(),
-            "topk_labels": list(top_labels.astype(int)),
-            "topk_scores": list(top_scores.astype(np.float32)),
-            "correct": correct,
-            "correct_top5": correct5,
-        }
-    )
-    skipped = pd.DataFrame(
-        {
-            "image_id": table.loc[~ok, "image_id"].to_numpy(),
-            "reason": [e for e, good in zip(feats.errors, ok, strict=True) if not good],
-        }
-    )
-    groups = predictions["group_name"].to_numpy()
-    summary = M.summarize(y, groups, correct, correct5, n_boot=n_boot, seed=seed)
-    per_class = M.per_class(y, groups, correct)
-    per_class["class_name"] = [dataset.classes.names[i] for i in per_class["label"]]
-    run_id = hashlib.sha256(
-        json.dumps(
-            [
-                adapter.fingerprint,
-                adapter.name,
-                dataset.digest(),
-                protocol,
-                templates_digest(templates),
-                name_set,
-                {str(k): v.tolist() for k, v in sorted(cand.items())}
-                if protocol == "1v20"
-                else None,
-            ]
-            # fp32 keeps the run ids it always had; another precision is another run
-            + ([adapter.precision] if adapter.precision != "fp32" else [])
-            + ([adapter.engine] if adapter.engine != "eager" else [])
-            + ([f"decode-{adapter.decode}"] if adapter.decode != "exact" else [])
-        ).encode()
-    ).hexdigest()[:16]
-    return RunResult(
-        run_id,
-        protocol,
-        adapter.name,
-        dataset.name,
-        summary,
-        per_class,
-        predictions,
-        skipped,
-        {int(k): v.tolist() for k, v in cand.items()} if protocol == "1v20" else {},
-        *_candidates_identity(protocol, cand, source),
-    )
-
-
-def _candidates_identity(
-    protocol: str, cand: dict[int, np.ndarray], source: CandidateSource | None
-) -> tuple[str | None, str | None]:
-    """(source name, hash) of a 1-vs-20 run's sets; (None, None) for other protocols."""
-    if protocol != "1v20":
-        return None, None
-    return (source.name if source is not None else None), candidates_digest(cand)
-
-
-def _with_run(df: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    return df.assign(run_id=run_id)[["run_id", *df.columns]]
-
-
-def _metrics_rows(result: RunResult) -> pd.DataFrame:
-    overall = result.summary.rename(columns={"group": "group_name"}).assign(
-        scope="overall", label=-1, class_name=""
-    )
-    pc = result.per_class
-    per_class = pd.DataFrame(
-        {
-            "scope": "class",
-            "label": pc["label"],
-            "class_name": pc["class_name"],
-            "group_name": pc["group"],
-            "metric": "accuracy",
-            "value": pc["accuracy"],
-            "ci_low": pc["ci_low"],
-            "ci_high": pc["ci_high"],
-            "n": pc["n"],
-        }
-    )
-    frames = [overall, per_class]
-    if "drop" in pc:
-        d = pc.drop_duplicates("label").dropna(subset=["drop"])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "scope": "class",
-                    "label": d["label"],
-                    "class_name": d["class_name"],
-                    "group_name": "common-counter",
-                    "metric": "drop",
-                    "value": d["drop"],
-                    "ci_low": np.nan,
-                    "ci_high": np.nan,
-                    "n": 0,
-                }
-            )
-        )
-    df = pd.concat(frames, ignore_index=True)
-    cols = [
-        "scope",
-        "label",
-        "class_name",
-        "group_name",
-        "metric",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n",
-    ]
-    return _with_run(df[cols], result.run_id)
-
-
-def _run_record(
-    result: RunResult,
-    adapter: ModelAdapter,
-    dataset: ImageDataset,
-    protocol: str,
-    templates: tuple[str, ...],
-    name_set: str,
-) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "created_at": datetime.now(UTC).replace(tzinfo=None),
-        "model": adapter.name,
-        "family": adapter.spec.family,
-        "arch": adapter.spec.arch,
-        "pretrained": adapter.spec.pretrained or "",
-        "fingerprint": adapter.fingerprint,
-        "zero_shot": adapter.zero_shot,
-        "dataset": dataset.name,
-        "dataset_path": str(dataset.root),
-        "dataset_hash": dataset.digest(),
-        "protocol": protocol,
-        "templates": json.dumps(list(templates)),
-        "name_set": dataset.classes.name_set if dataset.classes.name_set != "custom" else name_set,
-        "candidates_source": result.candidates_source,
-        "candidates_hash": result.candidates_hash,
-        "n_images": len(dataset),
-        "n_skipped": len(result.skipped),
-        "config": {
-            "preprocess": adapter.preprocess_cfg.__dict__,
-            "precision": adapter.precision,
-            "engine": adapter.engine,
-            "decode": adapter.decode,
-        }
-        | ({"init_seed": adapter.init_seed} if adapter.init_seed is not None else {}),
-        "versions": _versions(),
-    }
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("spurbench", "torch", "torchvision", "open_clip_torch", "timm", "transformers"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out

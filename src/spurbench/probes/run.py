@@ -55,11 +55,14 @@ import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset
-from spurbench.data.layouts import open_dataset
 from spurbench.errors import ClassListError, DatasetError, SpurbenchError
 from spurbench.evaluate import protocols as P
-from spurbench.evaluate.preflight import check_run_inputs
-from spurbench.features.cache import FeatureSet, default_cache_dir, encode_dataset
+from spurbench.evaluate.candidates import CandidateSource, prepare_candidates
+from spurbench.evaluate.label_space import label_space
+from spurbench.evaluate.runner import as_dataset, checked_cache
+from spurbench.evaluate.scoring import restricted_head
+from spurbench.evaluate.scoring import versions as scoring_versions
+from spurbench.features.cache import FeatureSet, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.precision import check_precision, resolve_precision
@@ -294,17 +297,12 @@ def probe(
         raise ProbeConfigError(f"ap_threshold must be in (0, 1], got {ap_threshold}.")
     if cv < 2:
         raise ProbeConfigError(f"cv must be at least 2, got {cv}.")
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else open_dataset(data, name_set=name_set, split=split)
-    )
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    check_run_inputs(
+    dataset = as_dataset(data, name_set, split)
+    cache = checked_cache(
         dataset,
+        cache_dir,
         batch_size=batch_size,
         device=device,
-        cache=cache,
         candidates=candidates,
         reference=reference,
     )
@@ -313,8 +311,6 @@ def probe(
     if need_head:
         protocol = resolve_head_protocol(protocol, dataset)
     if need_head and protocol == "1v20":  # a missing reference or bad file stops us here
-        from spurbench.evaluate.candidates import prepare_candidates
-
         reference = prepare_candidates(reference, candidates, dataset, device)
     broden: ConceptImages | None = None
     if concept_images is not None and "concepts" in wanted:
@@ -443,7 +439,7 @@ def probe(
             rows.insert(0, _head_row(result, requested))
 
     frames = []
-    versions = _versions() if store is not None and per_probe else {}
+    versions = scoring_versions() if store is not None and per_probe else {}
     for name, (cfg, rows) in per_probe.items():
         probe_id = _probe_id(adapter, dataset, name, cfg)
         result.probe_ids[name] = probe_id
@@ -673,7 +669,7 @@ def pre_head_classifier(
     templates: tuple[str, ...],
     cache: Path,
     *,
-    reference: str | ModelAdapter | None = None,
+    reference: str | ModelAdapter | CandidateSource | None = None,
     candidates: str | Path | None = None,
     batch_size: int = 64,
     num_workers: int | None = None,
@@ -685,30 +681,26 @@ def pre_head_classifier(
     The class set, the per-class candidates and the cached head are those the evaluation path
     uses for ``protocol``, so a probe and an evaluation read the same classifier.
     """
-    # The evaluation's own candidate logic, so probes and evaluations cannot disagree on it.
-    from spurbench.evaluate.runner import _candidates
-
-    cand = _candidates(
+    # The evaluation's own label space and head, so probes and evaluations cannot disagree.
+    source = (
+        prepare_candidates(reference, candidates, dataset, device) if protocol == "1v20" else None
+    )
+    space = label_space(
         protocol,
         dataset,
-        adapter,
-        feats,
-        templates,
-        cache,
-        reference,
-        candidates,
-        batch_size,
-        num_workers,
-        show_progress,
-        device,
+        source,
+        adapter=adapter,
+        feats=feats,
+        templates=templates,
+        cache=cache,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        show_progress=show_progress,
     )
-    needed = np.unique(np.concatenate(list(cand.values()))).astype(np.int64)
-    head = head_for(adapter, dataset.classes.subset(needed), templates, cache)
-    position = {int(c): i for i, c in enumerate(needed)}
-    local = {y: np.array([position[int(c)] for c in v]) for y, v in cand.items()}
+    head = restricted_head(adapter, dataset, space, templates, cache)
     labels = dataset.table["label"].to_numpy()[feats.ok]
-    mask = P.mask_for(local, labels, len(needed))
-    targets = np.array([position[int(y)] for y in labels], dtype=np.int64)
+    mask = space.mask(labels)
+    targets = space.columns(labels)
 
     W = np.asarray(head.weight, dtype=np.float64) * float(head.scale)
     proj = adapter.projection()
@@ -737,7 +729,7 @@ def pre_head_classifier(
     return PreHeadClassifier(
         weight=W,
         bias=bias,
-        labels=needed,
+        labels=space.labels,
         composed=proj is not None,
         normalized=bool(head.normalize_input),
         mask=mask,
@@ -1020,13 +1012,6 @@ def _check_probes(probes: Sequence[str] | str) -> tuple[str, ...]:
             else f"No probe asked for; choose among {', '.join(PROBES)}."
         )
     return tuple(p for p in PROBES if p in names)
-
-
-def _versions() -> dict[str, str]:
-    """Package versions for the run record (the evaluation records the same ones)."""
-    from spurbench.evaluate.runner import _versions as evaluation_versions
-
-    return evaluation_versions()
 
 
 def _probe_id(adapter: ModelAdapter, dataset: ImageDataset, name: str, cfg: dict) -> str:

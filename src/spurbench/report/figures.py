@@ -25,7 +25,7 @@ from spurbench.evaluate.effective_robustness import (
     Transform,
     fit_baseline,
 )
-from spurbench.report.plots import _FAMILY_STYLE, save_literal
+from spurbench.report.plots import FAMILY_STYLE, save_literal
 
 __all__ = [
     "FigureFiles",
@@ -177,7 +177,7 @@ def plot_counter_vs_common_linear(
     fits: dict[str, BaselineFit] = {}
     grid = np.linspace(max(lo, 0.5), min(hi, 99.5), 100) / 100
     for family, group in points.groupby("family", sort=False):
-        colour, marker, label = _FAMILY_STYLE.get(family, ("0.45", "o", str(family)))
+        colour, marker, label = FAMILY_STYLE.get(family, ("0.45", "o", str(family)))
         if len(group) >= 3 and np.ptp(group["common"]) > 0:
             fit = fit_baseline(group["common"], group["counter"], transform=transform)
             fits[str(family)] = fit

@@ -50,12 +50,12 @@ def save_literal(fig: Figure, png: Path, svg: Path, **svg_kwargs: object) -> Non
 
 
 # family -> (colour, marker, legend label); unknown families fall back to grey circles.
-_FAMILY_STYLE: dict[str, tuple[str, str, str]] = {
+FAMILY_STYLE: dict[str, tuple[str, str, str]] = {
     "clip": ("tab:blue", "o", "CLIP (zero-shot)"),
     "imagenet": ("tab:orange", "s", "ImageNet-1k supervised"),
     "lvlm": ("tab:green", "D", "LVLM"),
 }
-_FIT_COLOUR: dict[str, str] = {k: v[0] for k, v in _FAMILY_STYLE.items()}
+_FIT_COLOUR: dict[str, str] = {k: v[0] for k, v in FAMILY_STYLE.items()}
 _PERCENT_TICKS = np.array(
     [0.1, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9]
 )
@@ -160,7 +160,7 @@ def plot_counter_vs_common(
             linewidth=0,
             zorder=3,
         )
-        name = _FAMILY_STYLE.get(group, ("", "", group))[2].split(" (")[0]
+        name = FAMILY_STYLE.get(group, ("", "", group))[2].split(" (")[0]
         ax.plot(
             x_grid_t,
             fit.predict_transformed(x_grid),
@@ -171,7 +171,7 @@ def plot_counter_vs_common(
         )
 
     for family, group in data.groupby("family", sort=False):
-        colour, marker, label = _FAMILY_STYLE.get(family, ("0.5", "o", str(family)))
+        colour, marker, label = FAMILY_STYLE.get(family, ("0.5", "o", str(family)))
         pub = group[~group["ours"]]
         if len(pub):
             ax.scatter(

@@ -35,7 +35,6 @@ _EXPORTS: dict[str, str] = {
     "ZOO_MODELS": "train",
     "TrainConfig": "train",
     "TrainedModel": "train",
-    "classifier_cell_accuracy": "train",
     "finetune_tiny_clip": "train",
     "load_open_clip": "train",
     "save_open_clip": "train",
@@ -43,7 +42,6 @@ _EXPORTS: dict[str, str] = {
     "train_tiny_classifier": "train",
     "train_tiny_clip": "train",
     "train_zoo": "train",
-    "zero_shot_cell_accuracy": "train",
     "zoo_dir": "train",
 }
 

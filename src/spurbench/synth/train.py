@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -623,52 +622,3 @@ def _install(
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------
-# measurement helpers (for tuning; spurbench's evaluation pipeline is the reference)
-
-
-def _group_accuracy(rows: Any, correct: np.ndarray) -> dict[str, float]:
-    rows = rows.assign(correct=correct)
-    acc = {g: float(rows.loc[rows["group"] == g, "correct"].mean()) for g in ("common", "counter")}
-    acc["other"] = float(rows.loc[rows["group"] == "other", "correct"].mean())
-    acc["all"] = float(rows["correct"].mean())
-    acc["drop"] = acc["common"] - acc["counter"]
-    return acc
-
-
-@torch.no_grad()
-def zero_shot_cell_accuracy(
-    model_dir: str | Path,
-    world: World,
-    template: str = ZERO_SHOT_TEMPLATE,
-    split: str = "test",
-) -> dict[str, float]:
-    """Zero-shot accuracy among the world's classes on its common / counter / other cells.
-
-    Returns ``common``, ``counter``, ``other``, ``all`` (accuracies in [0, 1]) and ``drop`` =
-    common - counter. Loads the checkpoint through open_clip's ``local-dir:`` loader, so it
-    measures exactly what was saved.
-    """
-    model, preprocess, tokenizer = load_open_clip(model_dir)
-    head = _class_text_features(model, tokenizer, world.class_names, template)
-    images, labels, rows = _load_images(world, split, preprocess)
-    feats = torch.cat([model.encode_image(b) for b in images.split(512)])
-    pred = (F.normalize(feats, dim=-1) @ head.T).argmax(-1)
-    return _group_accuracy(rows, (pred == labels).numpy())
-
-
-@torch.no_grad()
-def classifier_cell_accuracy(
-    model_dir: str | Path, world: World, split: str = "test"
-) -> dict[str, float]:
-    """Like :func:`zero_shot_cell_accuracy`, for the timm classifier (via ``local-dir:``)."""
-    import timm
-    from timm.data import create_transform, resolve_data_config
-
-    model = timm.create_model(f"local-dir:{Path(model_dir)}", pretrained=True).eval()
-    transform = create_transform(**resolve_data_config({}, model=model))
-    images, labels, rows = _load_images(world, split, transform)
-    pred = torch.cat([model(b) for b in images.split(512)]).argmax(-1)
-    return _group_accuracy(rows, (pred == labels).numpy())
