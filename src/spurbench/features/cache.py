@@ -224,8 +224,9 @@ def encode_dataset(
                 f"encode {model.name}", total=rows_todo, enabled=show_progress
             ) as bar:
                 for i, shard in encode([(i, shards[i]) for i in todo], bar):
-                    loaded[i] = shard
+                    # counted as kept only once on disk: Ctrl-C can land inside the save
                     _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
+                    loaded[i] = shard
         except KeyboardInterrupt:
             raise Interrupted(
                 f"{len(loaded)} of {len(shards)} feature shards of {model.name} kept in "
