@@ -31,7 +31,7 @@ def _dataset(labels: list[int], **extra: object) -> ImageDataset:
         }
     )
     classes = ClassList(tuple(f"c{k}" for k in range(N_LABELS)))
-    return ImageDataset("toy", Path("/x"), table, classes, **extra)  # type: ignore[arg-type]
+    return ImageDataset("toy", Path("toy"), table, classes, **extra)  # type: ignore[arg-type]
 
 
 def _scored(logits: np.ndarray, ok: np.ndarray, space: LabelSpace, dataset: ImageDataset):
