@@ -95,13 +95,13 @@ def main() -> None:
     import spurbench
     from spurbench.data.images import load_rgb
     from spurbench.data.layouts import open_dataset
-    from spurbench.features.cache import default_num_workers, encode_dataset
+    from spurbench.features.cache import default_decode_workers, encode_dataset
     from spurbench.models import create_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    workers = default_num_workers() if args.workers is None else args.workers
+    workers = default_decode_workers() if args.workers is None else args.workers
     console = Console(width=120)
     load_before = load_average()
     busy = busy_warning()
@@ -126,7 +126,7 @@ def main() -> None:
 
         def image_pass(cache: Path, num_workers: int) -> None:
             encode_dataset(
-                adapter, ds, cache, batch_size=bs, num_workers=num_workers, show_progress=False
+                adapter, ds, cache, batch_size=bs, decode_workers=num_workers, show_progress=False
             )
 
         with torch.inference_mode():  # warm-up: first-call allocations, kernel selection
@@ -171,7 +171,7 @@ def main() -> None:
     console.print(
         f"[bold]{args.arch}[/bold] (random init) · {n} JPEGs at ImageNet sizes → {size} px · "
         f"batch {bs} · torch threads {threads} · DataLoader workers {workers} (default: "
-        f"{default_num_workers()})"
+        f"{default_decode_workers()})"
     )
     table = Table(title="1. image pass vs the forward-only limit", title_justify="left")
     for col in ("run", "seconds (each repeat)", "images/s (best)", "% of the limit"):

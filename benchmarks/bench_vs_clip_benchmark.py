@@ -170,7 +170,7 @@ def run_spurbench(cfg: dict) -> None:
         cache_dir=Path(cfg["work"]) / f"spurbench-cache-{cfg['run']}",
         store=Path(cfg["work"]) / f"spurbench-{cfg['run']}.duckdb",
         batch_size=cfg["batch_size"],
-        num_workers=cfg["workers"],
+        decode_workers=cfg["workers"],
         show_progress=False,
         **cfg["spurbench_options"],
     )

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from spurbench.data.classes import ClassList, imagenet_classes, resolve_templates
     from spurbench.data.dataset import ImageDataset
     from spurbench.data.layouts import open_dataset
+    from spurbench.data.spec import DataSpec
     from spurbench.errors import SpurbenchError
     from spurbench.evaluate import RunResult, evaluate
     from spurbench.features.cache import encode_dataset
     from spurbench.models import ModelAdapter, create_model, list_models, parse_model_name
     from spurbench.probes.run import probe
     from spurbench.report.html import build_report
+    from spurbench.runtime import Runtime
     from spurbench.store import ResultsStore, load_results
     from spurbench.suite import run_suite
     from spurbench.synth import theory
@@ -47,6 +49,7 @@ _EXPORTS = {
     "imagenet_classes": "spurbench.data.classes",
     "resolve_templates": "spurbench.data.classes",
     "ImageDataset": "spurbench.data.dataset",
+    "DataSpec": "spurbench.data.spec",
     "open_dataset": "spurbench.data.layouts",
     "SpurbenchError": "spurbench.errors",
     "RunResult": "spurbench.evaluate",
@@ -62,6 +65,7 @@ _EXPORTS = {
     "run_suite": "spurbench.suite",
     "curate": "spurbench.curate.pipeline",
     "build_report": "spurbench.report.html",
+    "Runtime": "spurbench.runtime",
     "theory": "spurbench.synth.theory",
 }
 
@@ -71,10 +75,12 @@ lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "ClassList",
     "CounterfactualResult",
+    "DataSpec",
     "ImageDataset",
     "ModelAdapter",
     "ResultsStore",
     "RunResult",
+    "Runtime",
     "SpurbenchError",
     "build_report",
     "counterfactual",

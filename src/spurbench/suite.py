@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ from spurbench.data.imagenet_shifts import (
     locate,
     missing_message,
 )
+from spurbench.data.spec import DataSpec
 from spurbench.errors import DatasetError
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.evaluate import metrics as M
@@ -62,10 +63,10 @@ from spurbench.evaluate.effective_robustness import (
     fit_baseline,
 )
 from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
-from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import Features, LinearHead, ModelAdapter
 from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
+from spurbench.runtime import Runtime, runtime_from
 from spurbench.store.results import ResultsStore
 
 PROTOCOL = "1v1000"
@@ -179,16 +180,12 @@ def run_suite(
     datasets: Sequence[str] | None = None,
     paths: Mapping[str, str | Path] | None = None,
     store: ResultsStore | str | Path | None = None,
-    cache_dir: str | Path | None = None,
     templates: str | list[str] | None = "openai",
     name_set: str = "openai",
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "cpu",
     objectnet_border: int = OBJECTNET_BORDER,
     n_boot: int = M.N_BOOT,
-    show_progress: bool = True,
-    precision: str = "fp32",
+    runtime: Runtime | None = None,
+    **options: Any,
 ) -> SuiteResult:
     """Evaluate ``model`` on every suite dataset present under ``root``; skip the others.
 
@@ -196,10 +193,12 @@ def run_suite(
     wrong folder fails in seconds. Each is evaluated with :func:`spurbench.evaluate` under
     protocol 1-vs-1000 (masked to the dataset's classes where it has a subset) and written to
     ``store``. ``templates`` defaults to OpenAI's 80 prompts, what open_clip's published
-    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off. ``precision`` is the
-    image pass's, as for :func:`spurbench.evaluate`, resolved once for every dataset.
+    numbers use; ``objectnet_border=0`` turns the ObjectNet crop off. ``runtime`` and the
+    runtime ``options`` (``cache_dir``, ``batch_size``, ``device``, ``precision``...) are as for
+    :func:`spurbench.evaluate`; the precision is resolved once for every dataset.
     """
-    check_precision(precision)
+    runtime = runtime_from(runtime, options, "run_suite")
+    check_precision(runtime.precision)
     found, missing = locate_datasets(root, datasets, paths)
     if not found:
         raise DatasetError(
@@ -208,11 +207,15 @@ def run_suite(
     loaded: dict[str, ImageDataset] = {
         name: load_shift(name, path, name_set=name_set) for name, path in found.items()
     }
-    check_batch_size(batch_size)
-    check_device(device)
-    check_cache_dir(Path(cache_dir) if cache_dir else default_cache_dir())
-    adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
-    precision = resolve_precision(precision, adapter, cache_dir or default_cache_dir())
+    check_batch_size(runtime.batch_size)
+    check_device(runtime.device)
+    check_cache_dir(runtime.cache)
+    adapter = (
+        model if isinstance(model, ModelAdapter) else create_model(model, device=runtime.device)
+    )
+    runtime = runtime.replace(
+        precision=resolve_precision(runtime.precision, adapter, runtime.cache)
+    )
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     runs: dict[str, RunResult] = {}
@@ -225,18 +228,12 @@ def run_suite(
         )
         (result,) = evaluate(
             used,
-            dataset,
+            DataSpec(dataset, name_set=name_set),
             (PROTOCOL,),
             templates=templates,
-            name_set=name_set,
             store=store,
-            cache_dir=cache_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
             n_boot=n_boot,
-            device=device,
-            show_progress=show_progress,
-            precision=precision,
+            runtime=runtime,
         )
         runs[name] = result
         accuracy[name] = float(result.predictions["correct"].mean())  # ObjectNet: set rule

@@ -261,7 +261,8 @@ def test_library_curate_with_manual_labels(small_world: World, clip: str, tmp_pa
         tmp_path / "out",
         [clip],
         config=DiscoveryConfig(threshold=0.0, min_group_size=1, protocol="1vN"),
-        runtime=Runtime(cache_dir=tmp_path / "cache", models=ModelCache()),
+        runtime=Runtime(cache_dir=tmp_path / "cache", show_progress=False),
+        models=ModelCache(),
     )
     assert result.tagging.skipped  # the manifest's background column is ground truth
     kept = in_dataset(result.tagging.dataset)

@@ -81,7 +81,7 @@ def test_parquet_with_embedded_bytes_equals_the_folder(tmp_path, tiny_clip_dir):
     table.to_parquet(str(tmp_path / "ca.parquet"))
     ds = open_dataset(tmp_path / "ca.parquet")
     _same(open_dataset(folder), ds)
-    kw = dict(cache_dir=tmp_path / "c", show_progress=False, num_workers=0, batch_size=8)
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, decode_workers=0, batch_size=8)
     (a,) = evaluate(f"local-dir:{tiny_clip_dir}", folder, ("1v1000",), **kw)
     (b,) = evaluate(f"local-dir:{tiny_clip_dir}", ds, ("1v1000",), **kw)
     pd.testing.assert_frame_equal(a.summary, b.summary)

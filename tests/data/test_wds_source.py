@@ -67,7 +67,7 @@ def test_results_equal_the_folder(folder_and_shards, tiny_clip_dir, tmp_path):
 
     folder, shards = folder_and_shards
     model = f"local-dir:{tiny_clip_dir}"
-    kw = dict(cache_dir=tmp_path / "cache", show_progress=False, num_workers=0, batch_size=8)
+    kw = dict(cache_dir=tmp_path / "cache", show_progress=False, decode_workers=0, batch_size=8)
     (a,) = evaluate(model, folder, ("1v1000",), **kw)
     (b,) = evaluate(model, shards, ("1v1000",), **kw)
     pd.testing.assert_frame_equal(a.summary, b.summary)
@@ -153,7 +153,7 @@ def test_dataset_templates_are_used_unless_named(tmp_path, tiny_clip_dir):
         templates=("a {c} in the wild.",),
     )
     store = ResultsStore(tmp_path / "r.duckdb")
-    kw = dict(store=store, cache_dir=tmp_path / "c", show_progress=False, num_workers=0)
+    kw = dict(store=store, cache_dir=tmp_path / "c", show_progress=False, decode_workers=0)
     evaluate(f"local-dir:{tiny_clip_dir}", shipped, ("1vN",), **kw)
     evaluate(f"local-dir:{tiny_clip_dir}", shipped, ("1vN",), templates="paper", **kw)
     used = store.runs()["templates"].tolist()

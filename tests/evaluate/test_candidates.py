@@ -73,9 +73,8 @@ def _no_encoding(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("encode")
         raise AssertionError("images were encoded before the reference was checked")
 
-    # candidates imports encode_dataset when it runs, so patching its source module covers it
-    for module in ("spurbench.evaluate.runner", "spurbench.features.cache"):
-        monkeypatch.setattr(importlib.import_module(module), "encode_dataset", refuse)
+    # every stage encodes through Runtime.encode, which imports encode_dataset when it runs
+    monkeypatch.setattr("spurbench.features.cache.encode_dataset", refuse)
     return calls
 
 
@@ -250,10 +249,6 @@ def test_probe_on_1v20_defaults_to_the_paper_reference_before_encoding(
 
     _offline(monkeypatch)
     encoded = _no_encoding(monkeypatch)
-    monkeypatch.setattr(
-        importlib.import_module("spurbench.probes.run"), "encode_dataset",
-        lambda *a, **k: encoded.append("probe encode"),
-    )  # fmt: skip
     with pytest.raises(WeightsUnavailableError, match=PAPER_REFERENCE):
         probe(f"local-dir:{tiny_clip_dir}", counteranimal_dir, probes=["pruning"],
               protocol="1v20", cache_dir=tmp_path / "c", show_progress=False)  # fmt: skip

@@ -19,7 +19,7 @@ def model(tiny_clip_dir):
 
 def _encode(model, ds, cache, workers):
     return C.encode_dataset(
-        model, ds, cache, batch_size=4, shard_rows=8, num_workers=workers, show_progress=False
+        model, ds, cache, batch_size=4, shard_rows=8, decode_workers=workers, show_progress=False
     )
 
 
@@ -100,14 +100,14 @@ def test_loader_errors_without_workers_are_raised(model, counteranimal_dir, tmp_
 def test_default_worker_count(monkeypatch):
     monkeypatch.delenv("SPURBENCH_WORKERS", raising=False)
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert C.default_num_workers() == 2
-    assert C.default_num_workers(gpu=True) == 3  # a GPU takes every decoder it can get
+    assert C.default_decode_workers() == 2
+    assert C.default_decode_workers(gpu=True) == 3  # a GPU takes every decoder it can get
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    assert C.default_num_workers() == 2 and C.default_num_workers(gpu=True) == 8
+    assert C.default_decode_workers() == 2 and C.default_decode_workers(gpu=True) == 8
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert C.default_num_workers() == 0  # one core: decoding inline costs the forward nothing
+    assert C.default_decode_workers() == 0  # one core: decoding inline costs the forward nothing
     monkeypatch.setenv("SPURBENCH_WORKERS", "5")
-    assert C.default_num_workers() == 5
+    assert C.default_decode_workers() == 5
     monkeypatch.setenv("SPURBENCH_WORKERS", "many")
     with pytest.raises(SpurbenchError, match="SPURBENCH_WORKERS"):
-        C.default_num_workers()
+        C.default_decode_workers()

@@ -367,3 +367,44 @@ def test_default_concepts_are_the_worlds_class_independent_ones(tmp_path):
     t = ds.table
     for col in WORLD_CONCEPTS:
         assert (t.groupby("label")[col].nunique() > 1).all(), col
+
+
+def _indexed_manifest(root: Path, names: tuple[str, ...], per_class: int = 6) -> tuple[Path, Path]:
+    """Integer labels into a class list of the user's: readable only with that list."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for label in range(len(names)):
+        for i in range(per_class):
+            rel = f"img/{label}_{i}.png"
+            write_image(root / rel, rng, size=32)
+            rows.append((rel, label, "common" if i % 2 else "counter"))
+    pd.DataFrame(rows, columns=["path", "label", "group"]).to_csv(root / "m.csv", index=False)
+    (root / "classes.txt").write_text("\n".join(names) + "\n")
+    return root / "m.csv", root / "classes.txt"
+
+
+def test_probe_takes_the_class_list_a_manifest_needs(tiny_clip_dir, tmp_path):
+    """A manifest whose labels index ``--classes`` is probed on that list's head, as evaluated."""
+    names = ("red cube", "blue sphere", "green cone")
+    manifest, classes = _indexed_manifest(tmp_path / "d", names)
+    model = create_model(f"local-dir:{tiny_clip_dir}")
+    kw = dict(cache_dir=tmp_path / "cache", show_progress=False, batch_size=8)
+    (evaluated,) = evaluate(model, manifest, ["1vN"], classes=classes, n_boot=10, **kw)
+    result = probe(model, manifest, probes=["directions"], protocol="1vN", classes=classes, **kw)
+    assert result.head_label == "1vN (3 classes)"
+    ds = open_dataset(manifest, classes=classes)
+    assert ds.classes.names == names  # without the list, 0..2 would be ImageNet's first classes
+    # the probe's head is the text head of *these* names, rebuilt here independently
+    own = head_for(model, ds.classes, ("A photo of {c}.",), None)
+    W_H = own.scale * own.weight.astype(np.float64) @ model.projection().T.astype(np.float64)
+    np.testing.assert_allclose(result.head.weight, W_H, rtol=1e-6, atol=1e-8)
+    feats = encode_dataset(model, ds, kw["cache_dir"], show_progress=False)
+    pred = result.head.labels[(feats.pre_head[feats.ok] @ W_H.T).argmax(axis=1)]
+    np.testing.assert_array_equal(pred, np.stack(evaluated.predictions["topk_labels"])[:, 0])
+
+    args = ["probe", "-m", f"local-dir:{tiny_clip_dir}", "-d", str(manifest), "--classes",
+            str(classes), "--protocol", "1vN", "--probe", "directions", "--cache-dir",
+            str(kw["cache_dir"]), "--store", str(tmp_path / "p.duckdb"), "--json"]  # fmt: skip
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    assert {r["head"] for r in json.loads(res.output)} == {"1vN (3 classes)"}

@@ -48,8 +48,8 @@ from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
     from spurbench.curate.discovery import Discovery
-    from spurbench.curate.pipeline import Runtime
     from spurbench.curate.workspace import Workspace
+    from spurbench.runtime import Runtime
 
 
 __all__ = ["curate_app"]
@@ -160,10 +160,10 @@ class RunOptions:
     quiet: QuietOpt = False
 
     def runtime(self, as_json: bool = False) -> Runtime:
-        from spurbench.curate.pipeline import Runtime
+        from spurbench.runtime import Runtime
 
         show = not (self.quiet or as_json)
-        return Runtime(self.cache_dir, self.batch_size, self.device, show_progress=show)
+        return Runtime(self.cache_dir, self.batch_size, device=self.device, show_progress=show)
 
 
 def _workspace(work: Path, pool: str | None, opts: PoolOptions) -> Workspace:
@@ -417,7 +417,7 @@ def diagnose_cmd(
             split=pool.split,
             classes=pool.classes,
             allow_outside_root=pool.allow_outside_root,
-            **runtime.kwargs(),
+            runtime=runtime,
         )
         diagnoses.append({"model": d.model, "protocol": d.protocol, "cells": records(d.cells)})
         if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -121,11 +122,12 @@ def eval_cmd(
     """
     from spurbench.data.dataset import SourceColumns
     from spurbench.data.images import check_decode
-    from spurbench.data.layouts import open_dataset
+    from spurbench.data.spec import DataSpec
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models.engine import check_engine
     from spurbench.models.precision import check_precision
+    from spurbench.runtime import Runtime
 
     name_set = NameSet(name_set).value  # the library takes the plain name
     protocols = _protocols(protocol)
@@ -136,7 +138,7 @@ def eval_cmd(
     check_engine(engine)
     check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
-    dataset = open_dataset(
+    spec = DataSpec(
         data,
         name_set=name_set,
         split=split,
@@ -144,34 +146,34 @@ def eval_cmd(
         allow_outside_root=allow_outside_root,
         columns=SourceColumns(image_column, label_column, group_column),
     )
+    spec = dataclasses.replace(spec, source=spec.open())
+    runtime = Runtime(
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        decode_workers=workers if backend is Backend.local else 0,
+        device=device,
+        show_progress=not (quiet or as_json),
+        precision=precision,
+        engine=engine,
+        decode=decode,
+        backend=backend.value,
+        address=address,
+        ray_workers=(workers or None) if backend is Backend.ray else None,
+    )
     done: list[Any] = []
     for name in model:
         results = evaluate(
             name,
-            dataset,
+            spec,
             protocols,
             templates=templates,
-            name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
             store=store,
-            cache_dir=cache_dir,
-            batch_size=batch_size,
-            num_workers=workers if backend is Backend.local else 0,
             reference=reference,
             candidates=candidates,
-            device=device,
-            show_progress=not (quiet or as_json),
-            backend=backend.value,
-            address=address,
-            workers=(workers or None) if backend is Backend.ray else None,
             question=question,
             answer_template=answer_template,
             score=score,
-            precision=precision,
-            engine=engine,
-            decode=decode,
+            runtime=runtime,
         )
         done += _show(results, as_json)
     if as_json:

@@ -26,6 +26,7 @@ from spurbench.cli.options import (
     BatchOpt,
     CacheOpt,
     CandidatesOpt,
+    ClassesOpt,
     DataOpt,
     DeviceOpt,
     JsonOpt,
@@ -89,6 +90,7 @@ def probe_cmd(
     ] = "paper",
     name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
+    classes: ClassesOpt = None,
     reference: Annotated[
         str | None, typer.Option(help="Reference model choosing 1-vs-20 candidates.")
     ] = None,
@@ -124,35 +126,39 @@ def probe_cmd(
         spurbench probe -m local-dir:./clip_a -m local-dir:./clip_b -d world/manifest.csv
           --split test --concepts badge_colour,badge_texture,background --out probes/
     """
+    from spurbench.data.spec import DataSpec
     from spurbench.probes.run import json_safe, probe
+    from spurbench.runtime import Runtime
 
     names = _split(probe_names) or []
     concept_folder = _concept_folder(concepts)
+    spec = DataSpec(data, name_set=NameSet(name_set).value, split=split, classes=classes)
+    runtime = Runtime(
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        decode_workers=workers,
+        device=device,
+        show_progress=not (quiet or as_json),
+        precision=precision,
+    )
     results: list[ProbeResult] = []
     for name in model:
         results.append(
             probe(
                 name,
-                data,
+                spec,
                 probes=names,
                 concept_columns=None if concept_folder else _split(concepts),
                 concept_images=concept_folder,
                 protocol=protocol,
                 templates=templates,
-                name_set=NameSet(name_set).value,
-                split=split,
                 store=store,  # opened by probe() once the request is validated
-                cache_dir=cache_dir,
-                batch_size=batch_size,
-                num_workers=workers,
-                device=device,
-                precision=precision,
                 reference=reference,
                 candidates=candidates,
                 seed=seed,
                 ap_threshold=ap_threshold,
                 prune_tolerance=tolerance,
-                show_progress=not (quiet or as_json),
+                runtime=runtime,
             )
         )
     if out is not None:

@@ -108,6 +108,7 @@ def suite_cmd(
           --path imagenet=/datasets/ILSVRC2012/val
     """
     from spurbench.models.precision import check_precision
+    from spurbench.runtime import Runtime
     from spurbench.suite import locate_datasets, run_suite, suite_table
 
     models, paths = model or [], path or []
@@ -131,15 +132,17 @@ def suite_cmd(
             datasets=names,
             paths=overrides,
             store=store,
-            cache_dir=cache_dir,
             templates=templates,
             name_set=NameSet(name_set).value,
-            batch_size=batch_size,
-            num_workers=workers,
-            device=device,
             objectnet_border=objectnet_border,
-            show_progress=not (quiet or as_json),
-            precision=precision,
+            runtime=Runtime(
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                decode_workers=workers,
+                device=device,
+                show_progress=not (quiet or as_json),
+                precision=precision,
+            ),
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())

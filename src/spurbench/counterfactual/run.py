@@ -8,10 +8,12 @@ stores the attributions as an artifact of that run (kind ``counterfactual``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -20,10 +22,11 @@ from spurbench.counterfactual.build import BUILDER_VERSION, VariantSet, build_va
 from spurbench.counterfactual.masks import mask_lookup
 from spurbench.counterfactual.variants import DEFAULT_FILL, ORIGINAL, SWAP_TO_COMMON, check_fill
 from spurbench.data.dataset import ImageDataset
+from spurbench.data.spec import DataSpec
 from spurbench.evaluate.metrics import N_BOOT
 from spurbench.evaluate.runner import RunResult, as_dataset, evaluate
-from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
+from spurbench.runtime import Runtime, run_specs
 from spurbench.store.results import ResultsStore
 
 ARTIFACT = "counterfactual"
@@ -61,8 +64,8 @@ def variants_for(
 ) -> VariantSet:
     """The dataset's counterfactual images, built (or found) in the cache."""
     check_fill(fill)
-    dataset = as_dataset(data, name_set)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    dataset = as_dataset(data, name_set=name_set)
+    cache = Runtime(cache_dir).cache
     lookup = mask_lookup(dataset, masks, source=mask_source, boxes=boxes, cache_dir=cache)
     key = hashlib.sha256(
         repr((BUILDER_VERSION, dataset.digest(), seed, fill, mask_source, boxes)).encode()
@@ -74,7 +77,7 @@ def variants_for(
 
 def counterfactual(
     model: str | ModelAdapter,
-    data: str | Path | ImageDataset,
+    data: str | Path | ImageDataset | DataSpec,
     *,
     protocol: str = "1v1000",
     masks: str | Path | None = None,
@@ -83,14 +86,11 @@ def counterfactual(
     seed: int = 0,
     fill: str = DEFAULT_FILL,
     templates: str | list[str] | None = "paper",
-    name_set: str = "openai",
     store: ResultsStore | str | Path | None = None,
-    cache_dir: str | Path | None = None,
     export: str | Path | None = None,
-    batch_size: int = 64,
     n_boot: int = N_BOOT,
-    device: str = "cpu",
-    show_progress: bool = True,
+    runtime: Runtime | None = None,
+    **options: Any,
 ) -> CounterfactualResult:
     """Evaluate ``model`` on the background counterfactuals of ``data`` under ``protocol``.
 
@@ -100,26 +100,25 @@ def counterfactual(
     exact masks are used where there are no user masks. ``fill`` is how the object's box is
     filled in ONLY-BG and the mixed backgrounds (see :mod:`spurbench.counterfactual.variants`).
     ``export`` copies the variant images there as ``<variant>/<source image id>.png``.
+    ``runtime`` and ``options`` are as for :func:`spurbench.evaluate` (data options such as
+    ``name_set`` or ``classes``, runtime options such as ``cache_dir`` or ``batch_size``).
     """
+    spec, runtime = run_specs(data, runtime, options, "counterfactual")
     built = variants_for(
-        data, masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
-        cache_dir=cache_dir, name_set=name_set,
+        spec.open(), masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
+        cache_dir=runtime.cache,
     )  # fmt: skip
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     (run,) = evaluate(
         model,
-        built.dataset,
+        dataclasses.replace(spec, source=built.dataset),
         [protocol],
         templates=templates,
-        name_set=name_set,
         store=store,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
         n_boot=n_boot,
         seed=seed,
-        device=device,
-        show_progress=show_progress,
+        runtime=runtime,
     )
     images = per_image(run.predictions, built.dataset.table).merge(
         built.masks[["image_id", "mask_source", "mask_area", "mask_status"]],

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from spurbench.curate.diagnose import Diagnosis, diagnose
     from spurbench.curate.discovery import Discovery, DiscoveryConfig, discover, select_pairs
     from spurbench.curate.export import Export, export_dataset
-    from spurbench.curate.pipeline import Curation, Runtime, curate
+    from spurbench.curate.pipeline import Curation, curate
     from spurbench.curate.pool import (
         AUTO,
         BACKGROUND_SOURCES,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         tag_backgrounds,
     )
     from spurbench.curate.workspace import PoolSpec, Workspace
+    from spurbench.runtime import Runtime
 
 #: name -> module; imported on first use, so the CLI's start-up does not load the stage.
 _EXPORTS = {
@@ -61,7 +62,7 @@ _EXPORTS = {
     "Export": "spurbench.curate.export",
     "export_dataset": "spurbench.curate.export",
     "Curation": "spurbench.curate.pipeline",
-    "Runtime": "spurbench.curate.pipeline",
+    "Runtime": "spurbench.runtime",
     "curate": "spurbench.curate.pipeline",
     "AUTO": "spurbench.curate.pool",
     "BACKGROUND_SOURCES": "spurbench.curate.pool",

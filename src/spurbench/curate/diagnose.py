@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.markup import escape
@@ -26,6 +27,7 @@ from spurbench.data.dataset import ImageDataset
 from spurbench.errors import DatasetError
 from spurbench.evaluate.metrics import LEVEL
 from spurbench.models.base import ModelAdapter
+from spurbench.runtime import Runtime
 
 
 @dataclass
@@ -138,11 +140,9 @@ def diagnose(
     split: str | None = None,
     classes: str | Path | None = None,
     allow_outside_root: bool = False,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
+    runtime: Runtime | None = None,
     models: ModelCache | None = None,
-    show_progress: bool = False,
+    **options: Any,
 ) -> Diagnosis:
     """Evaluate ``model`` on ``data`` and tabulate accuracy per class and background.
 
@@ -172,10 +172,8 @@ def diagnose(
         pool,
         protocol,
         templates=templates,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        device=device,
+        runtime=runtime,
         models=models,
-        show_progress=show_progress,
+        **options,
     )
     return Diagnosis(pred.model, pred.protocol, level, model_cells(pool, pred, level))

@@ -27,17 +27,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from spurbench.curate.pool import in_dataset
-from spurbench.curate.scoring import AUTO_PROTOCOL, ModelCache, Predictions, predict
+from spurbench.curate.scoring import (
+    AUTO_PROTOCOL,
+    ModelCache,
+    Predictions,
+    curation_runtime,
+    predict,
+)
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import SpurbenchError
 from spurbench.evaluate.metrics import LEVEL, cell_counts, clopper_pearson
 from spurbench.models.base import ModelAdapter
+from spurbench.runtime import Runtime
 
 REFERENCE, HELD_OUT = "reference", "held_out"
 #: Gaps within float rounding of the threshold count as equal to it.
@@ -295,17 +302,19 @@ def discover(
     *,
     held_out: Sequence[str | ModelAdapter] = (),
     config: DiscoveryConfig | None = None,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
+    runtime: Runtime | None = None,
     models: ModelCache | None = None,
-    show_progress: bool = False,
+    **options: Any,
 ) -> Discovery:
-    """Evaluate every model on every (class, background) group and select the pairs."""
+    """Evaluate every model on every (class, background) group and select the pairs.
+
+    ``runtime``, ``models`` and ``options`` are as for :func:`~spurbench.curate.scoring.predict`.
+    """
     config = config or DiscoveryConfig()
+    runtime = curation_runtime(runtime, options, "discover")
     if not references:
         raise SpurbenchError("Spurious discovery needs at least one reference model.")
-    models = models or ModelCache(device)
+    models = models or ModelCache(runtime.device)
     frames, described = [], []
     for role, names in ((REFERENCE, references), (HELD_OUT, held_out)):
         for name in names:
@@ -314,11 +323,8 @@ def discover(
                 dataset,
                 config.protocol,
                 templates=_templates(config.templates),
-                cache_dir=cache_dir,
-                batch_size=batch_size,
-                device=device,
+                runtime=runtime,
                 models=models,
-                show_progress=show_progress,
             )
             frames.append(
                 model_cells(dataset, pred, config.level).assign(model=pred.model, role=role)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -21,7 +20,7 @@ from spurbench.curate.cleaning import NEAR_DISTANCE, CleaningReport, clean_pool,
 from spurbench.curate.discovery import Discovery, DiscoveryConfig, discover
 from spurbench.curate.export import Export, export_dataset
 from spurbench.curate.review import apply_review, review_table, write_review
-from spurbench.curate.scoring import ModelCache, predict
+from spurbench.curate.scoring import ModelCache, curation_runtime, predict
 from spurbench.curate.tagging import (
     DEFAULT_PROMPTS,
     DEFAULT_THRESHOLD,
@@ -43,32 +42,9 @@ from spurbench.curate.workspace import (
 from spurbench.data.dataset import ImageDataset
 from spurbench.evaluate.preflight import check_readable
 from spurbench.models.base import ModelAdapter
+from spurbench.runtime import Runtime
 
 Model = str | ModelAdapter
-
-
-@dataclass
-class Runtime:
-    """Where and how models run; shared by every step of one curation."""
-
-    cache_dir: str | Path | None = None
-    batch_size: int = 64
-    device: str = "cpu"
-    show_progress: bool = False
-    models: ModelCache | None = None
-
-    def __post_init__(self) -> None:
-        if self.models is None:
-            self.models = ModelCache(self.device)
-
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "cache_dir": self.cache_dir,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "models": self.models,
-            "show_progress": self.show_progress,
-        }
 
 
 def write_review_files(ws: Workspace, dataset: ImageDataset) -> int:
@@ -90,10 +66,10 @@ def tag_step(
     threshold: float = DEFAULT_THRESHOLD,
     retag: bool = False,
     runtime: Runtime | None = None,
+    models: ModelCache | None = None,
     command: list[str] | None = None,
 ) -> TagResult:
     """Tag missing backgrounds, save the labels and the tagger's probabilities, write review."""
-    runtime = runtime or Runtime()
     result = tag_backgrounds(
         ws.pool(),
         tagger,
@@ -101,7 +77,8 @@ def tag_step(
         prompts=prompts,
         threshold=threshold,
         retag=retag,
-        **runtime.kwargs(),
+        runtime=runtime,
+        models=models,
     )
     ws.save_pool(result.dataset)
     if len(result.probabilities):
@@ -135,16 +112,16 @@ def clean_step(
     protocol: str = "auto",
     templates: str | list[str] | None = "paper",
     runtime: Runtime | None = None,
+    models: ModelCache | None = None,
     command: list[str] | None = None,
 ) -> CleaningReport:
     """Drop unreadable files and duplicates; with references, flag likely label noise."""
-    runtime = runtime or Runtime()
+    runtime = curation_runtime(runtime, {}, "clean_step")
     report = clean_pool(ws.pool(), near_distance=near_distance, show_progress=runtime.show_progress)
     if references:
-        preds = [
-            predict(m, report.dataset, protocol, templates=templates, **runtime.kwargs())
-            for m in references
-        ]
+        models = models or ModelCache(runtime.device)
+        kw = {"templates": templates, "runtime": runtime, "models": models}
+        preds = [predict(m, report.dataset, protocol, **kw) for m in references]
         report.dataset, report.label_noise = flag_label_noise(report.dataset, preds, noise_k)
         report.config.update(
             {
@@ -169,11 +146,13 @@ def discover_step(
     held_out: Sequence[Model] = (),
     config: DiscoveryConfig | None = None,
     runtime: Runtime | None = None,
+    models: ModelCache | None = None,
     command: list[str] | None = None,
 ) -> Discovery:
     """Spurious discovery on the labelled, kept images; results saved in the work folder."""
-    runtime = runtime or Runtime()
-    result = discover(ws.pool(), references, held_out=held_out, config=config, **runtime.kwargs())
+    result = discover(
+        ws.pool(), references, held_out=held_out, config=config, runtime=runtime, models=models
+    )
     ws.save_discovery(result)
     summary = result.summary()
     ws.record("discover", summary.pop("config"), summary, command)
@@ -245,14 +224,18 @@ def curate(
     name: str | None = None,
     overwrite: bool = False,
     runtime: Runtime | None = None,
+    models: ModelCache | None = None,
     command: list[str] | None = None,
 ) -> Curation:
     """Run the whole pipeline: clean → tag → discover → export (``out=None``: no export).
 
     ``tagger`` defaults to the first reference model, used only if some image lacks a label
     (a separate tagger avoids coupling tagging errors with the reference's failures).
+    ``runtime`` is how models run (quiet by default); ``models`` loads each model once for
+    every step (default: a new cache for this call).
     """
-    runtime = runtime or Runtime()
+    runtime = curation_runtime(runtime, {}, "curate")
+    models = models or ModelCache(runtime.device)
     config = config or DiscoveryConfig()
     spec = pool if isinstance(pool, PoolSpec) else PoolSpec(str(pool))
     ws = Workspace.create(work, spec)
@@ -265,6 +248,7 @@ def curate(
         protocol=config.protocol,
         templates=config.templates if isinstance(config.templates, str) else list(config.templates),
         runtime=runtime,
+        models=models,
         command=command,
     )
     tagging = tag_step(
@@ -274,11 +258,13 @@ def curate(
         prompts=prompts,
         threshold=threshold,
         runtime=runtime,
+        models=models,
         command=command,
     )
     found = discover_step(
-        ws, references, held_out=held_out, config=config, runtime=runtime, command=command
-    )
+        ws, references, held_out=held_out, config=config, runtime=runtime, models=models,
+        command=command,
+    )  # fmt: skip
     exported = (
         export_step(ws, out, name=name, overwrite=overwrite, command=command)
         if out is not None

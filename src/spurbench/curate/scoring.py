@@ -11,7 +11,7 @@ afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,9 +29,9 @@ from spurbench.evaluate.scoring import (
     score_features,
     skipped,
 )
-from spurbench.features.cache import encode_dataset
 from spurbench.models.base import ModelAdapter
 from spurbench.models.registry import create_model
+from spurbench.runtime import Runtime, runtime_from
 
 AUTO_PROTOCOL = "auto"
 
@@ -72,30 +72,39 @@ class ModelCache:
         return self._models[model]
 
 
+def curation_runtime(runtime: Runtime | None, options: dict[str, Any], caller: str) -> Runtime:
+    """A curation step's runtime: quiet by default (the steps print their own summaries), and
+    the papers' exact fp32 image pass only (curation records no image-pass extension)."""
+    runtime = runtime_from(runtime or Runtime(show_progress=False), options, caller)
+    runtime.refuse_changed(("precision", "engine", "decode", "backend"), caller)
+    return runtime
+
+
 def predict(
     model: str | ModelAdapter,
     dataset: ImageDataset,
     protocol: str = AUTO_PROTOCOL,
     *,
     templates: str | list[str] | None = "paper",
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
+    runtime: Runtime | None = None,
     models: ModelCache | None = None,
-    show_progress: bool = False,
+    **options: Any,
 ) -> Predictions:
-    """Top-5 predictions of ``model`` on every image of ``dataset`` under ``protocol``."""
+    """Top-5 predictions of ``model`` on every image of ``dataset`` under ``protocol``.
+
+    ``runtime`` and the runtime ``options`` (``cache_dir``, ``batch_size``, ``device``...) are
+    as for :func:`spurbench.evaluate`; ``models`` loads each named model once across steps.
+    """
+    runtime = curation_runtime(runtime, options, "predict")
     protocol = resolve_protocol(protocol, dataset)
     if protocol == "1v20":
         raise ClassListError(
             "Curation scores models on 1v1000 or 1vN: 1-vs-20 candidate sets are chosen from "
             "the very images being curated, which would make selection circular."
         )
-    adapter = (models or ModelCache(device)).get(model)
-    cache = checked_cache(dataset, cache_dir, batch_size=batch_size, device=device)
-    feats = encode_dataset(
-        adapter, dataset, cache, batch_size=batch_size, show_progress=show_progress
-    )
+    adapter = (models or ModelCache(runtime.device)).get(model)
+    cache = checked_cache(dataset, runtime)
+    feats = runtime.encode(adapter, dataset)
     space = label_space(protocol, dataset)
     head = restricted_head(adapter, dataset, space, run_templates(templates, dataset), cache)
     scores = score_features(feats, head, space, dataset)

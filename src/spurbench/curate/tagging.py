@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,13 @@ from spurbench.curate.pool import (
     source_counts,
     with_table,
 )
-from spurbench.curate.scoring import ModelCache
+from spurbench.curate.scoring import ModelCache, curation_runtime
 from spurbench.data.classes import ClassList
 from spurbench.data.dataset import ImageDataset
 from spurbench.errors import ClassListError, SpurbenchError
-from spurbench.features.cache import default_cache_dir, encode_dataset
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
+from spurbench.runtime import Runtime
 
 #: The CounterAnimal paper's 14 background labels.
 PAPER_BACKGROUNDS: tuple[str, ...] = (
@@ -136,17 +137,17 @@ def tag_backgrounds(
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     threshold: float = DEFAULT_THRESHOLD,
     retag: bool = False,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
+    runtime: Runtime | None = None,
     models: ModelCache | None = None,
-    show_progress: bool = False,
+    **options: Any,
 ) -> TagResult:
     """Tag the images without a background (and, with ``retag``, earlier automatic tags).
 
     Excluded images are not tagged. Returns the updated pool; ``manual`` and ``reviewed``
-    labels are kept as they are.
+    labels are kept as they are. ``runtime``, ``models`` and ``options`` are as for
+    :func:`~spurbench.curate.scoring.predict`.
     """
+    runtime = curation_runtime(runtime, options, "tag_backgrounds")
     vocab = tuple(normalize_background(v) for v in vocabulary)
     templates = prompt_templates(prompts)
     if not 0.0 <= threshold <= 1.0:
@@ -171,15 +172,13 @@ def tag_backgrounds(
             f"{int(todo.sum())} images have no background label: pass a CLIP model to tag them "
             "(--tagger), or give labels (a manifest column or a labels file)."
         )
-    adapter = (models or ModelCache(device)).get(model)
+    adapter = (models or ModelCache(runtime.device)).get(model)
     if not adapter.zero_shot:
         raise SpurbenchError(
             f"{adapter.name} is not an image-text model; zero-shot tagging needs a CLIP."
         )
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    feats = encode_dataset(
-        adapter, dataset, cache, batch_size=batch_size, show_progress=show_progress
-    )
+    cache = runtime.cache
+    feats = runtime.encode(adapter, dataset)
     rows = np.flatnonzero(todo.to_numpy() & feats.ok)
     head = head_for(adapter, ClassList(vocab, None, "custom"), templates, cache)
     probs = softmax(head.logits(feats.embedding[rows]), axis=1)

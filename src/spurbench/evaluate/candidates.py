@@ -38,6 +38,7 @@ from spurbench.evaluate import protocols as P
 if TYPE_CHECKING:
     from spurbench.features.cache import FeatureSet
     from spurbench.models.base import ModelAdapter
+    from spurbench.runtime import Runtime
 
 #: The paper's reference model for the 1-vs-20 candidate sets.
 PAPER_REFERENCE = "ViT-B-32,laion400m_e31"
@@ -136,20 +137,17 @@ def candidate_sets(
     adapter: ModelAdapter | None = None,
     feats: FeatureSet | None = None,
     templates: tuple[str, ...] = PAPER_TEMPLATES,
-    cache: Path | None = None,
-    *,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    show_progress: bool = False,
+    runtime: Runtime | None = None,
 ) -> dict[int, np.ndarray]:
     """Each present class's 20 candidates from ``source``.
 
     A reference model ranks with the paper's head (one prompt, OpenAI names); ``self`` ranks with
     the evaluated ``adapter``'s own head and ``templates`` on its features ``feats``.
     """
-    from spurbench.features.cache import encode_dataset
     from spurbench.heads.cached import head_for
+    from spurbench.runtime import Runtime
 
+    runtime = runtime or Runtime(show_progress=False)
     if source.sets is not None:
         return source.sets
     if source.is_self:
@@ -169,18 +167,11 @@ def candidate_sets(
         ref_feats = (
             feats
             if same
-            else encode_dataset(
-                ref,
-                dataset,
-                cache,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                show_progress=show_progress,
-            )
+            else runtime.encode(ref, dataset)
         )
         classes, ref_templates = imagenet_classes(REFERENCE_NAME_SET), PAPER_TEMPLATES
     assert ref_feats is not None
-    head = head_for(ref, classes, ref_templates, cache)
+    head = head_for(ref, classes, ref_templates, runtime.cache)
     ok = ref_feats.ok
     scores = head.logits(ref_feats.embedding[ok])
     return P.confusable_candidates(scores, dataset.table["label"].to_numpy()[ok])
@@ -213,7 +204,7 @@ def export_candidates(
     reference's weights exist give identical runs everywhere. Returns (sets, their hash).
     """
     from spurbench.data.layouts import open_dataset
-    from spurbench.features.cache import default_cache_dir
+    from spurbench.runtime import Runtime
 
     out = Path(out)
     if out.is_dir() or (out.exists() and not overwrite):
@@ -234,9 +225,7 @@ def export_candidates(
     )
     P.check_protocol("1v20", dataset)
     source = prepare_candidates(reference, None, dataset, device)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    sets = candidate_sets(
-        source, dataset, cache=cache, batch_size=batch_size, show_progress=show_progress
-    )
+    runtime = Runtime(cache_dir, batch_size, device=device, show_progress=show_progress)
+    sets = candidate_sets(source, dataset, runtime=runtime)
     P.save_candidates(sets, out)
     return sets, candidates_digest(sets)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +24,7 @@ from spurbench.evaluate.candidates import CandidateSource, candidate_sets, candi
 if TYPE_CHECKING:
     from spurbench.features.cache import FeatureSet
     from spurbench.models.base import ModelAdapter
+    from spurbench.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -103,17 +103,15 @@ def label_space(
     adapter: ModelAdapter | None = None,
     feats: FeatureSet | None = None,
     templates: tuple[str, ...] = PAPER_TEMPLATES,
-    cache: Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    show_progress: bool = False,
+    runtime: Runtime | None = None,
 ) -> LabelSpace:
     """The :class:`LabelSpace` of ``protocol`` on ``dataset``: the one home of that choice.
 
     1-vs-20 needs ``source`` (resolved before any model loads by
     :func:`~spurbench.evaluate.candidates.prepare_candidates`); ``adapter``, ``feats`` and
     ``templates`` are the evaluated model's, used when the source is ``self`` or when the
-    reference is the evaluated model (its features are then reused).
+    reference is the evaluated model (its features are then reused); ``runtime`` is how a
+    reference model's features are computed.
     """
     present = dataset.present_labels
     if protocol == "1v1000":
@@ -133,9 +131,6 @@ def label_space(
             adapter,
             feats,
             templates,
-            cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            show_progress=show_progress,
+            runtime,
         )
     return LabelSpace(protocol, sets, dataset.label_sets, source if protocol == "1v20" else None)

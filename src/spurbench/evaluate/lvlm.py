@@ -38,6 +38,7 @@ from spurbench.evaluate.scoring import RunResult
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import ModelAdapter
 from spurbench.models.lvlm import SCORES, LVLMAdapter, load_lvlm
+from spurbench.runtime import Runtime
 from spurbench.store.results import ResultsStore
 
 LVLM_PROTOCOLS = ("1v20", "1vN")
@@ -110,9 +111,7 @@ def evaluate_lvlm(
         protocol,
         dataset,
         source,
-        cache=cache,
-        batch_size=REFERENCE_BATCH,
-        show_progress=show_progress,
+        runtime=Runtime(cache, REFERENCE_BATCH, device=device, show_progress=show_progress),
     )
     scores = S.score_answers(
         adapter,
@@ -221,7 +220,9 @@ def check_lvlm_request(
     device: str = "cpu",
 ) -> tuple[ImageDataset, dict[str, CandidateSource | None]]:
     """Open the dataset and check every protocol and 1-vs-20 source before the LVLM loads."""
-    dataset = as_dataset(data, name_set, split, classes, allow_outside_root)
+    dataset = as_dataset(
+        data, name_set=name_set, split=split, classes=classes, allow_outside_root=allow_outside_root
+    )
     for protocol in protocols:
         if protocol not in LVLM_PROTOCOLS:
             raise ClassListError(

@@ -9,12 +9,14 @@ written to the store in one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from spurbench.data.classes import resolve_templates, templates_digest
-from spurbench.data.dataset import ImageDataset, SourceColumns
+from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import check_decode
-from spurbench.data.layouts import open_dataset
+from spurbench.data.spec import DataSpec
 from spurbench.errors import ClassListError, SpurbenchError
 from spurbench.evaluate import metrics as M
 from spurbench.evaluate import protocols as P
@@ -23,13 +25,13 @@ from spurbench.evaluate.candidates import CandidateSource, prepare_candidates
 from spurbench.evaluate.label_space import label_space
 from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.evaluate.scoring import RunResult
-from spurbench.features.cache import default_cache_dir, encode_dataset
 from spurbench.features.ray_backend import shard_encoder_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.engine import attach_engine, check_engine, resolve_engine
 from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
 from spurbench.models.spec import parse_model_name
+from spurbench.runtime import Runtime, run_specs
 from spurbench.store.results import ResultsStore, check_store_path
 
 __all__ = ["RunResult", "as_dataset", "checked_cache", "evaluate", "run_templates"]
@@ -37,34 +39,20 @@ __all__ = ["RunResult", "as_dataset", "checked_cache", "evaluate", "run_template
 
 def evaluate(
     model: str | ModelAdapter,
-    data: str | Path | ImageDataset,
+    data: str | Path | ImageDataset | DataSpec,
     protocols: tuple[str, ...] | list[str] = ("1v1000",),
     *,
     templates: str | list[str] | None = None,
-    name_set: str = "openai",
-    split: str | None = None,
-    classes: str | Path | None = None,
-    allow_outside_root: bool = False,
-    columns: SourceColumns | None = None,
     store: ResultsStore | str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
     reference: str | ModelAdapter | None = None,
     candidates: str | Path | None = None,
     n_boot: int = M.N_BOOT,
     seed: int = 0,
-    device: str = "cpu",
-    show_progress: bool = True,
-    backend: str = "local",
-    address: str | None = None,
-    workers: int | None = None,
     question: str | None = None,
     answer_template: str | None = None,
     score: str = "paper",
-    precision: str = "fp32",
-    engine: str = "eager",
-    decode: str = "exact",
+    runtime: Runtime | None = None,
+    **options: Any,
 ) -> list[RunResult]:
     """Evaluate ``model`` on ``data`` under each protocol; returns one :class:`RunResult` each.
 
@@ -74,34 +62,30 @@ def evaluate(
             zero-shot head: they are scored by answer likelihood
             (:func:`spurbench.evaluate.lvlm.evaluate_lvlm`) on 1v20 or 1vN, with ``question``,
             ``answer_template`` and ``score``; ``batch_size`` and ``backend`` do not apply.
-        data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
+        data: a CounterAnimal-layout folder, class folders, a manifest, an ImageDataset, or a
+            :class:`~spurbench.data.spec.DataSpec`.
         protocols: any of ``1v1000``, ``1v20``, ``1vN``.
         templates: ``paper`` ("A photo of {c}."), ``openai`` (80 prompts), a file, or a list;
             None: the dataset's own (clip_benchmark's templates file) if it ships them, else
             ``paper``.
-        columns: image / label / group fields of a Hugging Face or WebDataset source.
         store: a results store (or its path) to write to; None writes nothing.
         reference: the model whose confusions pick the 1-vs-20 candidates: default the paper's
             ``ViT-B-32,laion400m_e31`` (with its own single prompt and OpenAI names, whatever
             ``templates`` says), ``"self"`` for the evaluated model's own confusions (not the
             paper's protocol); ``candidates`` a JSON file of candidate sets instead. Both are
             resolved before the model loads (see :mod:`spurbench.evaluate.candidates`).
-        backend: where the model's images are encoded: ``local`` (this process) or ``ray``
-            (missing cache shards as work units on a Ray cluster; results are bit-identical).
-        address: the Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts
-            a local one with ``workers`` CPUs.
-        workers: Ray encoder workers (default: as many as the cluster's CPUs allow).
         question, answer_template, score: LVLMs only (see
             :func:`spurbench.evaluate.lvlm.evaluate_lvlm`).
-        precision: the image pass's ``fp32`` (exact, the default), ``bf16``/``fp16`` autocast,
-            or ``auto`` (measured per machine and architecture, see
-            :mod:`spurbench.models.precision`); recorded with every run.
-        engine: the image tower's ``eager`` PyTorch (the default), ``onnx`` (ONNX Runtime, fp32
-            on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
-        decode: ``exact`` (every pixel, the default) or ``draft`` (large JPEGs decoded at a
-            reduced DCT scale, see :func:`spurbench.data.images.load_rgb`); recorded.
+        runtime: how features are computed (:class:`~spurbench.runtime.Runtime`: cache folder,
+            batch size, decode workers, device, progress, the Ray backend, and the recorded
+            image-pass extensions ``precision``, ``engine``, ``decode``, whose defaults are the
+            papers' exact pass).
+        **options: any field of :class:`~spurbench.data.spec.DataSpec` (``name_set``,
+            ``split``, ``classes``, ``allow_outside_root``, ``columns``) or of ``Runtime``
+            (``cache_dir``, ``batch_size``, ``decode_workers``, ``device``...) as a keyword.
     """
-    dataset = as_dataset(data, name_set, split, classes, allow_outside_root, columns)
+    spec, runtime = run_specs(data, runtime, options, "evaluate")
+    dataset = spec.open()
     protocols = P.check_protocol_names(protocols)
     if _is_lvlm(model):
         from spurbench.evaluate.lvlm import evaluate_lvlm_protocols
@@ -116,11 +100,11 @@ def evaluate(
             answer_template=answer_template,
             score=score,
             store=store,
-            cache_dir=cache_dir,
+            cache_dir=runtime.cache_dir,
             n_boot=n_boot,
             seed=seed,
-            device=device,
-            show_progress=show_progress,
+            device=runtime.device,
+            show_progress=runtime.show_progress,
         )
     if score != "paper":
         raise ClassListError(
@@ -130,51 +114,45 @@ def evaluate(
     for protocol in protocols:
         P.check_protocol(protocol, dataset)
     template_list = run_templates(templates, dataset)
-    check_precision(precision)
-    check_engine(engine)
-    check_decode(decode)
-    cache = checked_cache(
-        dataset,
-        cache_dir,
-        batch_size=batch_size,
-        device=device,
-        candidates=candidates,
-        reference=reference,
-    )
+    check_precision(runtime.precision)
+    check_engine(runtime.engine)
+    check_decode(runtime.decode)
+    cache = checked_cache(dataset, runtime, candidates=candidates, reference=reference)
     if isinstance(store, str | Path):
         check_store_path(store)  # a FIFO or a SQLite file: say so before the model loads
     source = (
-        prepare_candidates(reference, candidates, dataset, device) if "1v20" in protocols else None
+        prepare_candidates(reference, candidates, dataset, runtime.device)
+        if "1v20" in protocols
+        else None
     )
-    adapter = model if isinstance(model, ModelAdapter) else _load(model, source, device, cache)
-    adapter.precision = resolve_precision(precision, adapter, cache)
-    if backend != "local" and engine == "onnx":
+    adapter = (
+        model if isinstance(model, ModelAdapter) else _load(model, source, runtime.device, cache)
+    )
+    adapter.precision = resolve_precision(runtime.precision, adapter, cache)
+    local = runtime.backend == "local"
+    if not local and runtime.engine == "onnx":
         raise SpurbenchError("--engine onnx encodes in this process only (--backend local).")
     # Ray workers build their own eager models
     attach_engine(
-        adapter, resolve_engine(engine, adapter, cache) if backend == "local" else "eager", cache
+        adapter, resolve_engine(runtime.engine, adapter, cache) if local else "eager", cache
     )
-    if backend != "local" and decode != "exact":
+    if not local and runtime.decode != "exact":
         raise SpurbenchError("--decode draft decodes in this process only (--backend local).")
-    adapter.decode = decode
+    adapter.decode = runtime.decode
     if isinstance(store, str | Path):
         store = ResultsStore(store)
 
-    feats = encode_dataset(
+    feats = runtime.encode(
         adapter,
         dataset,
-        cache,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        show_progress=show_progress,
-        shard_encoder=shard_encoder_for(
-            backend,
+        shard_encoder_for(
+            runtime.backend,
             adapter,
             dataset,
-            batch_size=batch_size,
-            address=address,
-            workers=workers,
-            device=device,
+            batch_size=runtime.batch_size,
+            address=runtime.address,
+            workers=runtime.ray_workers,
+            device=runtime.device,
         ),
     )
     results = []
@@ -186,48 +164,33 @@ def evaluate(
             adapter=adapter,
             feats=feats,
             templates=template_list,
-            cache=cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            show_progress=show_progress,
+            runtime=runtime,
         )
         head = S.restricted_head(adapter, dataset, space, template_list, cache)
         result = S.run_result(
             S.score_features(feats, head, space, dataset),
             dataset,
             space,
-            run_id=S.run_id(adapter, dataset, space, templates_digest(template_list), name_set),
+            run_id=S.run_id(
+                adapter, dataset, space, templates_digest(template_list), spec.name_set
+            ),
             model=adapter.name,
             n_boot=n_boot,
             seed=seed,
         )
         if store is not None:
             S.write_run(
-                store, result, S.run_record(result, adapter, dataset, template_list, name_set)
+                store, result, S.run_record(result, adapter, dataset, template_list, spec.name_set)
             )
         results.append(result)
     return results
 
 
-def as_dataset(
-    data: str | Path | ImageDataset,
-    name_set: str = "openai",
-    split: str | None = None,
-    classes: str | Path | None = None,
-    allow_outside_root: bool = False,
-    columns: SourceColumns | None = None,
-) -> ImageDataset:
-    """``data`` as an :class:`ImageDataset`, opened (and validated) unless it already is one."""
-    if isinstance(data, ImageDataset):
-        return data
-    return open_dataset(
-        data,
-        name_set=name_set,
-        split=split,
-        classes=classes,
-        allow_outside_root=allow_outside_root,
-        columns=columns,
-    )
+def as_dataset(data: str | Path | ImageDataset | DataSpec, **options: Any) -> ImageDataset:
+    """``data`` as an :class:`ImageDataset`, opened (and validated) unless it already is one;
+    ``options`` are :class:`~spurbench.data.spec.DataSpec` fields."""
+    spec = data if isinstance(data, DataSpec) else DataSpec(data)
+    return dataclasses.replace(spec, **options).open() if options else spec.open()
 
 
 def _is_lvlm(model: str | ModelAdapter) -> bool:
@@ -238,20 +201,18 @@ def _is_lvlm(model: str | ModelAdapter) -> bool:
 
 def checked_cache(
     dataset: ImageDataset,
-    cache_dir: str | Path | None,
+    runtime: Runtime,
     *,
-    batch_size: int,
-    device: str,
     candidates: str | Path | None = None,
     reference: object = None,
 ) -> Path:
     """The run's feature-cache folder, once every input that needs no model has been checked
     (see :func:`~spurbench.evaluate.preflight.check_run_inputs`): bad input fails in seconds."""
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = runtime.cache
     check_run_inputs(
         dataset,
-        batch_size=batch_size,
-        device=device,
+        batch_size=runtime.batch_size,
+        device=runtime.device,
         cache=cache,
         candidates=candidates,
         reference=reference,

@@ -166,7 +166,7 @@ def encode_dataset(
     cache_dir: str | Path | None = None,
     *,
     batch_size: int = 64,
-    num_workers: int | None = None,
+    decode_workers: int | None = None,
     shard_rows: int | None = None,
     show_progress: bool = True,
     shard_encoder: ShardEncoder | None = None,
@@ -176,15 +176,15 @@ def encode_dataset(
     ``shard_rows`` defaults to :func:`shard_rows_default`; it is rounded down to a multiple of
     ``batch_size`` so that batches never straddle shards (a resumed run then feeds the encoder
     exactly the batches an uninterrupted one would, and gets bit-identical features).
-    ``num_workers`` DataLoader processes decode and preprocess images while the model runs;
-    None picks :func:`default_num_workers`. Features do not depend on it.
+    ``decode_workers`` DataLoader processes decode and preprocess images while the model runs;
+    None picks :func:`default_decode_workers`. Features do not depend on it.
     ``shard_encoder`` computes the missing shards elsewhere (see :data:`ShardEncoder`); it is
     called only when some shard is missing, and each shard it yields is saved as it arrives.
     """
     if shard_rows is None:
         shard_rows = shard_rows_default()
-    if num_workers is None:
-        num_workers = default_num_workers(gpu=_on_cuda(model))
+    if decode_workers is None:
+        decode_workers = default_decode_workers(gpu=_on_cuda(model))
     key = feature_key(model, dataset, cache_dir=cache_dir)
     folder = Path(cache_dir or default_cache_dir()) / "features" / key
     try:
@@ -216,7 +216,9 @@ def encode_dataset(
             },
         )
         encode = shard_encoder or (
-            lambda units, bar: _encode_locally(model, dataset, units, batch_size, num_workers, bar)
+            lambda units, bar: _encode_locally(
+                model, dataset, units, batch_size, decode_workers, bar
+            )
         )
         rows_todo = sum(shards[i][1] - shards[i][0] for i in todo)
         try:
@@ -244,7 +246,7 @@ def image_files(model: ModelAdapter, paths: list[str]) -> ImageFiles:
     return ImageFiles(paths, model.preprocess, model.preprocess_cfg.size, model.decode)
 
 
-def default_num_workers(gpu: bool = False) -> int:
+def default_decode_workers(gpu: bool = False) -> int:
     """Decode workers when the caller names none: 2 on CPU, up to 8 for a GPU, 0 on one core.
 
     Decoding and resizing a photograph costs a few milliseconds; a CPU forward of a CLIP ViT

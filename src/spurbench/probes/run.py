@@ -55,14 +55,15 @@ import pandas as pd
 
 from spurbench.data.classes import resolve_templates, templates_digest
 from spurbench.data.dataset import ImageDataset
+from spurbench.data.spec import DataSpec
 from spurbench.errors import ClassListError, DatasetError, SpurbenchError
 from spurbench.evaluate import protocols as P
 from spurbench.evaluate.candidates import CandidateSource, prepare_candidates
 from spurbench.evaluate.label_space import label_space
-from spurbench.evaluate.runner import as_dataset, checked_cache
+from spurbench.evaluate.runner import checked_cache
 from spurbench.evaluate.scoring import restricted_head
 from spurbench.evaluate.scoring import versions as scoring_versions
-from spurbench.features.cache import FeatureSet, encode_dataset
+from spurbench.features.cache import FeatureSet
 from spurbench.heads.cached import head_for
 from spurbench.models.base import ModelAdapter
 from spurbench.models.precision import check_precision, resolve_precision
@@ -87,6 +88,7 @@ from spurbench.probes.pruning import (
     held_out_pruning,
     max_prunable_fraction,
 )
+from spurbench.runtime import Runtime, run_specs
 from spurbench.store.results import ResultsStore
 
 __all__ = [
@@ -235,20 +237,14 @@ class ProbeResult:
 
 def probe(
     model: str | ModelAdapter,
-    data: str | Path | ImageDataset,
+    data: str | Path | ImageDataset | DataSpec,
     *,
     probes: Sequence[str] = PROBES,
     concept_columns: Sequence[str] | None = None,
     concept_images: str | Path | None = None,
     protocol: str = AUTO_PROTOCOL,
     templates: str | list[str] | None = "paper",
-    name_set: str = "openai",
-    split: str | None = None,
     store: ResultsStore | str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "cpu",
     reference: str | ModelAdapter | None = None,
     candidates: str | Path | None = None,
     seed: int = 0,
@@ -259,8 +255,8 @@ def probe(
     min_fraction: float = 0.25,
     cv: int = 5,
     blas_threads: int | None = 1,
-    show_progress: bool = True,
-    precision: str = "fp32",
+    runtime: Runtime | None = None,
+    **options: Any,
 ) -> ProbeResult:
     """Probe ``model``'s representation of ``data`` and store the results.
 
@@ -288,30 +284,28 @@ def probe(
         cv: folds of the linear concept probe.
         blas_threads: numpy/scipy BLAS threads during the probe math (None: the library
             default); one is faster for these small matrices on a shared machine.
-        precision: the image pass's, as for :func:`spurbench.evaluate` (fp32 by default);
-            part of the probe id and recorded with every probe run.
+        runtime, **options: as for :func:`spurbench.evaluate`: data options (``name_set``,
+            ``split``, ``classes``...) and runtime options (``cache_dir``, ``batch_size``,
+            ``device``...). The image pass's ``precision`` (fp32 by default) is part of the
+            probe id and recorded with every probe run.
     """
-    check_precision(precision)
+    spec, runtime = run_specs(data, runtime, options, "probe")
+    check_precision(runtime.precision)
+    # probe ids record the precision only: other image passes are refused, not ignored
+    runtime.refuse_changed(("engine", "decode", "backend"), "probe")
     wanted = _check_probes(probes)
     if not 0 < ap_threshold <= 1:
         raise ProbeConfigError(f"ap_threshold must be in (0, 1], got {ap_threshold}.")
     if cv < 2:
         raise ProbeConfigError(f"cv must be at least 2, got {cv}.")
-    dataset = as_dataset(data, name_set, split)
-    cache = checked_cache(
-        dataset,
-        cache_dir,
-        batch_size=batch_size,
-        device=device,
-        candidates=candidates,
-        reference=reference,
-    )
+    dataset = spec.open()
+    cache = checked_cache(dataset, runtime, candidates=candidates, reference=reference)
     need_head = bool(_HEAD_PROBES & set(wanted))
     requested = protocol
     if need_head:
         protocol = resolve_head_protocol(protocol, dataset)
     if need_head and protocol == "1v20":  # a missing reference or bad file stops us here
-        reference = prepare_candidates(reference, candidates, dataset, device)
+        reference = prepare_candidates(reference, candidates, dataset, runtime.device)
     broden: ConceptImages | None = None
     if concept_images is not None and "concepts" in wanted:
         if concept_columns:
@@ -328,8 +322,8 @@ def probe(
     else:
         from spurbench.models.registry import create_model
 
-        adapter = create_model(model, device=device)
-    adapter.precision = resolve_precision(precision, adapter, cache)
+        adapter = create_model(model, device=runtime.device)
+    adapter.precision = resolve_precision(runtime.precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     head_note = None
@@ -339,14 +333,7 @@ def probe(
     timings: dict[str, float] = {}
     clock = functools.partial(_clock, timings)
     with clock("features"):
-        feats = encode_dataset(
-            adapter,
-            dataset,
-            cache,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            show_progress=show_progress,
-        )
+        feats = runtime.encode(adapter, dataset)
     ok = feats.ok
     if not ok.any():
         raise DatasetError(f"No image of {dataset.name!r} could be read; nothing to probe.")
@@ -377,13 +364,9 @@ def probe(
                 feats,
                 protocol,
                 template_list,
-                cache,
+                runtime,
                 reference=reference,
                 candidates=candidates,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                show_progress=show_progress,
-                device=device,
             )
         result.head = head
         if "directions" in wanted:
@@ -408,14 +391,7 @@ def probe(
         result.concept_source = f"{dataset.name} columns: {', '.join(columns)}"
     if broden is not None:
         with clock("features"):
-            cfeats = encode_dataset(
-                adapter,
-                broden.dataset,
-                cache,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                show_progress=show_progress,
-            )
+            cfeats = runtime.encode(adapter, broden.dataset)
         concept_H = cfeats.pre_head[cfeats.ok]
         concepts = broden.concepts[cfeats.ok].reset_index(drop=True)
         result.concept_source = f"Broden folder {broden.root.name} ({int(cfeats.ok.sum())} images)"
@@ -667,14 +643,10 @@ def pre_head_classifier(
     feats: FeatureSet,
     protocol: str,
     templates: tuple[str, ...],
-    cache: Path,
+    runtime: Runtime,
     *,
     reference: str | ModelAdapter | CandidateSource | None = None,
     candidates: str | Path | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    show_progress: bool = False,
-    device: str = "cpu",
 ) -> PreHeadClassifier:
     """W_H for the protocol's class set, with its candidate mask over the readable images.
 
@@ -683,21 +655,15 @@ def pre_head_classifier(
     """
     # The evaluation's own label space and head, so probes and evaluations cannot disagree.
     source = (
-        prepare_candidates(reference, candidates, dataset, device) if protocol == "1v20" else None
+        prepare_candidates(reference, candidates, dataset, runtime.device)
+        if protocol == "1v20"
+        else None
     )
     space = label_space(
-        protocol,
-        dataset,
-        source,
-        adapter=adapter,
-        feats=feats,
-        templates=templates,
-        cache=cache,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        show_progress=show_progress,
-    )
-    head = restricted_head(adapter, dataset, space, templates, cache)
+        protocol, dataset, source, adapter=adapter, feats=feats, templates=templates,
+        runtime=runtime,
+    )  # fmt: skip
+    head = restricted_head(adapter, dataset, space, templates, runtime.cache)
     labels = dataset.table["label"].to_numpy()[feats.ok]
     mask = space.mask(labels)
     targets = space.columns(labels)
