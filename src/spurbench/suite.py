@@ -103,7 +103,7 @@ class BorderCropped(ModelAdapter):
 
     ObjectNet images carry a thin red frame that evaluations remove first (imagenet-testbed,
     wise-ft). Doing it here keeps the crop out of the dataset and the image reader, and the
-    crop is part of ``preprocess_cfg`` (``extra["border_crop"]``), hence of the feature-cache key
+    crop is part of ``preprocess_cfg`` (``border_crop``), hence of the feature-cache key
     and the run record: cropped and uncropped features never mix. Weights, fingerprint and head
     are the wrapped model's.
     """
@@ -116,7 +116,7 @@ class BorderCropped(ModelAdapter):
         self.zero_shot = inner.zero_shot
         self._fingerprint = inner.fingerprint
         cfg = inner.preprocess_cfg
-        self.preprocess_cfg = dataclasses.replace(cfg, extra={**cfg.extra, "border_crop": border})
+        self.preprocess_cfg = dataclasses.replace(cfg, border_crop=cfg.border_crop + border)
         self.preprocess = _CropThen(border, inner.preprocess)
 
     def encode_images(self, images: torch.Tensor) -> Features:

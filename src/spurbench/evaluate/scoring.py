@@ -300,7 +300,7 @@ def run_record(
         "n_images": len(dataset),
         "n_skipped": len(result.skipped),
         "config": {
-            "preprocess": adapter.preprocess_cfg.__dict__,
+            "preprocess": adapter.preprocess_cfg.as_dict(),
             "precision": adapter.precision,
             "engine": adapter.engine,
             "decode": adapter.decode,

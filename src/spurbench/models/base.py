@@ -11,11 +11,12 @@ probe, from cached features.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,19 +53,77 @@ class LinearHead:
         return out
 
 
-@dataclass
+#: How ``PreprocessConfig.resize`` is applied: the shortest edge to ``resize`` (aspect kept), the
+#: longest edge (aspect kept, then padded), or both sides exactly.
+RESIZE_MODES = ("shortest", "longest", "squash")
+#: What follows the resize: a centre crop to ``size``, a centre crop that pads with ``fill``
+#: where the image is smaller, or nothing.
+CROPS = ("center", "center_or_pad", "none")
+
+
+@dataclass(frozen=True)
 class PreprocessConfig:
-    """What turns a PIL image into the model's input; part of every feature-cache key."""
+    """What turns a PIL image into the model's input tensor; part of every feature-cache key.
+
+    Adapters fill it from the values their library builds the transform from (open_clip's
+    ``preprocess_cfg``, timm's data config, torchvision's weights transforms, a transformers
+    image processor). The cache key hashes these typed fields, never a transform's ``repr``:
+    that text changes between torchvision releases while the pixels do not, which would orphan
+    every cached feature, and it need not show every value that changes the pixels. Values are
+    normalised on construction (lists to tuples, ``0`` to ``0.0`` for mean and std), so equal
+    settings give equal keys however a library spells them.
+
+    Attributes:
+        size: (height, width) of the tensor the model sees.
+        mean, std: per-channel normalisation.
+        interpolation: the resize filter (``bicubic``, ``bilinear``...).
+        resize: the resize target before the crop: ``(edge,)``, or the ``(height, width)``
+            box the image is fitted to (``shortest``/``longest``) or squashed to.
+        resize_mode: how ``resize`` applies, one of :data:`RESIZE_MODES`.
+        crop: what follows the resize, one of :data:`CROPS`.
+        fill: the padding value of ``center_or_pad``.
+        border_crop: pixels cut from every side before anything else (ObjectNet's frame).
+    """
 
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: str
-    resize_mode: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    resize: tuple[int, ...]
+    resize_mode: str = "shortest"
+    crop: str = "center"
+    fill: int = 0
+    border_crop: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, not {self.resize_mode!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, not {self.crop!r}")
+        normal = {
+            "size": tuple(int(v) for v in self.size),
+            "mean": tuple(float(v) for v in self.mean),
+            "std": tuple(float(v) for v in self.std),
+            "interpolation": str(self.interpolation),
+            "resize": tuple(int(v) for v in self.resize),
+            "fill": int(self.fill),
+            "border_crop": int(self.border_crop),
+        }
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values (run records, the lazy-model record)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        """The inverse of :meth:`as_dict`."""
+        return cls(**values)
 
     def digest(self) -> str:
-        payload = json.dumps(self.__dict__, sort_keys=True, default=str)
+        """The hash the feature cache is keyed by."""
+        payload = json.dumps(self.as_dict(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -132,7 +191,7 @@ class ModelAdapter(ABC):
             "precision": self.precision,
             "engine": self.engine,
             "decode": self.decode,
-            "preprocess": self.preprocess_cfg.__dict__,
+            "preprocess": self.preprocess_cfg.as_dict(),
         }
 
 

@@ -53,7 +53,7 @@ class HFClipAdapter(ModelAdapter):
             mean=tuple(proc.image_mean),
             std=tuple(proc.image_std),
             interpolation=interp,
-            resize_mode=f"shortest_edge={short}",
+            resize=(short,),
         )
 
     def encode_images(self, images: torch.Tensor) -> Features:

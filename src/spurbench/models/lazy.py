@@ -35,7 +35,7 @@ from spurbench.models.base import ModelAdapter, PreprocessConfig
 from spurbench.models.spec import RANDOM, ModelSpec
 
 #: Bumped when the record's layout changes; records of another version are ignored.
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 #: The library whose code draws random-init weights, per family.
 _FAMILY_PACKAGES = {
     "open_clip": "open_clip_torch",
@@ -156,7 +156,7 @@ def load_lazily(
                 "fingerprint": adapter.fingerprint,
                 "zero_shot": adapter.zero_shot,
                 "init_seed": adapter.init_seed,
-                "preprocess": adapter.preprocess_cfg.__dict__,
+                "preprocess": adapter.preprocess_cfg.as_dict(),
             },
         )
     return adapter
@@ -167,15 +167,7 @@ def _read_record(path: Path, spec: ModelSpec) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
         if record.get("version") != RECORD_VERSION or record.get("model") != spec.name:
             return None
-        pre = record["preprocess"]
-        record["preprocess"] = PreprocessConfig(
-            size=tuple(pre["size"]),
-            mean=tuple(pre["mean"]),
-            std=tuple(pre["std"]),
-            interpolation=pre["interpolation"],
-            resize_mode=pre["resize_mode"],
-            extra=pre.get("extra", {}),
-        )
+        record["preprocess"] = PreprocessConfig.from_dict(record["preprocess"])
         str(record["fingerprint"])
         return record
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

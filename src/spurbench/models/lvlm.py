@@ -638,28 +638,25 @@ def _preprocess_cfg(processor: Any) -> PreprocessConfig:
     ip = processor.image_processor
     crop = getattr(ip, "crop_size", None)
     size = getattr(ip, "size", None)
-    if getattr(ip, "do_center_crop", False) and crop:
-        hw = (int(_field(crop, "height")), int(_field(crop, "width")))
+    edge = _field(size, "shortest_edge")
+    if edge is not None:
+        resize: tuple[int, ...] = (int(edge),)
     else:
-        edge = _field(size, "shortest_edge") or _field(size, "height") or 0
-        hw = (int(edge), int(_field(size, "width") or edge))
+        edge = _field(size, "height") or 0
+        resize = (int(edge), int(_field(size, "width") or edge))
+    cropped = bool(getattr(ip, "do_center_crop", False) and crop)
+    # uncropped, the model sees the resized image: (edge, edge) or (height, width)
+    hw = (_field(crop, "height"), _field(crop, "width")) if cropped else (resize * 2)[:2]
     resample = getattr(ip, "resample", 3)
     return PreprocessConfig(
         size=hw,
-        mean=tuple(float(v) for v in (getattr(ip, "image_mean", None) or ())),
-        std=tuple(float(v) for v in (getattr(ip, "image_std", None) or ())),
+        mean=tuple(getattr(ip, "image_mean", None) or ()),
+        std=tuple(getattr(ip, "image_std", None) or ()),
         interpolation=_RESAMPLE.get(int(getattr(resample, "value", resample) or 3), "bicubic"),
-        resize_mode=_size_text(size),
-        extra={"processor": type(processor).__name__, "image_processor": type(ip).__name__},
+        resize=resize,
+        resize_mode="shortest" if len(resize) == 1 else "squash",
+        crop="center" if cropped else "none",
     )
-
-
-def _size_text(size: Any) -> str:
-    """A transformers size (int, dict or SizeDict) as 'shortest_edge=336'."""
-    if size is None or isinstance(size, int):
-        return f"shortest_edge={size}"
-    keys = ("shortest_edge", "longest_edge", "height", "width")
-    return ",".join(f"{k}={_field(size, k)}" for k in keys if _field(size, k) is not None)
 
 
 def _field(value: Any, key: str) -> Any:

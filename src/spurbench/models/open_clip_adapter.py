@@ -44,16 +44,8 @@ class OpenClipAdapter(ModelAdapter):
         self.module = model.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-        size = cfg.get("size", model.visual.image_size)
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        self.preprocess_cfg = PreprocessConfig(
-            size=tuple(int(s) for s in size),
-            mean=tuple(cfg.get("mean", ())),
-            std=tuple(cfg.get("std", ())),
-            interpolation=str(cfg.get("interpolation", "bicubic")),
-            resize_mode=str(cfg.get("resize_mode", "shortest")),
-            extra={"transform": repr(preprocess)},
+        self.preprocess_cfg = _preprocess_config(
+            getattr(model.visual, "preprocess_cfg", {}) or {}, model.visual.image_size
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -145,6 +137,25 @@ def _needs_quick_gelu(spec: ModelSpec) -> bool:
     if spec.pretrained in (None, RANDOM) or spec.arch.startswith(("hf-hub:", "local-dir:")):
         return False
     return bool(open_clip.get_pretrained_cfg(spec.arch, spec.pretrained).get("quick_gelu", False))
+
+
+def _preprocess_config(cfg: dict, image_size: int | Sequence[int]) -> PreprocessConfig:
+    """The fields open_clip's ``image_transform_v2`` builds the eval transform from."""
+    size = cfg.get("size", image_size)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    mode = str(cfg.get("resize_mode") or "shortest")
+    interpolation = str(cfg.get("interpolation") or "bicubic")
+    return PreprocessConfig(
+        size=hw,
+        mean=tuple(cfg.get("mean", ())),
+        std=tuple(cfg.get("std", ())),
+        # open_clip reads anything but "bilinear" as bicubic at eval time
+        interpolation="bilinear" if interpolation == "bilinear" else "bicubic",
+        resize=hw[:1] if mode == "shortest" and hw[0] == hw[1] else hw,
+        resize_mode=mode,
+        crop={"shortest": "center", "longest": "center_or_pad", "squash": "none"}[mode],
+        fill=int(cfg.get("fill_color", 0)),
+    )
 
 
 def _resolve(spec: ModelSpec) -> tuple[str, str | None]:

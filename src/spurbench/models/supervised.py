@@ -10,6 +10,7 @@ own label names (e.g. a checkpoint trained on the synthetic world) pick rows by 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -104,13 +105,7 @@ class TimmAdapter(SupervisedAdapter):
         self.module = model.eval().to(self.device)
         data_cfg = resolve_data_config(model=model)
         self.preprocess = create_transform(**data_cfg)
-        self.preprocess_cfg = PreprocessConfig(
-            size=tuple(int(s) for s in data_cfg["input_size"][1:]),
-            mean=tuple(data_cfg["mean"]),
-            std=tuple(data_cfg["std"]),
-            interpolation=str(data_cfg["interpolation"]),
-            resize_mode=f"crop_pct={data_cfg.get('crop_pct')},{data_cfg.get('crop_mode')}",
-        )
+        self.preprocess_cfg = _timm_preprocess_config(data_cfg)
         cfg = model.pretrained_cfg or {}
         labels = cfg.get("label_names")
         self.label_names = tuple(labels) if labels else None
@@ -127,6 +122,27 @@ class TimmAdapter(SupervisedAdapter):
     def _pre_logits(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.module.forward_features(images.to(self.device))
         return self.module.forward_head(feats, pre_logits=True)
+
+
+def _timm_preprocess_config(data_cfg: dict) -> PreprocessConfig:
+    """The fields timm's eval transform is built from (``transforms_imagenet_eval``): resize to
+    ``input_size / crop_pct``, then a centre crop (``squash``: both sides; ``border``: the
+    longest edge, then crop or pad)."""
+    from timm.data import DEFAULT_CROP_PCT
+
+    size = tuple(int(s) for s in data_cfg["input_size"][1:])
+    crop_pct = data_cfg.get("crop_pct") or DEFAULT_CROP_PCT
+    crop_mode = data_cfg.get("crop_mode") or "center"
+    resize = tuple(math.floor(s / crop_pct) for s in size)
+    return PreprocessConfig(
+        size=size,
+        mean=data_cfg["mean"],
+        std=data_cfg["std"],
+        interpolation=str(data_cfg["interpolation"]),
+        resize=resize[:1] if crop_mode == "center" and resize[0] == resize[1] else resize,
+        resize_mode={"squash": "squash", "border": "longest"}.get(crop_mode, "shortest"),
+        crop="center_or_pad" if crop_mode == "border" else "center",
+    )
 
 
 def _imagenet_indices_for(name: str, cfg: dict, n_out: int) -> tuple[int, ...] | None:
@@ -173,13 +189,14 @@ class TorchvisionAdapter(SupervisedAdapter):
             model = torchvision.models.get_model(spec.arch, weights=weights)
         self.module = model.eval().to(self.device)
         self.preprocess = transforms_from.transforms()
-        t = self.preprocess
+        t = self.preprocess  # torchvision's ImageClassification: resize, centre crop, normalise
         self.preprocess_cfg = PreprocessConfig(
-            size=(int(t.crop_size[0]), int(t.crop_size[0])),
-            mean=tuple(t.mean),
-            std=tuple(t.std),
+            size=(t.crop_size[0], t.crop_size[0]),
+            mean=t.mean,
+            std=t.std,
             interpolation=str(t.interpolation.value),
-            resize_mode=f"resize={t.resize_size}",
+            resize=t.resize_size,
+            resize_mode="shortest" if len(t.resize_size) == 1 else "squash",
         )
         self.imagenet_indices = (
             tuple(range(1000)) if self._classifier().out_features == 1000 else None
