@@ -37,6 +37,7 @@ from spurbench.cli.options import (
     TemplatesOpt,
 )
 from spurbench.cli.output import ci, console, pct
+from spurbench.cli.runtime import command_runtime
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import print_json, print_table, records
 
@@ -127,7 +128,6 @@ def eval_cmd(
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models.engine import check_engine
     from spurbench.models.precision import check_precision
-    from spurbench.runtime import Runtime
 
     name_set = NameSet(name_set).value  # the library takes the plain name
     protocols = _protocols(protocol)
@@ -147,19 +147,12 @@ def eval_cmd(
         columns=SourceColumns(image_column, label_column, group_column),
     )
     spec = dataclasses.replace(spec, source=spec.open())
-    runtime = Runtime(
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        decode_workers=workers if backend is Backend.local else 0,
-        device=device,
-        show_progress=not (quiet or as_json),
-        precision=precision,
-        engine=engine,
-        decode=decode,
-        backend=backend.value,
-        address=address,
+    runtime = command_runtime(
+        workers=workers if backend is Backend.local else 0, quiet=quiet, as_json=as_json,
+        cache_dir=cache_dir, batch_size=batch_size, device=device, precision=precision,
+        engine=engine, decode=decode, backend=backend.value, address=address,
         ray_workers=(workers or None) if backend is Backend.ray else None,
-    )
+    )  # fmt: skip
     done: list[Any] = []
     for name in model:
         results = evaluate(

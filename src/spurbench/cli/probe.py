@@ -39,6 +39,7 @@ from spurbench.cli.options import (
     WorkersOpt,
 )
 from spurbench.cli.output import console
+from spurbench.cli.runtime import command_runtime
 from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
 from spurbench.terminal import print_json, print_table
 
@@ -128,19 +129,14 @@ def probe_cmd(
     """
     from spurbench.data.spec import DataSpec
     from spurbench.probes.run import json_safe, probe
-    from spurbench.runtime import Runtime
 
     names = _split(probe_names) or []
     concept_folder = _concept_folder(concepts)
     spec = DataSpec(data, name_set=NameSet(name_set).value, split=split, classes=classes)
-    runtime = Runtime(
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        decode_workers=workers,
-        device=device,
-        show_progress=not (quiet or as_json),
-        precision=precision,
-    )
+    runtime = command_runtime(
+        workers=workers, quiet=quiet, as_json=as_json, cache_dir=cache_dir,
+        batch_size=batch_size, device=device, precision=precision,
+    )  # fmt: skip
     results: list[ProbeResult] = []
     for name in model:
         results.append(

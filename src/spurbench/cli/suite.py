@@ -31,6 +31,7 @@ from spurbench.cli.options import (
     WorkersOpt,
 )
 from spurbench.cli.output import console, err_console
+from spurbench.cli.runtime import command_runtime
 from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError
 from spurbench.terminal import print_json, print_table, records
@@ -108,7 +109,6 @@ def suite_cmd(
           --path imagenet=/datasets/ILSVRC2012/val
     """
     from spurbench.models.precision import check_precision
-    from spurbench.runtime import Runtime
     from spurbench.suite import locate_datasets, run_suite, suite_table
 
     models, paths = model or [], path or []
@@ -124,6 +124,10 @@ def suite_cmd(
             info.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
+    runtime = command_runtime(
+        workers=workers, quiet=quiet, as_json=as_json, cache_dir=cache_dir,
+        batch_size=batch_size, device=device, precision=precision,
+    )  # fmt: skip
     evaluated = set(models)  # as typed, and below as the store spells them
     for name in models:
         result = run_suite(
@@ -135,14 +139,7 @@ def suite_cmd(
             templates=templates,
             name_set=NameSet(name_set).value,
             objectnet_border=objectnet_border,
-            runtime=Runtime(
-                cache_dir=cache_dir,
-                batch_size=batch_size,
-                decode_workers=workers,
-                device=device,
-                show_progress=not (quiet or as_json),
-                precision=precision,
-            ),
+            runtime=runtime,
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
