@@ -15,6 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
+# Every test checks numbers of the exact image pass (fp32, eager PyTorch) unless it asks for
+# another: ``auto``, the library's default, may pick bf16 or ONNX Runtime by timing this machine.
+# Set in the environment, so that CLI subprocesses inherit it too.
+os.environ["SPURBENCH_PRECISION"] = "fp32"
+os.environ["SPURBENCH_ENGINE"] = "eager"
+
 TINY_CLIP_CFG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},

@@ -70,3 +70,23 @@ def test_stages_refuse_options_they_do_not_apply(tmp_path: Path):
     with pytest.raises(SpurbenchError, match="predict\\(\\) runs with precision='fp32' only"):
         curation_runtime(None, {"precision": "bf16"}, "predict")
     assert curation_runtime(None, {}, "predict").show_progress is False  # curation is quiet
+
+
+def test_precision_and_engine_default_to_auto_unless_the_environment_pins_them(monkeypatch):
+    """The image pass picks the fastest of the exact pass and its alternative on this machine by
+    default (issue 18); ``$SPURBENCH_PRECISION`` / ``$SPURBENCH_ENGINE`` pin it (the test suite
+    pins fp32 / eager in tests/conftest.py, so that every number it checks is exact)."""
+    monkeypatch.delenv("SPURBENCH_PRECISION", raising=False)
+    monkeypatch.delenv("SPURBENCH_ENGINE", raising=False)
+    assert (Runtime().precision, Runtime().engine) == ("auto", "auto")
+    monkeypatch.setenv("SPURBENCH_PRECISION", "fp32")
+    monkeypatch.setenv("SPURBENCH_ENGINE", "eager")
+    assert (Runtime().precision, Runtime().engine) == ("fp32", "eager")
+    assert Runtime(precision="bf16").precision == "bf16"  # an explicit choice wins
+
+
+def test_exact_only_stages_take_auto_as_the_exact_pass():
+    runtime = Runtime(precision="auto", engine="auto")
+    runtime.refuse_changed(("precision", "engine"), "predict")  # auto: the exact pass there
+    with pytest.raises(SpurbenchError, match="engine='eager' only, not 'onnx'"):
+        runtime.replace(engine="onnx").refuse_changed(("engine",), "probe")

@@ -25,6 +25,7 @@ from spurbench.counterfactual import CounterfactualResult, counterfactual
 from spurbench.curate import Discovery, DiscoveryConfig, discover, load_pool
 from spurbench.evaluate import RunResult, evaluate
 from spurbench.probes import ProbeResult, probe
+from spurbench.runtime import Runtime
 from spurbench.store import ResultsStore
 from spurbench.synth.train import TrainConfig, train_zoo
 from spurbench.synth.world import World, WorldConfig, generate_world
@@ -83,8 +84,7 @@ def run_demo(
             world.counteranimal_root,
             [protocol],
             store=store,
-            cache_dir=out / "cache",
-            show_progress=show_progress,
+            runtime=exact_runtime(out / "cache", show_progress),
         )
         results[name] = res
     table = demo_table(results)
@@ -99,6 +99,12 @@ def run_demo(
         _tour(result, store, protocol, show_progress)
     result.report = build_report(store_path, out / "report").html
     return result
+
+
+def exact_runtime(cache: Path, show_progress: bool) -> Runtime:
+    """The demo runs the exact image pass (fp32, eager), whatever ``auto`` would pick on this
+    machine: its numbers are the same everywhere (tests/golden checks them to 1e-6)."""
+    return Runtime(cache, show_progress=show_progress, precision="fp32", engine="eager")
 
 
 def _tour(result: DemoResult, store: ResultsStore, protocol: str, show_progress: bool) -> None:
@@ -117,8 +123,7 @@ def _tour(result: DemoResult, store: ResultsStore, protocol: str, show_progress:
                 protocol=protocol,
                 split="test",
                 store=store,
-                cache_dir=cache,
-                show_progress=show_progress,
+                runtime=exact_runtime(cache, show_progress),
             )
         )
     if TINY_CLIP not in result.models:
@@ -139,8 +144,7 @@ def _tour(result: DemoResult, store: ResultsStore, protocol: str, show_progress:
         result.world.counteranimal_root,
         protocol="1vN",
         store=store,
-        cache_dir=cache,
-        show_progress=show_progress,
+        runtime=exact_runtime(cache, show_progress),
     )
     selection = result.discovery.selection.copy()
     selection["planted_common"] = [result.world.planted[int(y)][0] for y in selection["label"]]

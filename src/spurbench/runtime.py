@@ -14,8 +14,9 @@ The public functions stay one call from a notebook: they take the common options
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,14 @@ if TYPE_CHECKING:
     from spurbench.features.cache import FeatureSet, ShardEncoder
     from spurbench.models.base import ModelAdapter
 
-__all__ = ["RENAMED", "Runtime", "run_specs", "runtime_from"]
+__all__ = ["ENGINE_ENV", "PRECISION_ENV", "RENAMED", "Runtime", "run_specs", "runtime_from"]
+
+#: Environment variables that override the ``auto`` defaults of the image pass, e.g.
+#: ``SPURBENCH_PRECISION=fp32`` to pin a whole workflow (or a test suite) to the exact pass.
+PRECISION_ENV = "SPURBENCH_PRECISION"
+ENGINE_ENV = "SPURBENCH_ENGINE"
+#: What stages that run only the exact image pass accept (``auto`` resolves to it there).
+_EXACT = {"precision": "fp32", "engine": "eager", "decode": "exact", "backend": "local"}
 
 #: Keywords of earlier releases and the option each became: ``num_workers`` was the DataLoader's
 #: and ``workers`` Ray's, two names too close to tell apart.
@@ -37,7 +45,13 @@ RENAMED = {"num_workers": "decode_workers", "workers": "ray_workers"}
 @dataclass(frozen=True)
 class Runtime:
     """How a run computes features; none of these options changes a number except the recorded
-    image-pass extensions (``precision``, ``engine``, ``decode``), which are off by default.
+    image-pass choices (``precision``, ``engine``, ``decode``).
+
+    ``precision`` and ``engine`` default to ``auto``: the fastest of the exact pass and its
+    alternative *on this machine*, measured once per architecture (what open_clip and
+    clip_benchmark do on a GPU, and on a CPU only where it is measured faster). The choice is
+    recorded with every run, labelled in every table, and agrees with the exact pass to within
+    the bounds tests/models/test_precision.py asserts; ``fp32``/``eager`` reproduce bit for bit.
 
     Attributes:
         cache_dir: the feature cache (None: ``$SPURBENCH_CACHE`` or ``~/.cache/spurbench``).
@@ -45,11 +59,12 @@ class Runtime:
         decode_workers: DataLoader processes decoding images (None: 2 on CPU, more on a GPU).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         show_progress: progress bars on stderr.
-        precision: the image pass's ``fp32`` (exact, the papers'), ``bf16``/``fp16`` autocast,
-            or ``auto`` (measured per machine and architecture, see
-            :mod:`spurbench.models.precision`); recorded with every run.
-        engine: the image tower's ``eager`` PyTorch (the papers'), ``onnx`` (ONNX Runtime, fp32
-            on CPU) or ``auto`` (measured, see :mod:`spurbench.models.engine`); recorded.
+        precision: the image pass's ``auto`` (default: measured per machine and architecture,
+            see :mod:`spurbench.models.precision`), ``fp32`` (exact), or ``bf16``/``fp16``
+            autocast; ``$SPURBENCH_PRECISION`` overrides the default. Recorded with every run.
+        engine: the image tower's ``auto`` (default: measured, see
+            :mod:`spurbench.models.engine`), ``eager`` PyTorch (exact) or ``onnx`` (ONNX
+            Runtime, fp32 on CPU); ``$SPURBENCH_ENGINE`` overrides the default. Recorded.
         decode: ``exact`` (every pixel, the papers') or ``draft`` (large JPEGs decoded at a
             reduced DCT scale, see :func:`spurbench.data.images.load_rgb`); recorded.
         backend: where missing feature shards are encoded: ``local`` (this process) or ``ray``
@@ -64,8 +79,8 @@ class Runtime:
     decode_workers: int | None = None
     device: str = "cpu"
     show_progress: bool = True
-    precision: str = "fp32"
-    engine: str = "eager"
+    precision: str = field(default_factory=lambda: os.environ.get(PRECISION_ENV) or "auto")
+    engine: str = field(default_factory=lambda: os.environ.get(ENGINE_ENV) or "auto")
     decode: str = "exact"
     backend: str = "local"
     address: str | None = None
@@ -100,17 +115,16 @@ class Runtime:
         return dataclasses.replace(self, **changes)
 
     def refuse_changed(self, options: tuple[str, ...], caller: str) -> None:
-        """Refuse, rather than ignore, ``options`` that ``caller`` does not apply when they
-        differ from their defaults (a stage that runs only the papers' exact image pass)."""
+        """Refuse, rather than ignore, ``options`` that ``caller`` (a stage that runs only the
+        exact image pass) does not apply: anything but the exact value, or ``auto``."""
         for option in options:
-            value, default = getattr(self, option), getattr(_DEFAULT, option)
-            if value != default:
+            value, exact = getattr(self, option), _EXACT[option]
+            if value not in (exact, "auto"):
                 raise SpurbenchError(
-                    f"{caller}() runs with {option}={default!r} only, not {value!r}."
+                    f"{caller}() runs with {option}={exact!r} only, not {value!r}."
                 )
 
 
-_DEFAULT = Runtime()
 _DATA_OPTIONS = DataSpec.field_names()
 _RUNTIME_OPTIONS = tuple(f.name for f in fields(Runtime))
 

@@ -81,8 +81,8 @@ def eval_cmd(
         ),
     ] = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
-    engine: EngineOpt = "eager",
+    precision: PrecisionOpt = None,
+    engine: EngineOpt = None,
     decode: DecodeOpt = "exact",
     backend: Annotated[
         Backend,
@@ -134,8 +134,10 @@ def eval_cmd(
     _check_score(score, model)
     check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
-    check_precision(precision)
-    check_engine(engine)
+    if precision is not None:  # None: the Runtime's default
+        check_precision(precision)
+    if engine is not None:
+        check_engine(engine)
     check_decode(decode)
     # opened once, before any model loads, so bad data fails fast and all models see one table
     spec = DataSpec(

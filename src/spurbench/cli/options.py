@@ -93,11 +93,13 @@ ProtocolOpt = Annotated[
 ]
 #: ``--precision`` of every command that encodes images (see spurbench.models.precision).
 PrecisionOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--precision",
-        help="Image pass: fp32 (exact, the papers' protocol), bf16 or fp16 autocast, or auto "
-        "(bf16/fp16 on CUDA; on CPU bf16 only where measured faster here). Recorded per run.",
+        help="Image pass: auto (bf16/fp16 autocast on CUDA; on CPU bf16 only where measured "
+        "faster here, else fp32), fp32 (exact), bf16 or fp16. [default: auto, or "
+        "$SPURBENCH_PRECISION] Recorded and labelled per run.",
+        show_default=False,
     ),
 ]
 #: ``--decode`` of the image pass (see spurbench.data.images.load_rgb).
@@ -111,11 +113,13 @@ DecodeOpt = Annotated[
 ]
 #: ``--engine`` of the image pass (see spurbench.models.engine).
 EngineOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--engine",
-        help="Image tower: eager PyTorch, onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]), "
-        "or auto (ONNX Runtime only where measured faster here). Recorded per run.",
+        help="Image tower: auto (ONNX Runtime only where measured faster here), eager PyTorch "
+        "(exact) or onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]). [default: auto, or "
+        "$SPURBENCH_ENGINE] Recorded per run.",
+        show_default=False,
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]

@@ -106,7 +106,7 @@ def probe_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     out: Annotated[

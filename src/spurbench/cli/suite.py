@@ -90,7 +90,7 @@ def suite_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
@@ -112,9 +112,8 @@ def suite_cmd(
     from spurbench.suite import locate_datasets, run_suite, suite_table
 
     models, paths = model or [], path or []
-    check_precision(precision)
-
-    check_precision(precision)
+    if precision is not None:  # None: the Runtime's default
+        check_precision(precision)
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)

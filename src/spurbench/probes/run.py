@@ -286,7 +286,7 @@ def probe(
             default); one is faster for these small matrices on a shared machine.
         runtime, **options: as for :func:`spurbench.evaluate`: data options (``name_set``,
             ``split``, ``classes``...) and runtime options (``cache_dir``, ``batch_size``,
-            ``device``...). The image pass's ``precision`` (fp32 by default) is part of the
+            ``device``...). The image pass's ``precision`` (``auto`` by default) is part of the
             probe id and recorded with every probe run.
     """
     spec, runtime = run_specs(data, runtime, options, "probe")
