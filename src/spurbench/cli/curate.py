@@ -28,15 +28,13 @@ from rich.table import Table
 
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
-    BatchOpt,
-    CacheOpt,
     ClassesOpt,
-    DeviceOpt,
+    CurateProtocol,
     JsonOpt,
     NameSet,
     NameSetOpt,
     OutsideOpt,
-    QuietOpt,
+    RunOptions,
     SplitOpt,
     option_groups,
 )
@@ -90,7 +88,8 @@ HeldOutOpt = Annotated[
     typer.Option("--held-out", help="Evaluation model kept out of selection; repeatable."),
 ]
 ProtocolOpt = Annotated[
-    str, typer.Option(help="auto (1v1000 for ImageNet labels, else 1vN), 1v1000 or 1vN.")
+    CurateProtocol,
+    typer.Option(help="auto (1v1000 for ImageNet labels, else 1vN), 1v1000 or 1vN."),
 ]
 TemplatesOpt = Annotated[
     str, typer.Option(help="Class prompts: 'paper' (\"A photo of {c}.\"), 'openai' or a file.")
@@ -150,20 +149,12 @@ class PoolOptions:
     allow_outside_root: OutsideOpt = False
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """Where and how models run (every step that loads one)."""
+def _runtime(run: RunOptions, as_json: bool = False) -> Runtime:
+    from spurbench.curate.pipeline import Runtime
 
-    batch_size: BatchOpt = 64
-    device: DeviceOpt = "cpu"
-    cache_dir: CacheOpt = None
-    quiet: QuietOpt = False
-
-    def runtime(self, as_json: bool = False) -> Runtime:
-        from spurbench.curate.pipeline import Runtime
-
-        show = not (self.quiet or as_json)
-        return Runtime(self.cache_dir, self.batch_size, self.device, show_progress=show)
+    return Runtime(
+        run.cache_dir, run.batch_size, run.device, show_progress=run.shows_progress(as_json)
+    )
 
 
 def _workspace(work: Path, pool: str | None, opts: PoolOptions) -> Workspace:
@@ -229,7 +220,7 @@ def tag_cmd(
         prompts=tuple(prompt) if prompt else DEFAULT_PROMPTS,
         threshold=threshold,
         retag=retag,
-        runtime=run_options.runtime(),
+        runtime=_runtime(run_options),
         command=_command(ctx),
     )
     s = result.summary()
@@ -277,7 +268,7 @@ def clean_cmd(
     ] = None,
     near_distance: NearOpt = NEAR_DISTANCE,
     noise_k: NoiseKOpt = 5,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     pool_options: PoolOptions = PoolOptions(),
     run_options: RunOptions = RunOptions(),
@@ -291,9 +282,9 @@ def clean_cmd(
         references=reference or (),
         near_distance=None if near_distance < 0 else near_distance,
         noise_k=noise_k,
-        protocol=protocol,
+        protocol=str(protocol),
         templates=templates,
-        runtime=run_options.runtime(),
+        runtime=_runtime(run_options),
         command=_command(ctx),
     )
     s = report.summary()
@@ -319,7 +310,7 @@ def discover_cmd(
     min_group_size: MinGroupOpt = 10,
     require_ci: CiOpt = False,
     level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     pool_options: PoolOptions = PoolOptions(),
     run_options: RunOptions = RunOptions(),
@@ -330,13 +321,13 @@ def discover_cmd(
     from spurbench.curate.pipeline import discover_step
 
     ws = _workspace(work, pool, pool_options)
-    config = DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates)
+    config = DiscoveryConfig(gap, min_group_size, require_ci, level, str(protocol), templates)
     result = discover_step(
         ws,
         reference,
         held_out=held_out or (),
         config=config,
-        runtime=run_options.runtime(as_json),
+        runtime=_runtime(run_options, as_json),
         command=_command(ctx),
     )
     if as_json:
@@ -384,7 +375,7 @@ def diagnose_cmd(
     work: Annotated[
         Path | None, typer.Option("--work", "-w", help="Use a curation folder's labels instead.")
     ] = None,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     level: LevelOpt = 0.95,
     out: Annotated[
@@ -401,14 +392,14 @@ def diagnose_cmd(
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
-    runtime = run_options.runtime(as_json)
+    runtime = _runtime(run_options, as_json)
     pool = pool_options
     diagnoses = []
     for name in model:
         d = diagnose(
             name,
             source,  # type: ignore[arg-type]
-            protocol=protocol,
+            protocol=str(protocol),
             templates=templates,
             background_column=pool.background_column,
             labels=pool.labels,
@@ -455,7 +446,7 @@ def run_cmd(
     min_group_size: MinGroupOpt = 10,
     require_ci: CiOpt = False,
     level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
@@ -488,10 +479,10 @@ def run_cmd(
         near_distance=None if near_distance < 0 else near_distance,
         flag_noise=flag_noise,
         noise_k=noise_k,
-        config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
+        config=DiscoveryConfig(gap, min_group_size, require_ci, level, str(protocol), templates),
         name=name,
         overwrite=overwrite,
-        runtime=run_options.runtime(as_json),
+        runtime=_runtime(run_options, as_json),
         command=_command(ctx),
     )
     if as_json:

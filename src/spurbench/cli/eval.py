@@ -10,6 +10,7 @@ from rich.table import Table
 
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
+    BOTH,
     DEFAULT_STORE,
     Backend,
     BatchOpt,
@@ -17,8 +18,10 @@ from spurbench.cli.options import (
     CandidatesOpt,
     ClassesOpt,
     DataOpt,
+    Decode,
     DecodeOpt,
     DeviceOpt,
+    Engine,
     EngineOpt,
     GroupColumnOpt,
     ImageColumnOpt,
@@ -27,10 +30,12 @@ from spurbench.cli.options import (
     NameSet,
     NameSetOpt,
     OutsideOpt,
+    Precision,
     PrecisionOpt,
-    ProtocolOpt,
+    ProtocolsOpt,
     QuietOpt,
     ReferenceOpt,
+    Score,
     SplitOpt,
     StoreOpt,
     TemplatesOpt,
@@ -46,7 +51,7 @@ def eval_cmd(
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
     data: DataOpt,
-    protocol: ProtocolOpt = "1v1000",
+    protocol: ProtocolsOpt = "1v1000",
     templates: TemplatesOpt = None,
     name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
@@ -64,12 +69,12 @@ def eval_cmd(
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
     score: Annotated[
-        str,
+        Score,
         typer.Option(
             help="LVLMs: 'paper' (mean loss of 'A {c}.'), 'name-mean', 'name-sum' (the "
             "name's tokens only) or 'pmi' (name likelihood with minus without the image)."
         ),
-    ] = "paper",
+    ] = Score.paper,
     batch_size: BatchOpt = 64,
     workers: Annotated[
         int | None,
@@ -79,9 +84,9 @@ def eval_cmd(
         ),
     ] = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
-    engine: EngineOpt = "eager",
-    decode: DecodeOpt = "exact",
+    precision: PrecisionOpt = Precision.fp32,
+    engine: EngineOpt = Engine.eager,
+    decode: DecodeOpt = Decode.exact,
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -120,21 +125,20 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
-    from spurbench.data.images import check_decode
     from spurbench.data.layouts import open_dataset
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models.engine import check_engine
-    from spurbench.models.precision import check_precision
 
-    name_set = NameSet(name_set).value  # the library takes the plain name
-    protocols = _protocols(protocol)
+    # the library takes plain names; typer has checked them against the choices
+    name_set, score, precision, engine, decode = map(
+        str, (name_set, score, precision, engine, decode)
+    )
+    protocols = ("1v1000", "1v20") if protocol == BOTH else tuple(protocol.split(","))
     _check_score(score, model)
     check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
-    check_precision(precision)
-    check_engine(engine)
-    check_decode(decode)
+    check_engine(engine)  # ONNX Runtime installed?
     # opened once, before any model loads, so bad data fails fast and all models see one table
     dataset = open_dataset(
         data,
@@ -200,21 +204,10 @@ def _result_record(r: Any) -> dict:
     }
 
 
-def _protocols(text: str) -> tuple[str, ...]:
-    from spurbench.evaluate.protocols import check_protocol_names
-
-    if text == "both":
-        return ("1v1000", "1v20")
-    return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
-
-
 def _check_score(score: str, models: list[str]) -> None:
-    """``--score`` is an LVLM option; refuse an unknown one, or one given to other models."""
+    """``--score`` is an LVLM option; refuse one given to other models."""
     from spurbench.models import parse_model_name
-    from spurbench.models.lvlm import SCORES
 
-    if score not in SCORES:
-        raise SpurbenchError(f"Unknown --score {score!r}; choose one of {', '.join(SCORES)}.")
     others = [m for m in models if parse_model_name(m).family != "lvlm"]
     if score != "paper" and others:
         raise SpurbenchError(

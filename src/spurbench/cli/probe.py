@@ -31,14 +31,16 @@ from spurbench.cli.options import (
     JsonOpt,
     NameSet,
     NameSetOpt,
+    Precision,
     PrecisionOpt,
+    ProbeProtocol,
     QuietOpt,
     SplitOpt,
     StoreOpt,
     WorkersOpt,
 )
 from spurbench.cli.output import console
-from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
+from spurbench.probes.names import PROBES, SPACES
 from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
@@ -77,13 +79,13 @@ def probe_cmd(
         ),
     ] = None,
     protocol: Annotated[
-        str,
+        ProbeProtocol,
         typer.Option(
             help="Class set of the head: auto (the paper's 1v1000 ImageNet head when the labels "
             "are ImageNet classes and the model has one, else 1vN, with a note), 1vN (dataset "
             "classes: an extension, labelled in every table), 1v1000 or 1v20."
         ),
-    ] = AUTO_PROTOCOL,
+    ] = ProbeProtocol.auto,
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
@@ -103,7 +105,7 @@ def probe_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = Precision.fp32,
     store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     out: Annotated[
@@ -137,7 +139,7 @@ def probe_cmd(
                 probes=names,
                 concept_columns=None if concept_folder else _split(concepts),
                 concept_images=concept_folder,
-                protocol=protocol,
+                protocol=str(protocol),
                 templates=templates,
                 name_set=NameSet(name_set).value,
                 split=split,
@@ -146,7 +148,7 @@ def probe_cmd(
                 batch_size=batch_size,
                 num_workers=workers,
                 device=device,
-                precision=precision,
+                precision=str(precision),
                 reference=reference,
                 candidates=candidates,
                 seed=seed,

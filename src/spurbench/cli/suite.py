@@ -25,6 +25,7 @@ from spurbench.cli.options import (
     JsonOpt,
     NameSet,
     NameSetOpt,
+    Precision,
     PrecisionOpt,
     QuietOpt,
     StoreOpt,
@@ -89,7 +90,7 @@ def suite_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = Precision.fp32,
     store: StoreOpt = DEFAULT_STORE,
     cache_dir: CacheOpt = None,
     quiet: QuietOpt = False,
@@ -107,13 +108,9 @@ def suite_cmd(
         spurbench suite -m timm:resnet50.a1_in1k --root ~/data --datasets imagenet,imagenet-r
           --path imagenet=/datasets/ILSVRC2012/val
     """
-    from spurbench.models.precision import check_precision
     from spurbench.suite import locate_datasets, run_suite, suite_table
 
     models, paths = model or [], path or []
-    check_precision(precision)
-
-    check_precision(precision)
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)
@@ -139,7 +136,7 @@ def suite_cmd(
             device=device,
             objectnet_border=objectnet_border,
             show_progress=not (quiet or as_json),
-            precision=precision,
+            precision=str(precision),
         )
         evaluated.add(result.model)
         done = ", ".join(f"{d} {_pct(a)}" for d, a in result.accuracy.items())
