@@ -65,7 +65,7 @@ from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, chec
 from spurbench.features.cache import default_cache_dir
 from spurbench.models.base import Features, LinearHead, ModelAdapter
 from spurbench.models.precision import check_precision, resolve_precision
-from spurbench.models.registry import create_model
+from spurbench.models.registry import create_classifier
 from spurbench.store.results import ResultsStore
 
 PROTOCOL = "1v1000"
@@ -211,7 +211,7 @@ def run_suite(
     check_batch_size(batch_size)
     check_device(device)
     check_cache_dir(Path(cache_dir) if cache_dir else default_cache_dir())
-    adapter = model if isinstance(model, ModelAdapter) else create_model(model, device=device)
+    adapter = model if isinstance(model, ModelAdapter) else create_classifier(model, device=device)
     precision = resolve_precision(precision, adapter, cache_dir or default_cache_dir())
     if isinstance(store, str | Path):
         store = ResultsStore(store)

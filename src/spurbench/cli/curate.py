@@ -40,7 +40,6 @@ from spurbench.cli.options import (
 )
 from spurbench.cli.output import console
 from spurbench.curate.defaults import DEFAULT_THRESHOLD, NEAR_DISTANCE
-from spurbench.curate.pool import source_counts
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import print_json, print_table, records
 
@@ -502,6 +501,8 @@ def run_cmd(
             f"{s['label_noise_flagged']} flagged as likely label noise."
         )
     )
+    from spurbench.curate.pool import source_counts  # pandas: not at start-up
+
     console.print(escape(f"Label sources: {source_counts(result.tagging.dataset)}"))
     print_discovery(result.discovery)
     if result.export is not None:

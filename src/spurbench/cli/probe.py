@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -44,6 +43,8 @@ from spurbench.probes.names import PROBES, SPACES
 from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from spurbench.probes.run import ProbeResult
 
 __all__ = ["probe_cmd"]
@@ -381,6 +382,8 @@ def _print_concepts(results: list[ProbeResult]) -> None:
 
 def _row_records(results: list[ProbeResult]) -> list[dict]:
     """Every model's tidy probe rows, ``extra`` decoded: what ``--json`` and ``--out`` write."""
+    import pandas as pd  # not at start-up (--help)
+
     rows = pd.concat([r.rows for r in results], ignore_index=True).to_dict(orient="records")
     for rec in rows:
         rec["extra"] = json.loads(rec["extra"])
@@ -389,6 +392,8 @@ def _row_records(results: list[ProbeResult]) -> list[dict]:
 
 def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
     """Write the tidy rows (CSV, JSON), pruning curves and concept tables of every model."""
+    import pandas as pd
+
     from spurbench.atomic import atomic_path
     from spurbench.probes.run import json_safe
 
@@ -419,6 +424,8 @@ def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
 
 
 def _stack(results: list[ProbeResult], attr: str) -> pd.DataFrame:
+    import pandas as pd
+
     frames = [
         getattr(r, attr).assign(model=r.model, dataset=r.dataset)
         for r in results

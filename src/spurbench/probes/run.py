@@ -326,9 +326,9 @@ def probe(
     if isinstance(model, ModelAdapter):
         adapter = model
     else:
-        from spurbench.models.registry import create_model
+        from spurbench.models.registry import create_classifier
 
-        adapter = create_model(model, device=device)
+        adapter = create_classifier(model, device=device)
     adapter.precision = resolve_precision(precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
