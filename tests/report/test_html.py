@@ -15,6 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from spurbench.data.dataset import DROP_GROUP
 from spurbench.report.collect import ReportError
 from spurbench.report.html import ReportOptions, build_report
 from spurbench.store import ResultsStore
@@ -154,8 +155,8 @@ def test_summary_numbers_equal_the_store(built_report, report_store):
         for column, metric, group in (
             ("Common %", "balanced_accuracy", "common"),
             ("Counter %", "balanced_accuracy", "counter"),
-            ("Drop (pt)", "drop", "common-counter"),
-            ("Drop per image (pt)", "drop_per_image", "common-counter"),
+            ("Drop (pt)", "drop", DROP_GROUP),
+            ("Drop per image (pt)", "drop_per_image", DROP_GROUP),
         ):
             m = metrics.loc[(run_id, metric, group)]
             value, lo, hi = (float(x) for x in re.findall(r"[-+]?\d+\.\d+", row[column]))

@@ -217,6 +217,7 @@ def _check_score(score: str, models: list[str]) -> None:
 
 
 def _print_result(r: Any) -> None:
+    from spurbench.data.dataset import DROP_GROUP
     from spurbench.evaluate.candidates import describe_source
 
     s = r.summary.set_index(["metric", "group"])
@@ -231,8 +232,8 @@ def _print_result(r: Any) -> None:
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
         b, a = s.loc[("balanced_accuracy", g)], s.loc[("accuracy", g)]
         t.add_row(escape(g), pct(b.value), ci(b), pct(a.value), ci(a), str(int(a.n)))
-    if ("drop", "common-counter") in s.index:
-        d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
+    if ("drop", DROP_GROUP) in s.index:
+        d, di = s.loc[("drop", DROP_GROUP)], s.loc[("drop_per_image", DROP_GROUP)]
         t.add_row("[bold]drop[/]", f"[bold]{pct(d.value)}[/]", ci(d), pct(di.value), ci(di), "")
     print_table(console, t)
     from spurbench.evaluate.metrics import classes_per_group
