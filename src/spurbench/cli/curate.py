@@ -18,9 +18,10 @@ or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -44,12 +45,14 @@ from spurbench.errors import SpurbenchError
 from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
-    from spurbench.curate.discovery import Discovery
+    from spurbench.curate.discovery import Discovery, DiscoveryConfig
     from spurbench.curate.pipeline import Runtime
     from spurbench.curate.workspace import Workspace
 
 
 __all__ = ["curate_app"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 curate_app = typer.Typer(
     name="curate",
@@ -148,6 +151,35 @@ class PoolOptions:
     allow_outside_root: OutsideOpt = False
 
 
+@dataclass(frozen=True)
+class DiscoveryOptions:
+    """The selection rule of spurious discovery (``discover`` and ``run``)."""
+
+    gap: GapOpt = 0.05
+    min_group_size: MinGroupOpt = 10
+    require_ci: CiOpt = False
+    level: LevelOpt = 0.95
+    protocol: ProtocolOpt = CurateProtocol.auto
+    templates: TemplatesOpt = "paper"
+
+    def config(self) -> DiscoveryConfig:
+        from spurbench.curate.discovery import DiscoveryConfig
+
+        return DiscoveryConfig(self.gap, self.min_group_size, self.require_ci, self.level,
+                               str(self.protocol), self.templates)  # fmt: skip
+
+
+def _step(name: str, **groups: type) -> Callable[[F], F]:
+    """A curate subcommand: registered, its errors one line, the pool and run options added
+    (and ``groups``; see :func:`~spurbench.cli.options.option_groups`)."""
+
+    def decorate(fn: F) -> F:
+        with_options = option_groups(**groups, pool_options=PoolOptions, run_options=RunOptions)
+        return curate_app.command(name)(friendly(with_options(fn)))
+
+    return decorate
+
+
 def _runtime(run: RunOptions, as_json: bool = False) -> Runtime:
     from spurbench.curate.pipeline import Runtime
 
@@ -188,9 +220,7 @@ def _review_note(ws: Workspace, n: int) -> None:
 
 
 # -- steps ---------------------------------------------------------------------------------------
-@curate_app.command("tag")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("tag")
 def tag_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -254,9 +284,7 @@ def review_cmd(
     _review_note(ws, counts["n_to_review"])
 
 
-@curate_app.command("clean")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("clean")
 def clean_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -296,36 +324,27 @@ def clean_cmd(
     _review_note(ws, ws.last("clean")["summary"]["n_to_review"])  # type: ignore[index]
 
 
-@curate_app.command("discover")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("discover", discovery=DiscoveryOptions)
 def discover_cmd(
     ctx: typer.Context,
     work: WorkOpt,
     reference: RefOpt,
     pool: PoolOpt = None,
     held_out: HeldOutOpt = None,
-    gap: GapOpt = 0.05,
-    min_group_size: MinGroupOpt = 10,
-    require_ci: CiOpt = False,
-    level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = CurateProtocol.auto,
-    templates: TemplatesOpt = "paper",
+    discovery: DiscoveryOptions = DiscoveryOptions(),
     pool_options: PoolOptions = PoolOptions(),
     run_options: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
-    from spurbench.curate.discovery import DiscoveryConfig
     from spurbench.curate.pipeline import discover_step
 
     ws = _workspace(work, pool, pool_options)
-    config = DiscoveryConfig(gap, min_group_size, require_ci, level, str(protocol), templates)
     result = discover_step(
         ws,
         reference,
         held_out=held_out or (),
-        config=config,
+        config=discovery.config(),
         runtime=_runtime(run_options, as_json),
         command=_command(ctx),
     )
@@ -360,9 +379,7 @@ def export_cmd(
     )
 
 
-@curate_app.command("diagnose")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("diagnose")
 def diagnose_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
@@ -422,9 +439,7 @@ def diagnose_cmd(
         print_json(diagnoses)
 
 
-@curate_app.command("run")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("run", discovery=DiscoveryOptions)
 def run_cmd(
     ctx: typer.Context,
     pool: Annotated[str, typer.Option("--pool", "-p", help="Photo pool (manifest or folders).")],
@@ -441,12 +456,7 @@ def run_cmd(
     near_distance: NearOpt = NEAR_DISTANCE,
     flag_noise: Annotated[bool, typer.Option(help="Flag likely label noise for review.")] = True,
     noise_k: NoiseKOpt = 5,
-    gap: GapOpt = 0.05,
-    min_group_size: MinGroupOpt = 10,
-    require_ci: CiOpt = False,
-    level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = CurateProtocol.auto,
-    templates: TemplatesOpt = "paper",
+    discovery: DiscoveryOptions = DiscoveryOptions(),
     name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
     pool_options: PoolOptions = PoolOptions(),
@@ -460,7 +470,6 @@ def run_cmd(
         spurbench curate run --pool photos/manifest.csv --work cur/ --out MyCounterAnimal/
           -r ViT-B-32,laion400m_e31 --held-out ViT-B-16,openai --tagger ViT-L-14,openai
     """
-    from spurbench.curate.discovery import DiscoveryConfig
     from spurbench.curate.pipeline import curate
     from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
 
@@ -478,7 +487,7 @@ def run_cmd(
         near_distance=None if near_distance < 0 else near_distance,
         flag_noise=flag_noise,
         noise_k=noise_k,
-        config=DiscoveryConfig(gap, min_group_size, require_ci, level, str(protocol), templates),
+        config=discovery.config(),
         name=name,
         overwrite=overwrite,
         runtime=_runtime(run_options, as_json),
