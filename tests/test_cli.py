@@ -143,7 +143,8 @@ def test_custom_classes_refuse_1v1000_before_loading_a_model(tmp_path):
     assert out.exit_code == 2 and "needs ImageNet-1k labels" in out.output
 
 
-def test_models_lists_and_filters():
+def test_models_lists_and_filters(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPURBENCH_CACHE", str(tmp_path))  # the name lists are cached there
     out = runner.invoke(app, ["models", "ViT-B-32,laion400m*", "--family", "open_clip"])
     assert out.exit_code == 0 and "laion400m_e31" in out.output
 

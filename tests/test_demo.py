@@ -11,6 +11,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from spurbench.data.dataset import DROP_GROUP
+
 pytestmark = pytest.mark.slow
 
 
@@ -25,7 +27,7 @@ def test_demo_tour_finds_the_planted_shortcut(demo_run):
     with duckdb.connect(str(out / "spurbench.duckdb"), read_only=True) as db:
         stored = db.sql(
             "select r.model, m.value from metrics m join runs r using (run_id) "
-            "where m.metric = 'drop' and m.group_name = 'common-counter' and m.scope = 'overall'"
+            f"where m.metric = 'drop' and m.group_name = '{DROP_GROUP}' and m.scope = 'overall'"
         ).df()
         n_probed = db.execute("select count(distinct model) from probe_runs").fetchall()[0][0]
         heads = db.execute("select distinct key from probes where metric = 'head'").fetchall()

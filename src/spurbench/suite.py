@@ -65,7 +65,7 @@ from spurbench.evaluate.effective_robustness import (
 from spurbench.evaluate.preflight import check_batch_size, check_cache_dir, check_device
 from spurbench.models.base import Features, LinearHead, ModelAdapter
 from spurbench.models.precision import check_precision, resolve_precision
-from spurbench.models.registry import create_model
+from spurbench.models.registry import create_classifier
 from spurbench.runtime import Runtime, runtime_from
 from spurbench.store.results import ResultsStore
 
@@ -211,7 +211,9 @@ def run_suite(
     check_device(runtime.device)
     check_cache_dir(runtime.cache)
     adapter = (
-        model if isinstance(model, ModelAdapter) else create_model(model, device=runtime.device)
+        model
+        if isinstance(model, ModelAdapter)
+        else create_classifier(model, device=runtime.device)
     )
     runtime = runtime.replace(
         precision=resolve_precision(runtime.precision, adapter, runtime.cache)

@@ -32,10 +32,10 @@ def _forbid_model_loading(monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--fill", "inpaint"], "Unknown fill 'inpaint'"),
+        (["--fill", "inpaint"], "'inpaint' is not one of 'tile', 'blur', 'mean', 'black'"),
         (["--protocol", "1v7"], "1v7"),
         (["--masks", "nowhere"], "does not exist"),
-        (["--mask-source", "bogus"], "Unknown --mask-source 'bogus'"),
+        (["--mask-source", "bogus"], "'bogus' is not one of 'auto', 'world'"),
         (["--mask-source", "folder"], "needs --masks"),
         (["--boxes"], "x0,y0,x1,y1"),
         (["--mask-source", "segmentation:deeplabv3_mobilenet"], "deeplabv3_mobilenet_v3_large"),

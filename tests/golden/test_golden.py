@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from spurbench.data.dataset import DROP_GROUP
 from tests.golden.golden import GOLDEN, TOLERANCE, demo_numbers, differences
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def test_goldens_are_internally_consistent() -> None:
             assert lo - TOLERANCE <= value <= hi + TOLERANCE, key
     for key, (drop, *_) in g.items():
         model, scope, label, group, metric = key.split("|")
-        if metric != "drop" or group != "common-counter":
+        if metric != "drop" or group != DROP_GROUP:
             continue
         common = g[f"{model}|{scope}|{label}|common|accuracy"][0]
         counter = g[f"{model}|{scope}|{label}|counter|accuracy"][0]
@@ -52,7 +53,7 @@ def test_goldens_are_internally_consistent() -> None:
 def test_a_number_moved_by_more_than_the_tolerance_is_caught() -> None:
     expected = json.loads(GOLDEN.read_text())
     moved = json.loads(GOLDEN.read_text())
-    key = next(k for k in moved["metrics"] if k.endswith("common-counter|drop"))
+    key = next(k for k in moved["metrics"] if k.endswith(f"{DROP_GROUP}|drop"))
     moved["metrics"][key][0] += 2 * TOLERANCE
     assert differences(expected, moved) == [f"/metrics/{key}[0]: "
                                             f"{expected['metrics'][key][0]} -> "

@@ -24,6 +24,7 @@ from spurbench.models.lvlm import (
     estimate_memory,
     load_lvlm,
 )
+from spurbench.models.registry import create_classifier
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
 from tests.random_llava import llava_15_7b_config
@@ -197,8 +198,8 @@ def test_lvlm_protocol_errors_are_clear(adapter, counteranimal_dir):
         evaluate_lvlm(adapter, counteranimal_dir, "1vN", score="nope", show_progress=False)
     with pytest.raises(ClassListError, match="1v1000"):
         evaluate_lvlm(adapter, counteranimal_dir, "1v1000", show_progress=False)
-    with pytest.raises(SpurbenchError, match="no linear head"):
-        adapter.head(None, [])  # type: ignore[arg-type]
+    with pytest.raises(SpurbenchError, match="no linear head"):  # probes, curation, the suite
+        create_classifier(adapter.spec)
 
 
 def test_size_check_refuses_an_oversized_model_before_loading(tmp_path):

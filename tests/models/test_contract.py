@@ -2,8 +2,8 @@
 
 Each family of the family table is a real architecture at random init and a tiny input size.
 The head's logits are checked against an independent forward of the underlying library, not
-against our own code. LVLMs fill the contract's image side; they classify by answer likelihood
-(tests/lvlm), so their ``head`` must refuse.
+against our own code. Two kinds share the image side: classifiers build a linear head, answer
+scorers (LVLMs) rank candidate answers by likelihood (their numbers: tests/lvlm).
 """
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ import torch
 
 from spurbench.data.classes import ClassList, imagenet_classes
 from spurbench.errors import SpurbenchError
-from spurbench.models import Features, LinearHead, create_model
-from spurbench.models.spec import FAMILIES, parse_model_name
+from spurbench.models import AnswerScorer, Features, LinearHead, ModelAdapter, create_model
+from spurbench.models.registry import create_classifier
+from spurbench.models.spec import (
+    ANSWER_SCORER,
+    CLASSIFIER,
+    FAMILIES,
+    FAMILY_TABLE,
+    model_kind,
+    parse_model_name,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +73,56 @@ def test_contract_shapes_and_determinism(adapters, family):
     assert a.pre_head.dtype == torch.float32 and a.embedding.dtype == torch.float32
     assert a.pre_head.shape[0] == a.embedding.shape[0] == 3
     assert torch.equal(a.embedding, b.embedding), "CPU inference must be deterministic"
-    if family == "lvlm":
-        with pytest.raises(SpurbenchError, match="no linear head"):
-            adapter.head(_classes(adapter), ["a photo of a {c}."])
-    else:
-        head = adapter.head(_classes(adapter), ["a photo of a {c}."])
-        assert isinstance(head, LinearHead)
-        assert head.weight.shape == (3, a.embedding.shape[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_is_the_kind_its_table_row_says(adapters, names, family):
+    kind = FAMILY_TABLE[family].kind
+    assert kind in (CLASSIFIER, ANSWER_SCORER) and model_kind(names[family]) == kind
+    assert isinstance(adapters[family], ModelAdapter) == (kind == CLASSIFIER)
+    assert isinstance(adapters[family], AnswerScorer) == (kind == ANSWER_SCORER)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if FAMILY_TABLE[f].kind == CLASSIFIER])
+def test_classifier_builds_a_linear_head(adapters, family):
+    adapter = adapters[family]
+    with torch.inference_mode():
+        emb = adapter.encode_images(_batch(adapter)).embedding
+    head = adapter.head(_classes(adapter), ["a photo of a {c}."])
+    assert isinstance(head, LinearHead)
+    assert head.weight.shape == (3, emb.shape[1])
+    assert head.logits(emb.numpy()).shape == (3, 3)
     proj = adapter.projection()
     if proj is not None:  # embedding = pre_head @ P when the last map is linear
-        np.testing.assert_allclose(a.pre_head.numpy() @ proj, a.embedding.numpy(), atol=1e-5)
+        with torch.inference_mode():
+            feats = adapter.encode_images(_batch(adapter))
+        np.testing.assert_allclose(
+            feats.pre_head.numpy() @ proj, feats.embedding.numpy(), atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if FAMILY_TABLE[f].kind == ANSWER_SCORER])
+def test_answer_scorer_ranks_each_images_candidates(adapters, family):
+    """One loss per (image, candidate), deterministic; ragged candidate lists pad with inf."""
+    from PIL import Image
+
+    adapter = adapters[family]
+    images = [Image.new("RGB", (40, 30), c) for c in ("red", "navy")]
+    per_image = [["ostrich", "black swan", "polar bear"], ["tench", "goldfish"]]
+    a = adapter.score_candidates(images, None, per_image)
+    b = adapter.score_candidates(images, None, per_image)
+    assert a.shape == (2, 3) and np.array_equal(a, b)
+    assert np.isfinite(a[0]).all() and np.isfinite(a[1, :2]).all() and a[1, 2] == np.inf
+    assert not hasattr(adapter, "head")
+    assert len(adapter.chat_template_digest) == 16
+
+
+def test_stages_needing_a_head_refuse_an_answer_scorer_before_it_loads(names, monkeypatch):
+    from spurbench.models import registry
+
+    monkeypatch.setattr(registry, "create_model", lambda *a, **k: pytest.fail("loaded"))
+    with pytest.raises(SpurbenchError, match="no linear head"):
+        create_classifier(names["lvlm"])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

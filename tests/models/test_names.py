@@ -86,17 +86,45 @@ def test_unreachable_weights_give_actionable_error(monkeypatch, tmp_path):
         create_model("ViT-B-32,laion400m_e31")
 
 
-def test_list_models_covers_every_open_clip_pair():
+def test_list_models_covers_every_open_clip_pair(tmp_path):
     import open_clip
 
-    df = list_models(family="open_clip")
+    df = list_models(family="open_clip", cache_dir=tmp_path)
     assert len(df) == len(open_clip.list_pretrained())
     assert "ViT-B-32,laion400m_e31" in set(df["name"])
-    tv = list_models("resnet50*", family="torchvision")
+    tv = list_models("resnet50*", family="torchvision", cache_dir=tmp_path)
     assert set(tv["name"]) == {
         "torchvision:resnet50:IMAGENET1K_V1",
         "torchvision:resnet50:IMAGENET1K_V2",
     }
+
+
+def test_listed_names_are_kept_per_library_version(tmp_path, monkeypatch):
+    """The second listing reads the cache; another installed version lists afresh."""
+    import importlib.metadata
+
+    from spurbench.models.listing import known_pairs
+    from spurbench.models.spec import FAMILY_TABLE, Family
+
+    calls = []
+
+    def lister():
+        calls.append(1)
+        return [("RN50", "openai"), ("resnet50", None)]
+
+    family = Family("open_clip", "open_clip:", str, str, "x:Y", lister, dist="open_clip_torch")
+    expected = [("RN50", "openai"), ("resnet50", "")]
+    assert known_pairs(family, tmp_path) == expected
+    assert known_pairs(family, tmp_path) == expected and len(calls) == 1
+    version = importlib.metadata.version("open_clip_torch")
+    assert (tmp_path / "model_names" / f"open_clip-{version}.json").is_file()
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: "0.0.0-other")
+    assert known_pairs(family, tmp_path) == expected and len(calls) == 2
+    # the real table's lister gives the same pairs whether read from the library or the cache
+    real = FAMILY_TABLE["torchvision"]
+    monkeypatch.undo()
+    direct = [(arch, tag or "") for arch, tag in real.lister()]
+    assert known_pairs(real, tmp_path) == direct == known_pairs(real, tmp_path)
 
 
 def test_quick_gelu_tags_are_built_with_quick_gelu(monkeypatch):

@@ -59,7 +59,8 @@ def test_curate_run_refuses_before_the_model(tmp_path, monkeypatch):
         loaded.append(name)
         raise AssertionError("a model was loaded before the pool was checked")
 
-    monkeypatch.setattr(importlib.import_module("spurbench.curate.scoring"), "create_model", refuse)
+    registry = importlib.import_module("spurbench.models.registry")
+    monkeypatch.setattr(registry, "create_model", refuse)  # curation loads through it
     args = ["curate", "run", "-p", str(_moved_manifest(tmp_path)), "--work", str(tmp_path / "w")]
     result = runner.invoke(app, [*args, "-r", MODEL, "-q"])
     assert "moved away from its images" in one_error_line(result)

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from spurbench.cli import app
 from spurbench.errors import SpurbenchError
 from spurbench.features.ray_backend import (
-    CRASH_ONCE_ENV,
     RayShardEncoder,
     _require_ray_client,
     import_ray,
@@ -25,6 +24,7 @@ from spurbench.features.ray_backend import (
     shard_encoder_for,
 )
 from spurbench.store import ResultsStore
+from tests.scale import ray_crash
 from tests.scale.conftest import (
     PROTOCOLS,
     RAY_ENV,
@@ -42,7 +42,14 @@ from tests.scale.conftest import (
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
+def crash_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a test arms the workers' crash hook (see tests/scale/ray_crash.py)."""
+    return tmp_path_factory.mktemp("ray-crash")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(crash_folder: Path) -> Iterator[None]:
+    ray.cloudpickle.register_pickle_by_value(ray_crash)  # workers need not import tests/
     with pytest.MonkeyPatch.context() as mp:
         for k, v in RAY_ENV.items():
             mp.setenv(k, v)
@@ -53,6 +60,7 @@ def ray_cluster() -> Iterator[None]:
             num_cpus=2,
             include_dashboard=False,
             object_store_memory=200 * 2**20,
+            runtime_env={"worker_process_setup_hook": ray_crash.crash_once_hook(crash_folder)},
         )
         try:
             yield
@@ -103,12 +111,14 @@ def test_rerun_after_partial_completion_encodes_only_missing_shards(
 
 @pytest.mark.ray
 def test_killed_worker_unit_is_retried(
-    ray_cluster, model_name, scale_data, local_reference, tmp_path, ray_log, monkeypatch
+    ray_cluster, crash_folder, model_name, scale_data, local_reference, tmp_path, ray_log
 ):
-    marker = tmp_path / "worker-killed"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
-    results = run_eval(model_name, scale_data, tmp_path, backend="ray")
-    assert marker.exists(), "no worker was killed: the test proves nothing"
+    (crash_folder / "armed").touch()
+    try:
+        results = run_eval(model_name, scale_data, tmp_path, backend="ray")
+    finally:
+        (crash_folder / "armed").unlink()
+    assert (crash_folder / "crashed").exists(), "no worker was killed: the test proves nothing"
     done = [u for u, _ in units_done(ray_log)]
     assert sorted(done) == all_unit_ids(local_reference.features.key)  # each unit once
     assert not list((tmp_path / "cache").rglob("*.tmp"))

@@ -148,7 +148,8 @@ def test_run_result_renders_in_a_notebook(tiny_clip_dir, counteranimal_dir, tmp_
     assert "<table" in html and "balanced_accuracy" in html and "counter" in html
 
 
-def test_models_json():
+def test_models_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPURBENCH_CACHE", str(tmp_path))  # the name lists are cached there
     out = runner.invoke(app, ["models", "RN50*", "--family", "open_clip", "--json"])
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)

@@ -1,8 +1,9 @@
 """The ``spurbench`` Typer application: every command registered in one place.
 
 Each command lives in its own module of this package (parse options, call the library, print);
-input errors (:class:`~spurbench.errors.SpurbenchError`) end as one ``error:`` line and exit
-code 2, never as a traceback (:func:`spurbench.cli.errors.friendly`). Nothing here imports torch
+input errors (:class:`~spurbench.errors.SpurbenchError`, and the parser's: a value outside an
+option's choices, an unknown option) end as one ``error:`` line and exit code 2, never as a
+traceback or a usage box (:mod:`spurbench.cli.errors`). Nothing here imports torch
 or a stage, so ``spurbench --help`` starts fast: commands import the library when they run.
 """
 
@@ -17,6 +18,7 @@ from spurbench.cli.candidates import candidates_cmd
 from spurbench.cli.counterfactual import counterfactual_cmd
 from spurbench.cli.curate import curate_app
 from spurbench.cli.demo import demo_cmd
+from spurbench.cli.errors import OneLineErrorGroup
 from spurbench.cli.eval import eval_cmd
 from spurbench.cli.models import models_cmd
 from spurbench.cli.probe import probe_cmd
@@ -28,6 +30,7 @@ from spurbench.cli.theory import theory_cmd
 from spurbench.terminal import set_width
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # parse errors too are one ``error:`` line, not a usage box
     name="spurbench",
     help="How much does a vision or vision-language model lean on spurious features, and why?",
     no_args_is_help=True,

@@ -18,18 +18,19 @@ from rich.table import Table
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
     DEFAULT_STORE,
-    BatchOpt,
-    CacheOpt,
-    DeviceOpt,
+    MASK_SOURCES,
+    SEGMENTATION,
+    Fill,
     JsonOpt,
     NameSet,
     NameSetOpt,
-    QuietOpt,
+    Protocol,
+    RunOptions,
     StoreOpt,
+    option_groups,
+    parse_mask_source,
 )
 from spurbench.cli.output import console
-from spurbench.counterfactual.masks import MASK_SOURCES
-from spurbench.counterfactual.variants import DEFAULT_FILL, FILLS
 from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
@@ -39,12 +40,13 @@ __all__ = ["counterfactual_cmd"]
 
 
 @friendly
+@option_groups(run=RunOptions)
 def counterfactual_cmd(
     data: Annotated[str, typer.Argument(help="CounterAnimal folder, class folders or manifest.")],
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
-    protocol: Annotated[str, typer.Option(help="1v1000, 1v20 or 1vN.")] = "1v1000",
+    protocol: Annotated[Protocol, typer.Option(help="1v1000, 1v20 or 1vN.")] = Protocol.v1000,
     masks: Annotated[
         Path | None,
         typer.Option(help="Folder of PNG masks mirroring the image tree (white = object)."),
@@ -55,24 +57,21 @@ def counterfactual_cmd(
     mask_source: Annotated[
         str,
         typer.Option(
-            help=f"One of {', '.join(MASK_SOURCES)} (auto: --masks, else the synthetic "
-            "world's exact masks, else --boxes)."
+            parser=parse_mask_source,
+            metavar=f"<{'|'.join(MASK_SOURCES)}|{SEGMENTATION}NAME>",
+            help="auto: --masks, else the synthetic world's exact masks, else --boxes; "
+            f"{SEGMENTATION}NAME[:WEIGHTS]: a torchvision segmentation model.",
         ),
     ] = "auto",
-    fill: Annotated[
-        str, typer.Option(help=f"How ONLY-BG fills the object's box: {', '.join(FILLS)}.")
-    ] = DEFAULT_FILL,
+    fill: Annotated[Fill, typer.Option(help="How ONLY-BG fills the object's box.")] = Fill.tile,
     seed: Annotated[int, typer.Option(help="Seed of the donor backgrounds.")] = 0,
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
     name_set: NameSetOpt = NameSet.openai,
     export: Annotated[Path | None, typer.Option(help="Also write the variant images here.")] = None,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    run: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Did the background cause the drop? Xiao et al.'s counterfactuals, per image.
@@ -85,20 +84,19 @@ def counterfactual_cmd(
     """
     from spurbench.counterfactual.run import counterfactual
     from spurbench.evaluate.preflight import check_batch_size, check_device
-    from spurbench.evaluate.protocols import check_protocol_names
 
-    check_protocol_names((protocol,))
-    check_batch_size(batch_size)
-    check_device(device)
-    options = dict(masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=fill,
-                   cache_dir=cache_dir, name_set=NameSet(name_set).value)  # fmt: skip
+    check_batch_size(run.batch_size)
+    check_device(run.device)
+    options = dict(masks=masks, mask_source=mask_source, boxes=boxes, seed=seed, fill=str(fill),
+                   cache_dir=run.cache_dir, name_set=NameSet(name_set).value)  # fmt: skip
     # counterfactual() builds (or finds) the variants before it loads the model, so bad data or
     # masks fail before any model loads
     results = []
     for name in model:
         r = counterfactual(
-            name, data, protocol=protocol, templates=templates, store=store, export=export,
-            batch_size=batch_size, device=device, show_progress=not (quiet or as_json),
+            name, data, protocol=str(protocol), templates=templates, store=store, export=export,
+            batch_size=run.batch_size, device=run.device,
+            show_progress=run.shows_progress(as_json),
             **options,  # type: ignore[arg-type]
         )  # fmt: skip
         results.append(r)

@@ -18,9 +18,10 @@ or all at once: ``spurbench curate run --pool photos/ --work cur/ --out MyCounte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -28,31 +29,30 @@ from rich.table import Table
 
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
-    BatchOpt,
-    CacheOpt,
     ClassesOpt,
-    DeviceOpt,
+    CurateProtocol,
     JsonOpt,
     NameSet,
     NameSetOpt,
     OutsideOpt,
-    QuietOpt,
+    RunOptions,
     SplitOpt,
     option_groups,
 )
 from spurbench.cli.output import console
 from spurbench.curate.defaults import DEFAULT_THRESHOLD, NEAR_DISTANCE
-from spurbench.curate.pool import source_counts
 from spurbench.errors import SpurbenchError
 from spurbench.terminal import print_json, print_table, records
 
 if TYPE_CHECKING:
-    from spurbench.curate.discovery import Discovery
+    from spurbench.curate.discovery import Discovery, DiscoveryConfig
     from spurbench.curate.workspace import Workspace
     from spurbench.runtime import Runtime
 
 
 __all__ = ["curate_app"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 curate_app = typer.Typer(
     name="curate",
@@ -90,7 +90,8 @@ HeldOutOpt = Annotated[
     typer.Option("--held-out", help="Evaluation model kept out of selection; repeatable."),
 ]
 ProtocolOpt = Annotated[
-    str, typer.Option(help="auto (1v1000 for ImageNet labels, else 1vN), 1v1000 or 1vN.")
+    CurateProtocol,
+    typer.Option(help="auto (1v1000 for ImageNet labels, else 1vN), 1v1000 or 1vN."),
 ]
 TemplatesOpt = Annotated[
     str, typer.Option(help="Class prompts: 'paper' (\"A photo of {c}.\"), 'openai' or a file.")
@@ -151,19 +152,40 @@ class PoolOptions:
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """Where and how models run (every step that loads one)."""
+class DiscoveryOptions:
+    """The selection rule of spurious discovery (``discover`` and ``run``)."""
 
-    batch_size: BatchOpt = 64
-    device: DeviceOpt = "cpu"
-    cache_dir: CacheOpt = None
-    quiet: QuietOpt = False
+    gap: GapOpt = 0.05
+    min_group_size: MinGroupOpt = 10
+    require_ci: CiOpt = False
+    level: LevelOpt = 0.95
+    protocol: ProtocolOpt = CurateProtocol.auto
+    templates: TemplatesOpt = "paper"
 
-    def runtime(self, as_json: bool = False) -> Runtime:
-        from spurbench.runtime import Runtime
+    def config(self) -> DiscoveryConfig:
+        from spurbench.curate.discovery import DiscoveryConfig
 
-        show = not (self.quiet or as_json)
-        return Runtime(self.cache_dir, self.batch_size, device=self.device, show_progress=show)
+        return DiscoveryConfig(self.gap, self.min_group_size, self.require_ci, self.level,
+                               str(self.protocol), self.templates)  # fmt: skip
+
+
+def _step(name: str, **groups: type) -> Callable[[F], F]:
+    """A curate subcommand: registered, its errors one line, the pool and run options added
+    (and ``groups``; see :func:`~spurbench.cli.options.option_groups`)."""
+
+    def decorate(fn: F) -> F:
+        with_options = option_groups(**groups, pool_options=PoolOptions, run_options=RunOptions)
+        return curate_app.command(name)(friendly(with_options(fn)))
+
+    return decorate
+
+
+def _runtime(run: RunOptions, as_json: bool = False) -> Runtime:
+    from spurbench.runtime import Runtime
+
+    return Runtime(
+        run.cache_dir, run.batch_size, device=run.device, show_progress=run.shows_progress(as_json)
+    )
 
 
 def _workspace(work: Path, pool: str | None, opts: PoolOptions) -> Workspace:
@@ -198,9 +220,7 @@ def _review_note(ws: Workspace, n: int) -> None:
 
 
 # -- steps ---------------------------------------------------------------------------------------
-@curate_app.command("tag")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("tag")
 def tag_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -229,7 +249,7 @@ def tag_cmd(
         prompts=tuple(prompt) if prompt else DEFAULT_PROMPTS,
         threshold=threshold,
         retag=retag,
-        runtime=run_options.runtime(),
+        runtime=_runtime(run_options),
         command=_command(ctx),
     )
     s = result.summary()
@@ -264,9 +284,7 @@ def review_cmd(
     _review_note(ws, counts["n_to_review"])
 
 
-@curate_app.command("clean")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("clean")
 def clean_cmd(
     ctx: typer.Context,
     work: WorkOpt,
@@ -277,7 +295,7 @@ def clean_cmd(
     ] = None,
     near_distance: NearOpt = NEAR_DISTANCE,
     noise_k: NoiseKOpt = 5,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     pool_options: PoolOptions = PoolOptions(),
     run_options: RunOptions = RunOptions(),
@@ -291,9 +309,9 @@ def clean_cmd(
         references=reference or (),
         near_distance=None if near_distance < 0 else near_distance,
         noise_k=noise_k,
-        protocol=protocol,
+        protocol=str(protocol),
         templates=templates,
-        runtime=run_options.runtime(),
+        runtime=_runtime(run_options),
         command=_command(ctx),
     )
     s = report.summary()
@@ -306,37 +324,28 @@ def clean_cmd(
     _review_note(ws, ws.last("clean")["summary"]["n_to_review"])  # type: ignore[index]
 
 
-@curate_app.command("discover")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("discover", discovery=DiscoveryOptions)
 def discover_cmd(
     ctx: typer.Context,
     work: WorkOpt,
     reference: RefOpt,
     pool: PoolOpt = None,
     held_out: HeldOutOpt = None,
-    gap: GapOpt = 0.05,
-    min_group_size: MinGroupOpt = 10,
-    require_ci: CiOpt = False,
-    level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = "auto",
-    templates: TemplatesOpt = "paper",
+    discovery: DiscoveryOptions = DiscoveryOptions(),
     pool_options: PoolOptions = PoolOptions(),
     run_options: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Spurious discovery: per class, the best (common) and worst (counter) background."""
-    from spurbench.curate.discovery import DiscoveryConfig
     from spurbench.curate.pipeline import discover_step
 
     ws = _workspace(work, pool, pool_options)
-    config = DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates)
     result = discover_step(
         ws,
         reference,
         held_out=held_out or (),
-        config=config,
-        runtime=run_options.runtime(as_json),
+        config=discovery.config(),
+        runtime=_runtime(run_options, as_json),
         command=_command(ctx),
     )
     if as_json:
@@ -370,9 +379,7 @@ def export_cmd(
     )
 
 
-@curate_app.command("diagnose")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("diagnose")
 def diagnose_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
@@ -384,7 +391,7 @@ def diagnose_cmd(
     work: Annotated[
         Path | None, typer.Option("--work", "-w", help="Use a curation folder's labels instead.")
     ] = None,
-    protocol: ProtocolOpt = "auto",
+    protocol: ProtocolOpt = CurateProtocol.auto,
     templates: TemplatesOpt = "paper",
     level: LevelOpt = 0.95,
     out: Annotated[
@@ -401,14 +408,14 @@ def diagnose_cmd(
     if (data is None) == (work is None):
         raise SpurbenchError("Give exactly one of --data and --work.")
     source = Workspace.open(work).pool() if work is not None else data
-    runtime = run_options.runtime(as_json)
+    runtime = _runtime(run_options, as_json)
     pool = pool_options
     diagnoses = []
     for name in model:
         d = diagnose(
             name,
             source,  # type: ignore[arg-type]
-            protocol=protocol,
+            protocol=str(protocol),
             templates=templates,
             background_column=pool.background_column,
             labels=pool.labels,
@@ -432,9 +439,7 @@ def diagnose_cmd(
         print_json(diagnoses)
 
 
-@curate_app.command("run")
-@friendly
-@option_groups(pool_options=PoolOptions, run_options=RunOptions)
+@_step("run", discovery=DiscoveryOptions)
 def run_cmd(
     ctx: typer.Context,
     pool: Annotated[str, typer.Option("--pool", "-p", help="Photo pool (manifest or folders).")],
@@ -451,12 +456,7 @@ def run_cmd(
     near_distance: NearOpt = NEAR_DISTANCE,
     flag_noise: Annotated[bool, typer.Option(help="Flag likely label noise for review.")] = True,
     noise_k: NoiseKOpt = 5,
-    gap: GapOpt = 0.05,
-    min_group_size: MinGroupOpt = 10,
-    require_ci: CiOpt = False,
-    level: LevelOpt = 0.95,
-    protocol: ProtocolOpt = "auto",
-    templates: TemplatesOpt = "paper",
+    discovery: DiscoveryOptions = DiscoveryOptions(),
     name: Annotated[str | None, typer.Option(help="Dataset name in the datasheet.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
     pool_options: PoolOptions = PoolOptions(),
@@ -470,7 +470,6 @@ def run_cmd(
         spurbench curate run --pool photos/manifest.csv --work cur/ --out MyCounterAnimal/
           -r ViT-B-32,laion400m_e31 --held-out ViT-B-16,openai --tagger ViT-L-14,openai
     """
-    from spurbench.curate.discovery import DiscoveryConfig
     from spurbench.curate.pipeline import curate
     from spurbench.curate.tagging import DEFAULT_PROMPTS, read_vocabulary
 
@@ -488,10 +487,10 @@ def run_cmd(
         near_distance=None if near_distance < 0 else near_distance,
         flag_noise=flag_noise,
         noise_k=noise_k,
-        config=DiscoveryConfig(gap, min_group_size, require_ci, level, protocol, templates),
+        config=discovery.config(),
         name=name,
         overwrite=overwrite,
-        runtime=run_options.runtime(as_json),
+        runtime=_runtime(run_options, as_json),
         command=_command(ctx),
     )
     if as_json:
@@ -511,6 +510,8 @@ def run_cmd(
             f"{s['label_noise_flagged']} flagged as likely label noise."
         )
     )
+    from spurbench.curate.pool import source_counts  # pandas: not at start-up
+
     console.print(escape(f"Label sources: {source_counts(result.tagging.dataset)}"))
     print_discovery(result.discovery)
     if result.export is not None:

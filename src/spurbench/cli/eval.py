@@ -11,6 +11,7 @@ from rich.table import Table
 
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
+    BOTH,
     DEFAULT_STORE,
     Backend,
     BatchOpt,
@@ -18,6 +19,7 @@ from spurbench.cli.options import (
     CandidatesOpt,
     ClassesOpt,
     DataOpt,
+    Decode,
     DecodeOpt,
     DeviceOpt,
     EngineOpt,
@@ -29,9 +31,10 @@ from spurbench.cli.options import (
     NameSetOpt,
     OutsideOpt,
     PrecisionOpt,
-    ProtocolOpt,
+    ProtocolsOpt,
     QuietOpt,
     ReferenceOpt,
+    Score,
     SplitOpt,
     StoreOpt,
     TemplatesOpt,
@@ -48,7 +51,7 @@ def eval_cmd(
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
     ],
     data: DataOpt,
-    protocol: ProtocolOpt = "1v1000",
+    protocol: ProtocolsOpt = "1v1000",
     templates: TemplatesOpt = None,
     name_set: NameSetOpt = NameSet.openai,
     split: SplitOpt = None,
@@ -66,12 +69,12 @@ def eval_cmd(
         str | None, typer.Option(help="LVLMs: candidate answer format, e.g. 'A {c}.'.")
     ] = None,
     score: Annotated[
-        str,
+        Score,
         typer.Option(
             help="LVLMs: 'paper' (mean loss of 'A {c}.'), 'name-mean', 'name-sum' (the "
             "name's tokens only) or 'pmi' (name likelihood with minus without the image)."
         ),
-    ] = "paper",
+    ] = Score.paper,
     batch_size: BatchOpt = 64,
     workers: Annotated[
         int | None,
@@ -83,7 +86,7 @@ def eval_cmd(
     device: DeviceOpt = "cpu",
     precision: PrecisionOpt = None,
     engine: EngineOpt = None,
-    decode: DecodeOpt = "exact",
+    decode: DecodeOpt = Decode.exact,
     backend: Annotated[
         Backend,
         typer.Option(help="Encode images in this process, or as cache shards on a Ray cluster."),
@@ -122,23 +125,21 @@ def eval_cmd(
         spurbench eval -m ViT-B-32,openai -d hf:org/counteranimal@test --group-column kind
     """
     from spurbench.data.dataset import SourceColumns
-    from spurbench.data.images import check_decode
     from spurbench.data.spec import DataSpec
     from spurbench.evaluate import evaluate
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models.engine import check_engine
-    from spurbench.models.precision import check_precision
 
-    name_set = NameSet(name_set).value  # the library takes the plain name
-    protocols = _protocols(protocol)
+    # the library takes plain names; typer has checked them against the choices
+    name_set, score, precision, engine, decode = map(
+        str, (name_set, score, precision, engine, decode)
+    )
+    protocols = ("1v1000", "1v20") if protocol == BOTH else tuple(protocol.split(","))
     _check_score(score, model)
     check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
-    if precision is not None:  # None: the Runtime's default
-        check_precision(precision)
-    if engine is not None:
-        check_engine(engine)
-    check_decode(decode)
+    if engine is not None:  # None: the Runtime's default (auto)
+        check_engine(str(engine))  # ONNX Runtime installed?
     # opened once, before any model loads, so bad data fails fast and all models see one table
     spec = DataSpec(
         data,
@@ -197,21 +198,10 @@ def _result_record(r: Any) -> dict:
     }
 
 
-def _protocols(text: str) -> tuple[str, ...]:
-    from spurbench.evaluate.protocols import check_protocol_names
-
-    if text == "both":
-        return ("1v1000", "1v20")
-    return check_protocol_names(tuple(p.strip() for p in text.split(",") if p.strip()))
-
-
 def _check_score(score: str, models: list[str]) -> None:
-    """``--score`` is an LVLM option; refuse an unknown one, or one given to other models."""
+    """``--score`` is an LVLM option; refuse one given to other models."""
     from spurbench.models import parse_model_name
-    from spurbench.models.lvlm import SCORES
 
-    if score not in SCORES:
-        raise SpurbenchError(f"Unknown --score {score!r}; choose one of {', '.join(SCORES)}.")
     others = [m for m in models if parse_model_name(m).family != "lvlm"]
     if score != "paper" and others:
         raise SpurbenchError(
@@ -221,6 +211,7 @@ def _check_score(score: str, models: list[str]) -> None:
 
 
 def _print_result(r: Any) -> None:
+    from spurbench.data.dataset import DROP_GROUP
     from spurbench.evaluate.candidates import describe_source
 
     s = r.summary.set_index(["metric", "group"])
@@ -235,8 +226,8 @@ def _print_result(r: Any) -> None:
     for g in sorted({g for m, g in s.index if m == "accuracy"}):
         b, a = s.loc[("balanced_accuracy", g)], s.loc[("accuracy", g)]
         t.add_row(escape(g), pct(b.value), ci(b), pct(a.value), ci(a), str(int(a.n)))
-    if ("drop", "common-counter") in s.index:
-        d, di = s.loc[("drop", "common-counter")], s.loc[("drop_per_image", "common-counter")]
+    if ("drop", DROP_GROUP) in s.index:
+        d, di = s.loc[("drop", DROP_GROUP)], s.loc[("drop_per_image", DROP_GROUP)]
         t.add_row("[bold]drop[/]", f"[bold]{pct(d.value)}[/]", ci(d), pct(di.value), ci(di), "")
     print_table(console, t)
     from spurbench.evaluate.metrics import classes_per_group

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spurbench.cli.errors import friendly
-from spurbench.cli.options import JsonOpt
+from spurbench.cli.options import JsonOpt, ListedFamily
 from spurbench.cli.output import console
 from spurbench.terminal import print_json, print_table, records
 
@@ -19,14 +19,14 @@ def models_cmd(
     pattern: Annotated[
         str | None, typer.Argument(help="Glob or substring, e.g. 'ViT-B-32*'.")
     ] = None,
-    family: Annotated[str | None, typer.Option(help="open_clip, timm or torchvision.")] = None,
+    family: Annotated[ListedFamily | None, typer.Option(help="Only this family.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show (0 = all).")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List known model names (open_clip pairs, timm and torchvision weights)."""
     from spurbench.models import list_models
 
-    df = list_models(pattern, family)
+    df = list_models(pattern, None if family is None else str(family))
     shown = df if limit == 0 else df.head(limit)
     if as_json:
         print_json(records(shown[["name", "family", "arch", "pretrained"]]))

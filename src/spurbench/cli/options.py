@@ -1,8 +1,11 @@
 """Options shared by several commands, each declared once (name, flags, help, default).
 
 A command takes one with ``store: StoreOpt = DEFAULT_STORE``; the default stays at the parameter
-because typer reads it there. Options whose set of values is fixed are enums, so that typer
-lists the choices in ``--help`` and refuses anything else before a command body runs.
+because typer reads it there. Options whose set of values is fixed are enums (or, for a comma
+list or an open-ended ``segmentation:NAME``, a ``parse_*`` function), so that typer lists the
+choices in ``--help`` and refuses anything else, in one ``error:`` line naming them, before a
+command body runs. The enums repeat the library's constants rather than import them, so that
+``--help`` loads no stage; tests/test_cli_choices.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ DEFAULT_STORE = Path("spurbench.duckdb")
 
 
 class Backend(StrEnum):
-    """Where ``eval`` encodes images (see spurbench.features.ray_backend)."""
+    """Where ``eval`` encodes images (spurbench.features.ray_backend.BACKENDS)."""
 
     local = "local"
     ray = "ray"
@@ -54,6 +57,127 @@ class ExportFormat(StrEnum):
     json = "json"
     parquet = "parquet"
     clip_benchmark = "clip_benchmark"
+
+
+class Precision(StrEnum):
+    """Image-pass precision (spurbench.models.precision.PRECISIONS)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    auto = "auto"
+
+
+class Engine(StrEnum):
+    """Image-pass engine (spurbench.models.engine.ENGINES)."""
+
+    eager = "eager"
+    onnx = "onnx"
+    auto = "auto"
+
+
+class Decode(StrEnum):
+    """JPEG decoding of the image pass (spurbench.data.images.DECODES)."""
+
+    exact = "exact"
+    draft = "draft"
+
+
+class Score(StrEnum):
+    """How an LVLM's candidate answers are scored (spurbench.models.lvlm.SCORES)."""
+
+    paper = "paper"
+    name_mean = "name-mean"
+    name_sum = "name-sum"
+    pmi = "pmi"
+
+
+class Protocol(StrEnum):
+    """One evaluation protocol (spurbench.evaluate.protocols.PROTOCOLS)."""
+
+    v1000 = "1v1000"
+    v20 = "1v20"
+    vN = "1vN"
+
+
+class ProbeProtocol(StrEnum):
+    """The class set of ``probe``'s head: the protocols, or ``auto`` (spurbench.probes.names)."""
+
+    auto = "auto"
+    vN = "1vN"
+    v1000 = "1v1000"
+    v20 = "1v20"
+
+
+class CurateProtocol(StrEnum):
+    """The protocols curation scores with (spurbench.curate.scoring)."""
+
+    auto = "auto"
+    v1000 = "1v1000"
+    vN = "1vN"
+
+
+class PaperProtocol(StrEnum):
+    """The CounterAnimal paper's protocols, or both (spurbench.reproduce.PROTOCOLS)."""
+
+    v1000 = "1v1000"
+    v20 = "1v20"
+    both = "both"
+
+
+class Fill(StrEnum):
+    """How ONLY-BG fills the object's box (spurbench.counterfactual.variants.FILLS)."""
+
+    tile = "tile"
+    blur = "blur"
+    mean = "mean"
+    black = "black"
+
+
+class Transform(StrEnum):
+    """Axis scale of the report's accuracy-on-the-line trends."""
+
+    logit = "logit"
+    probit = "probit"
+
+
+class ListedFamily(StrEnum):
+    """Model families whose names can be listed (spurbench.models.spec, those with a lister)."""
+
+    open_clip = "open_clip"
+    timm = "timm"
+    torchvision = "torchvision"
+
+
+#: ``--protocol`` of ``eval``: one protocol, a comma list, or both of the paper's.
+BOTH = "both"
+#: ``--mask-source`` values besides ``segmentation:NAME`` (spurbench.counterfactual.masks).
+MASK_SOURCES = ("auto", "world", "folder", "grabcut")
+SEGMENTATION = "segmentation:"
+
+
+def _not_one_of(value: str, choices: list[str]) -> typer.BadParameter:
+    """The message typer gives a bad enum value, for options parsed by hand."""
+    return typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}.")
+
+
+def parse_protocols(text: str) -> str:
+    """``1v1000``, ``1v20``, ``1vN``, a comma list of them, or ``both``; checked at parse time."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if names == [BOTH]:
+        return BOTH
+    choices = [p.value for p in Protocol]
+    bad = next((p for p in names if p not in choices), None)
+    if bad is not None or not names:
+        raise _not_one_of(bad or text, [*choices, BOTH])
+    return ",".join(names)
+
+
+def parse_mask_source(text: str) -> str:
+    """One of :data:`MASK_SOURCES`, or ``segmentation:NAME`` (the library checks NAME)."""
+    if text in MASK_SOURCES or (text.startswith(SEGMENTATION) and text[len(SEGMENTATION) :]):
+        return text
+    raise _not_one_of(text, [*MASK_SOURCES, f"{SEGMENTATION}NAME"])
 
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="Results database (DuckDB).")]
@@ -87,13 +211,18 @@ TemplatesOpt = Annotated[
         show_default=False,
     ),
 ]
-ProtocolOpt = Annotated[
+ProtocolsOpt = Annotated[
     str,
-    typer.Option("--protocol", help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list."),
+    typer.Option(
+        "--protocol",
+        parser=parse_protocols,
+        metavar="<1v1000|1v20|1vN|both>[,...]",
+        help="1v1000, 1v20, 1vN, 'both' (1v1000+1v20) or a comma list.",
+    ),
 ]
 #: ``--precision`` of every command that encodes images (see spurbench.models.precision).
 PrecisionOpt = Annotated[
-    str | None,
+    Precision | None,
     typer.Option(
         "--precision",
         help="Image pass: auto (bf16/fp16 autocast on CUDA; on CPU bf16 only where measured "
@@ -104,7 +233,7 @@ PrecisionOpt = Annotated[
 ]
 #: ``--decode`` of the image pass (see spurbench.data.images.load_rgb).
 DecodeOpt = Annotated[
-    str,
+    Decode,
     typer.Option(
         "--decode",
         help="exact (every pixel, the default) or draft (JPEGs over twice the model's input "
@@ -113,7 +242,7 @@ DecodeOpt = Annotated[
 ]
 #: ``--engine`` of the image pass (see spurbench.models.engine).
 EngineOpt = Annotated[
-    str | None,
+    Engine | None,
     typer.Option(
         "--engine",
         help="Image tower: auto (ONNX Runtime only where measured faster here), eager PyTorch "
@@ -173,6 +302,21 @@ CandidatesOpt = Annotated[
         "--candidates", help="JSON of 1-vs-20 candidate sets (see `spurbench candidates`)."
     ),
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Where and how models run: the options of every command that loads one and has no more
+    (see :func:`option_groups`)."""
+
+    batch_size: BatchOpt = 64
+    device: DeviceOpt = "cpu"
+    cache_dir: CacheOpt = None
+    quiet: QuietOpt = False
+
+    def shows_progress(self, as_json: bool) -> bool:
+        """Progress bars, unless asked to be quiet or printing JSON (stdout holds it alone)."""
+        return not (self.quiet or as_json)
 
 
 def option_groups(**groups: type) -> Callable[[F], F]:

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -33,6 +32,7 @@ from spurbench.cli.options import (
     NameSet,
     NameSetOpt,
     PrecisionOpt,
+    ProbeProtocol,
     QuietOpt,
     SplitOpt,
     StoreOpt,
@@ -40,10 +40,12 @@ from spurbench.cli.options import (
 )
 from spurbench.cli.output import console
 from spurbench.cli.runtime import command_runtime
-from spurbench.probes.names import AUTO_PROTOCOL, PROBES, SPACES
+from spurbench.probes.names import PROBES, SPACES
 from spurbench.terminal import print_json, print_table
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from spurbench.probes.run import ProbeResult
 
 __all__ = ["probe_cmd"]
@@ -79,13 +81,13 @@ def probe_cmd(
         ),
     ] = None,
     protocol: Annotated[
-        str,
+        ProbeProtocol,
         typer.Option(
             help="Class set of the head: auto (the paper's 1v1000 ImageNet head when the labels "
             "are ImageNet classes and the model has one, else 1vN, with a note), 1vN (dataset "
             "classes: an extension, labelled in every table), 1v1000 or 1v20."
         ),
-    ] = AUTO_PROTOCOL,
+    ] = ProbeProtocol.auto,
     templates: Annotated[
         str, typer.Option(help="'paper', 'openai' (80 prompts) or a file.")
     ] = "paper",
@@ -146,7 +148,7 @@ def probe_cmd(
                 probes=names,
                 concept_columns=None if concept_folder else _split(concepts),
                 concept_images=concept_folder,
-                protocol=protocol,
+                protocol=str(protocol),
                 templates=templates,
                 store=store,  # opened by probe() once the request is validated
                 reference=reference,
@@ -381,6 +383,8 @@ def _print_concepts(results: list[ProbeResult]) -> None:
 
 def _row_records(results: list[ProbeResult]) -> list[dict]:
     """Every model's tidy probe rows, ``extra`` decoded: what ``--json`` and ``--out`` write."""
+    import pandas as pd  # not at start-up (--help)
+
     rows = pd.concat([r.rows for r in results], ignore_index=True).to_dict(orient="records")
     for rec in rows:
         rec["extra"] = json.loads(rec["extra"])
@@ -389,6 +393,8 @@ def _row_records(results: list[ProbeResult]) -> list[dict]:
 
 def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
     """Write the tidy rows (CSV, JSON), pruning curves and concept tables of every model."""
+    import pandas as pd
+
     from spurbench.atomic import atomic_path
     from spurbench.probes.run import json_safe
 
@@ -419,6 +425,8 @@ def write_outputs(results: list[ProbeResult], out: Path) -> list[Path]:
 
 
 def _stack(results: list[ProbeResult], attr: str) -> pd.DataFrame:
+    import pandas as pd
+
     frames = [
         getattr(r, attr).assign(model=r.model, dataset=r.dataset)
         for r in results

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from spurbench.cli.errors import friendly
-from spurbench.cli.options import DEFAULT_STORE, StoreOpt
+from spurbench.cli.options import DEFAULT_STORE, StoreOpt, Transform
 from spurbench.cli.output import console
 
 __all__ = ["report_cmd"]
@@ -37,8 +37,8 @@ def report_cmd(
         bool, typer.Option("--thumbnails/--no-thumbnails", help="Embed image thumbnails.")
     ] = True,
     transform: Annotated[
-        str, typer.Option(help="Axis scale of the trends: logit or probit.")
-    ] = "logit",
+        Transform, typer.Option(help="Axis scale of the trends.")
+    ] = Transform.logit,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the trend bands.")] = 1000,
     force: Annotated[
         bool,
@@ -63,15 +63,13 @@ def report_cmd(
     from spurbench.errors import SpurbenchError
     from spurbench.report.html import ReportOptions, build_report
 
-    if transform not in ("logit", "probit"):
-        raise SpurbenchError(f"--transform must be logit or probit, got {transform!r}.")
     if n_boot < 10:
         raise SpurbenchError(f"--n-boot must be at least 10, got {n_boot}.")
     options = ReportOptions(
         models=model or None,
         with_published=with_published,
         thumbnails=thumbnails,
-        transform=transform,  # type: ignore[arg-type]
+        transform=str(transform),  # type: ignore[arg-type]
         n_boot=n_boot,
     )
     result = build_report(store, out, options, force=force)

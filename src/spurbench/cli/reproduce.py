@@ -11,12 +11,11 @@ from rich.table import Table
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
     DEFAULT_STORE,
-    BatchOpt,
-    CacheOpt,
-    DeviceOpt,
     JsonOpt,
-    QuietOpt,
+    PaperProtocol,
+    RunOptions,
     StoreOpt,
+    option_groups,
 )
 from spurbench.cli.output import console, err_console
 from spurbench.terminal import print_json, print_table, records
@@ -35,16 +34,16 @@ WeightsMapOpt = Annotated[
 
 @reproduce_app.command("counteranimal")
 @friendly
+@option_groups(run=RunOptions)
 def counteranimal_cmd(
     data: Annotated[Path, typer.Option("--data", "-d", help="The CounterAnimal release folder.")],
     models: ModelsOpt = None,
     weights_map: WeightsMapOpt = None,
-    protocol: Annotated[str, typer.Option(help="1v1000, 1v20 or both.")] = "both",
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
+    protocol: Annotated[
+        PaperProtocol, typer.Option(help="1v1000, 1v20 or both.")
+    ] = PaperProtocol.both,
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    run: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """The CounterAnimal paper's models under its protocols: ours, published, difference.
@@ -57,17 +56,17 @@ def counteranimal_cmd(
     from spurbench.data.layouts import open_dataset
     from spurbench.reproduce import paper_models, read_weights_map, reproduce_counteranimal
 
-    protocols = ("1v1000", "1v20") if protocol == "both" else (protocol,)
+    protocols = ("1v1000", "1v20") if protocol == PaperProtocol.both else (str(protocol),)
     known = set(paper_models()["model_name"])
     mapping = read_weights_map(weights_map, known) if weights_map else None
     dataset = open_dataset(data)  # before any model loads
-    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
-    _reproduce(reproduce_counteranimal, dataset, models, mapping, store, quiet, as_json,
-               protocols=protocols, **runtime)  # fmt: skip
+    _reproduce(reproduce_counteranimal, dataset, models, mapping, store, run, as_json,
+               protocols=protocols)  # fmt: skip
 
 
 @reproduce_app.command("imagenet-shifts")
 @friendly
+@option_groups(run=RunOptions)
 def imagenet_shifts_cmd(
     root: Annotated[
         Path | None, typer.Option(help="Folder holding the suite's datasets (see `suite`).")
@@ -77,11 +76,8 @@ def imagenet_shifts_cmd(
     templates: Annotated[
         str, typer.Option(help="'openai' (80 prompts, as published), 'paper' or a file.")
     ] = "openai",
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "cpu",
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    run: RunOptions = RunOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """ImageNet and its shifts (V2, Sketch, R, A, ObjectNet): ours / published / difference.
@@ -95,21 +91,25 @@ def imagenet_shifts_cmd(
 
     known = set(shift_models()["model"])
     mapping = read_weights_map(weights_map, known) if weights_map else None
-    runtime = dict(cache_dir=cache_dir, batch_size=batch_size, device=device)
-    _reproduce(reproduce_imagenet_shifts, root, models, mapping, store, quiet, as_json,
-               templates=templates, **runtime)  # fmt: skip
+    _reproduce(reproduce_imagenet_shifts, root, models, mapping, store, run, as_json,
+               templates=templates)  # fmt: skip
 
 
-def _reproduce(run, target, models, weights_map, store: Path, quiet: bool, as_json: bool, **kw):
+def _reproduce(
+    reproduction, target, models, weights_map, store: Path, run: RunOptions, as_json: bool, **kw
+):
     """Run one reproduction, then print its table (or JSON) and what could not be run."""
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
-    result = run(
+    result = reproduction(
         target,
         models=models,
         weights_map=weights_map,
         notify=lambda line: info.print(line, highlight=False),
         store=store,
-        show_progress=not (quiet or as_json),
+        show_progress=run.shows_progress(as_json),
+        cache_dir=run.cache_dir,
+        batch_size=run.batch_size,
+        device=run.device,
         **kw,
     )
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,7 +15,11 @@ def command_runtime(*, workers: int | None, quiet: bool, as_json: bool, **option
     (``--precision`` and ``--engine`` left unset, None, take the Runtime's default)."""
     from spurbench.runtime import Runtime
 
-    chosen = {k: v for k, v in options.items() if v is not None or k not in _AUTO_DEFAULTS}
+    chosen = {
+        k: v.value if isinstance(v, Enum) else v  # the library takes plain strings
+        for k, v in options.items()
+        if v is not None or k not in _AUTO_DEFAULTS
+    }
     return Runtime(decode_workers=workers, show_progress=not (quiet or as_json), **chosen)
 
 

@@ -108,12 +108,9 @@ def suite_cmd(
         spurbench suite -m timm:resnet50.a1_in1k --root ~/data --datasets imagenet,imagenet-r
           --path imagenet=/datasets/ILSVRC2012/val
     """
-    from spurbench.models.precision import check_precision
     from spurbench.suite import locate_datasets, run_suite, suite_table
 
     models, paths = model or [], path or []
-    if precision is not None:  # None: the Runtime's default
-        check_precision(precision)
     info = err_console if as_json else console  # with --json, stdout holds the JSON alone
     names = datasets.split(",") if datasets else None
     overrides = _parse_paths(paths)

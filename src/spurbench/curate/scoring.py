@@ -30,7 +30,7 @@ from spurbench.evaluate.scoring import (
     skipped,
 )
 from spurbench.models.base import ModelAdapter
-from spurbench.models.registry import create_model
+from spurbench.models.registry import create_classifier
 from spurbench.runtime import Runtime, runtime_from
 
 AUTO_PROTOCOL = "auto"
@@ -68,7 +68,7 @@ class ModelCache:
         if isinstance(model, ModelAdapter):
             return model
         if model not in self._models:
-            self._models[model] = create_model(model, device=self.device)
+            self._models[model] = create_classifier(model, device=self.device)
         return self._models[model]
 
 

@@ -34,6 +34,8 @@ class SourceColumns:
 
 REQUIRED = ("image_id", "path", "label", "class_name", "group")
 COMMON, COUNTER = "common", "counter"
+#: The ``group`` of the drop rows in the tidy metrics frame (common minus counter).
+DROP_GROUP = f"{COMMON}-{COUNTER}"
 
 
 @dataclass

@@ -115,10 +115,10 @@ def prepare_candidates(
     if reference == SELF_REFERENCE:
         return CandidateSource(SELF_REFERENCE)
     name = reference or PAPER_REFERENCE
-    from spurbench.models.registry import create_model
+    from spurbench.models.registry import create_classifier
 
     try:
-        adapter = create_model(name, device=device)
+        adapter = create_classifier(name, device=device)
     except WeightsUnavailableError:
         raise WeightsUnavailableError(
             f"1-vs-20 candidate sets come from the reference model {name}"

@@ -36,8 +36,8 @@ from spurbench.evaluate.label_space import label_space
 from spurbench.evaluate.runner import as_dataset
 from spurbench.evaluate.scoring import RunResult
 from spurbench.features.cache import default_cache_dir
-from spurbench.models.base import ModelAdapter
-from spurbench.models.lvlm import SCORES, LVLMAdapter, load_lvlm
+from spurbench.models.base import AnswerScorer, ModelAdapter
+from spurbench.models.lvlm import SCORES, load_lvlm
 from spurbench.runtime import Runtime
 from spurbench.store.results import ResultsStore
 
@@ -47,7 +47,7 @@ REFERENCE_BATCH = 64
 
 
 def evaluate_lvlm(
-    model: str | LVLMAdapter,
+    model: str | AnswerScorer,
     data: str | Path | ImageDataset,
     protocol: str = "1v20",
     *,
@@ -72,7 +72,7 @@ def evaluate_lvlm(
     """Evaluate an LVLM on ``data`` under ``protocol`` (``1v20`` or ``1vN``) and store the run.
 
     Args:
-        model: ``lvlm:<hub id or folder>`` (or a bare one) or an :class:`LVLMAdapter`.
+        model: ``lvlm:<hub id or folder>`` (or a bare one) or a loaded :class:`AnswerScorer`.
         data: a CounterAnimal-layout folder, class folders, a manifest, or an ImageDataset.
         candidates: a JSON file of 1-vs-20 candidate sets ({label: [labels]}) to use as is.
         reference: the model whose confusions pick the 1-vs-20 candidates (paper:
@@ -100,7 +100,7 @@ def evaluate_lvlm(
     )
     source = sources[protocol]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    adapter = model if isinstance(model, LVLMAdapter) else load_lvlm(model, device=device)
+    adapter = model if isinstance(model, AnswerScorer) else load_lvlm(model, device=device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     question = question or adapter.question
@@ -155,7 +155,7 @@ def evaluate_lvlm(
 
 
 def evaluate_lvlm_protocols(
-    model: str | LVLMAdapter,
+    model: str | AnswerScorer,
     data: str | Path | ImageDataset,
     protocols: tuple[str, ...] | list[str],
     *,
@@ -187,7 +187,7 @@ def evaluate_lvlm_protocols(
         allow_outside_root=allow_outside_root,
         device=device,
     )
-    adapter = model if isinstance(model, LVLMAdapter) else load_lvlm(model, device=device)
+    adapter = model if isinstance(model, AnswerScorer) else load_lvlm(model, device=device)
     return [
         evaluate_lvlm(
             adapter,

@@ -27,12 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from spurbench.data.dataset import COMMON, COUNTER
+from spurbench.data.dataset import COMMON, COUNTER, DROP_GROUP
 
 LEVEL = 0.95
 N_BOOT = 2000
-#: The ``group`` of the drop rows in the tidy frame (common minus counter).
-DROP_GROUP = f"{COMMON}-{COUNTER}"
 
 
 def clopper_pearson(

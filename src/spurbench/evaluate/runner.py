@@ -26,11 +26,11 @@ from spurbench.evaluate.label_space import label_space
 from spurbench.evaluate.preflight import check_run_inputs
 from spurbench.evaluate.scoring import RunResult
 from spurbench.features.ray_backend import shard_encoder_for
-from spurbench.models.base import ModelAdapter
+from spurbench.models.base import AnswerScorer, ImageModel, ModelAdapter
 from spurbench.models.engine import attach_engine, check_engine, resolve_engine
 from spurbench.models.precision import check_precision, resolve_precision
 from spurbench.models.registry import create_model
-from spurbench.models.spec import parse_model_name
+from spurbench.models.spec import ANSWER_SCORER, model_kind
 from spurbench.runtime import Runtime, run_specs
 from spurbench.store.results import ResultsStore, check_store_path
 
@@ -193,10 +193,11 @@ def as_dataset(data: str | Path | ImageDataset | DataSpec, **options: Any) -> Im
     return dataclasses.replace(spec, **options).open() if options else spec.open()
 
 
-def _is_lvlm(model: str | ModelAdapter) -> bool:
-    """A vision-language chat model, scored by answer likelihood rather than a linear head."""
-    spec = model.spec if isinstance(model, ModelAdapter) else parse_model_name(model)
-    return spec.family == "lvlm"
+def _is_lvlm(model: str | ImageModel) -> bool:
+    """A model that scores answers by likelihood (a vision-language chat model), not a head."""
+    if isinstance(model, ImageModel):
+        return isinstance(model, AnswerScorer)
+    return model_kind(model) == ANSWER_SCORER
 
 
 def checked_cache(

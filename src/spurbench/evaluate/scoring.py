@@ -30,8 +30,7 @@ from spurbench.evaluate.label_space import LabelSpace
 
 if TYPE_CHECKING:
     from spurbench.features.cache import FeatureSet
-    from spurbench.models.base import LinearHead, ModelAdapter
-    from spurbench.models.lvlm import LVLMAdapter
+    from spurbench.models.base import AnswerScorer, ImageModel, LinearHead, ModelAdapter
     from spurbench.store.results import ResultsStore
 
 #: Labels kept per image in the predictions table.
@@ -120,7 +119,7 @@ def score_features(
 
 
 def score_answers(
-    adapter: LVLMAdapter,
+    adapter: AnswerScorer,
     dataset: ImageDataset,
     space: LabelSpace,
     *,
@@ -210,7 +209,7 @@ def skipped(scores: Scores, dataset: ImageDataset) -> pd.DataFrame:
 
 
 def run_id(
-    adapter: ModelAdapter | LVLMAdapter,
+    adapter: ImageModel,
     dataset: ImageDataset,
     space: LabelSpace,
     scoring: str | dict[str, Any],
@@ -274,7 +273,7 @@ def run_result(
 
 def run_record(
     result: RunResult,
-    adapter: ModelAdapter | LVLMAdapter,
+    adapter: ImageModel,
     dataset: ImageDataset,
     templates: Sequence[str],
     name_set: str,

@@ -41,6 +41,7 @@ from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
 from spurbench.models.engine import image_encoder
 from spurbench.models.precision import autocast
+from spurbench.paths import default_cache_dir  # re-exported: callers import it here
 from spurbench.progress import progress_bar
 
 #: Rows per shard; ``SPURBENCH_SHARD_ROWS`` overrides it (smaller shards lose less to a kill).
@@ -69,10 +70,6 @@ class FeatureSet:
     ok: np.ndarray  # (n,) bool
     errors: list[str]  # (n,) '' or the reason the image was skipped
     key: str
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SPURBENCH_CACHE", Path.home() / ".cache" / "spurbench"))
 
 
 def feature_key(

@@ -56,9 +56,6 @@ BACKENDS = ("local", "ray")
 INSTALL_HINT = "pip install 'spurbench[ray]'"
 #: Restarts of a dead worker, and retries of the unit it was running, before the run fails.
 MAX_RETRIES = 3
-#: Test hook: a file path; the first worker to start a unit while that file is missing creates
-#: it and exits abruptly, as a killed worker would (read by the driver, passed to the actors).
-CRASH_ONCE_ENV = "SPURBENCH_RAY_CRASH_ONCE"
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +149,6 @@ class ShardWorker:
         """
         import ray
 
-        _crash_if_asked(spec.crash_once)
         model = self._model(spec.model_name, spec.device, spec.fingerprint)
         model.precision = spec.precision
         files = image_files(model, spec.paths)
@@ -192,19 +188,7 @@ class UnitSpec:
     rows: tuple[int, int]
     paths: list[str]
     batch_size: int
-    crash_once: str | None = None
     precision: str = "fp32"  # resolved by the driver: every worker runs the same
-
-
-def _crash_if_asked(marker: str | None) -> None:
-    """The :data:`CRASH_ONCE_ENV` hook: exit abruptly if ``marker`` can still be created."""
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os._exit(17)
 
 
 @dataclass(frozen=True)
@@ -304,7 +288,6 @@ class RayShardEncoder:
     def _specs(self, units: list[ShardUnit], gpus: int) -> list[UnitSpec]:
         paths = [str(p) for p in self.dataset.table["path"]]
         device = "cuda" if gpus else self.device  # Ray maps the actor's GPU to cuda:0
-        crash_once = os.environ.get(CRASH_ONCE_ENV) or None
         return [
             UnitSpec(
                 self.model.name,
@@ -314,7 +297,6 @@ class RayShardEncoder:
                 rows,
                 paths[slice(*rows)],
                 self.batch_size,
-                crash_once,
                 self.model.precision,
             )
             for i, rows in units

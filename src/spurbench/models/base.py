@@ -1,4 +1,4 @@
-"""The one contract every model adapter answers, whatever zoo it comes from.
+"""The contracts models answer, whatever zoo they come from: two kinds on one image pass.
 
 In the spirit of timm's ``forward_features`` / ``forward_head``: an adapter maps a batch of
 preprocessed images to :class:`Features` — the representation feeding the linear head
@@ -6,7 +6,8 @@ preprocessed images to :class:`Features` — the representation feeding the line
 to — and builds a :class:`LinearHead` for any class list: a zero-shot text classifier for CLIP
 models, the rows of the trained classifier for supervised ones. Keeping the head linear and
 separate is what lets one image pass serve every protocol (1-vs-1000, 1-vs-20, 1-vs-N) and every
-probe, from cached features.
+probe, from cached features. Vision-language chat models share the image pass but classify by
+answer likelihood instead: each is an :class:`AnswerScorer`, a kind of its own.
 """
 
 from __future__ import annotations
@@ -127,8 +128,12 @@ class PreprocessConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class ModelAdapter(ABC):
-    """Base of all adapters. Subclasses set the attributes in ``__init__`` and implement two calls.
+class ImageModel(ABC):
+    """What every model kind shares: a name, weights, a preprocess and an image pass.
+
+    Two kinds build on it: :class:`ModelAdapter` classifies through a linear head, and
+    :class:`AnswerScorer` ranks candidate answers by likelihood. The family table
+    (:mod:`spurbench.models.spec`) says which kind a name is, before anything loads.
 
     Attributes:
         spec: the parsed name.
@@ -168,17 +173,6 @@ class ModelAdapter(ABC):
     def encode_images(self, images: torch.Tensor) -> Features:
         """Encode a preprocessed batch; called under ``torch.inference_mode``."""
 
-    @abstractmethod
-    def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
-        """The linear classifier over ``classes`` (templates are ignored by supervised models)."""
-
-    def projection(self) -> np.ndarray | None:
-        """P with embedding = pre_head @ P, when the last map is linear; None when it is identity.
-
-        The probes compose it with the head (W_H = W · Pᵀ) to read directions in pre-head space.
-        """
-        return None
-
     def describe(self) -> dict[str, Any]:
         """What a run record needs to say which model this was."""
         return {
@@ -193,6 +187,55 @@ class ModelAdapter(ABC):
             "decode": self.decode,
             "preprocess": self.preprocess_cfg.as_dict(),
         }
+
+
+class ModelAdapter(ImageModel):
+    """A classifier: image features and a linear head for any class list (CLIPs, timm, ...)."""
+
+    @abstractmethod
+    def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
+        """The linear classifier over ``classes`` (templates are ignored by supervised models)."""
+
+    def projection(self) -> np.ndarray | None:
+        """P with embedding = pre_head @ P, when the last map is linear; None when it is identity.
+
+        The probes compose it with the head (W_H = W · Pᵀ) to read directions in pre-head space.
+        """
+        return None
+
+
+class AnswerScorer(ImageModel):
+    """A model that answers a question about an image: it ranks candidate answers.
+
+    Vision-language chat models have no linear head; the CounterAnimal paper classifies with
+    them by the likelihood of each candidate answer (:mod:`spurbench.evaluate.lvlm`).
+
+    Attributes:
+        question, answer_template, reduction: the defaults of :meth:`score_candidates`.
+    """
+
+    question: str
+    answer_template: str
+    reduction: str
+
+    @property
+    @abstractmethod
+    def chat_template_digest(self) -> str:
+        """A hash of the prompt format, part of a run's identity."""
+
+    @abstractmethod
+    def score_candidates(
+        self,
+        images: Sequence[Any],
+        question: str | None,
+        candidates: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        answer_template: str | None = None,
+        reduction: str | None = None,
+        batch_size: int | None = None,
+        score: str = "paper",
+    ) -> np.ndarray:
+        """Loss of each candidate answer per image, shape (n_images, n_candidates): lower wins."""
 
 
 def state_dict_digest(module: torch.nn.Module) -> str:

@@ -44,9 +44,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spurbench.data.classes import ClassList
 from spurbench.errors import SpurbenchError, UnsafeCheckpointError
-from spurbench.models.base import Features, LinearHead, ModelAdapter, PreprocessConfig
+from spurbench.models.base import AnswerScorer, Features, PreprocessConfig
 from spurbench.models.checkpoints import guarded_load
 from spurbench.models.spec import ModelSpec
 
@@ -174,13 +173,12 @@ def _default_notify(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-class LVLMAdapter(ModelAdapter):
+class LVLMAdapter(AnswerScorer):
     """An image-text-to-text chat model; :meth:`score_candidates` ranks answers by likelihood.
 
-    It fills the :class:`ModelAdapter` contract as far as it goes: ``encode_images`` returns the
-    image tokens the language model sees (projector output), mean-pooled, so feature caches and
-    probes can read the LVLM's vision side; there is no linear head (``head`` raises), because
-    the paper classifies with an LVLM by answer likelihood (:mod:`spurbench.evaluate.lvlm`).
+    ``encode_images`` returns the image tokens the language model sees (projector output),
+    mean-pooled, so feature caches can read the LVLM's vision side; it has no linear head: the
+    paper classifies with an LVLM by answer likelihood (:mod:`spurbench.evaluate.lvlm`).
 
     Args:
         spec: ``ModelSpec("lvlm", <hub id or folder>)``.
@@ -265,7 +263,7 @@ class LVLMAdapter(ModelAdapter):
     def chat_template_digest(self) -> str:
         return hashlib.sha256(self.chat_template.encode()).hexdigest()[:16]
 
-    # -- the ModelAdapter contract -------------------------------------------------------------
+    # -- the image pass ------------------------------------------------------------------------
 
     def _pixel_values(self, image: Image.Image) -> torch.Tensor:
         return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
@@ -276,13 +274,6 @@ class LVLMAdapter(ModelAdapter):
         tokens = getattr(out, "pooler_output", out)
         emb = torch.stack([t.float().reshape(-1, t.shape[-1]).mean(0) for t in tokens]).cpu()
         return Features(emb, emb.clone())
-
-    def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
-        raise SpurbenchError(
-            f"{self.name} is a vision-language chat model: it has no linear head. It is "
-            "evaluated by answer likelihood (spurbench.evaluate.lvlm.evaluate_lvlm, protocols "
-            "1v20 or 1vN)."
-        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -1,23 +1,28 @@
-"""Model registry: one factory from names to adapters, and a searchable list of known names.
+"""Model registry: one factory from names to adapters (the names it knows: ``listing``).
 
 Built explicitly (a dict of family → adapter class), never filled by import side effects.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from spurbench.errors import SpurbenchError, UnknownModelError
-from spurbench.models.base import ModelAdapter
-from spurbench.models.spec import FAMILIES, FAMILY_TABLE, ModelSpec, parse_model_name
+from spurbench.models.base import ImageModel, ModelAdapter
+from spurbench.models.spec import (
+    CLASSIFIER,
+    FAMILIES,
+    FAMILY_TABLE,
+    ModelSpec,
+    model_kind,
+    parse_model_name,
+)
 
 
-def _adapter_class(family: str) -> type[ModelAdapter]:
+def _adapter_class(family: str) -> type[ImageModel]:
     if family not in FAMILY_TABLE:
         raise UnknownModelError(f"Unknown model family {family!r}; known: {FAMILIES}.")
     module, _, cls = FAMILY_TABLE[family].adapter.partition(":")
@@ -33,7 +38,7 @@ def create_model(
     device: str = "cpu",
     seed: int = RANDOM_INIT_SEED,
     cache_dir: str | Path | None = None,
-) -> ModelAdapter:
+) -> ImageModel:
     """Load a model by name (see :mod:`spurbench.models.spec` for the accepted spellings).
 
     Random-init weights are drawn from ``seed`` (recorded as ``adapter.init_seed``), without
@@ -66,30 +71,15 @@ def create_model(
     return adapter
 
 
-def list_models(pattern: str | None = None, family: str | None = None) -> pd.DataFrame:
-    """Known (family, arch, pretrained, name) rows, filtered by a glob on the name or arch.
-
-    open_clip: every ``list_pretrained()`` pair; timm: every model with pretrained weights;
-    torchvision: every classification model and weight enum. Hugging Face CLIP ids are open-ended
-    and not listed.
-    """
-    if family not in (None, *FAMILIES):
-        raise SpurbenchError(f"Unknown family {family!r}; choose one of {FAMILIES}.")
-    rows = [
-        (f.name, arch, tag or "")
-        for f in FAMILY_TABLE.values()
-        if f.lister is not None and family in (None, f.name)
-        for arch, tag in f.lister()
-    ]
-    df = pd.DataFrame(rows, columns=["family", "arch", "pretrained"])
-    df["name"] = [ModelSpec(f, a, p or None).name for f, a, p in rows]
-    if pattern:
-        pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
-        pat = pat.lower()
-        df = df[
-            [
-                fnmatch.fnmatch(n.lower(), pat) or fnmatch.fnmatch(a.lower(), pat)
-                for n, a in zip(df["name"], df["arch"], strict=True)
-            ]
-        ]
-    return df.reset_index(drop=True)
+def create_classifier(
+    name: str | ModelSpec, device: str = "cpu", seed: int = RANDOM_INIT_SEED
+) -> ModelAdapter:
+    """:func:`create_model` for stages that need a linear head (probes, curation, the suite,
+    1-vs-20 references): a model of another kind is refused by name, before it loads."""
+    if model_kind(name) != CLASSIFIER:
+        shown = name if isinstance(name, str) else name.name
+        raise SpurbenchError(
+            f"{shown} is a vision-language chat model: it has no linear head. It is evaluated "
+            "by answer likelihood (spurbench eval / spurbench.evaluate, protocols 1v20 or 1vN)."
+        )
+    return create_model(name, device=device, seed=seed)  # type: ignore[return-value]

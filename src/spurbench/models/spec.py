@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LVLM_MODEL_TYPES = ("llava", "llava_next")
+#: Model kinds (see spurbench.models.base): a linear-head classifier, or a model that ranks
+#: candidate answers by likelihood (vision-language chat models).
+CLASSIFIER = "classifier"
+ANSWER_SCORER = "answer_scorer"
 RANDOM = "random"
 _HUB_OR_DIR = ("hf-hub:", "local-dir:")
 
@@ -53,7 +57,10 @@ class Family:
     ``prefix`` is the explicit spelling (``timm:...``); ``parse`` reads the text after it;
     ``canonical`` writes the one name a spec is stored under; ``adapter`` is the
     ``module:Class`` that loads it (imported only when a model is created); ``lister`` gives the
-    known (arch, pretrained) pairs, or is None where names are open-ended (hub ids, folders).
+    known (arch, pretrained) pairs, or is None where names are open-ended (hub ids, folders),
+    and ``dist`` is the installed distribution whose version fixes that list; ``kind`` says how
+    its models classify (:data:`CLASSIFIER` or :data:`ANSWER_SCORER`), so a name is dispatched
+    to its evaluator before anything loads.
     """
 
     name: str
@@ -62,6 +69,8 @@ class Family:
     canonical: Callable[[ModelSpec], str]
     adapter: str
     lister: Callable[[], Iterable[tuple[str, str]]] | None = None
+    kind: str = CLASSIFIER
+    dist: str | None = None
 
 
 def _split(rest: str, sep: str) -> tuple[str, str | None]:
@@ -124,6 +133,7 @@ FAMILY_TABLE: dict[str, Family] = {
             _name_open_clip,
             "spurbench.models.open_clip_adapter:OpenClipAdapter",
             _list_open_clip,
+            dist="open_clip_torch",
         ),
         Family(
             "hf_clip",
@@ -139,6 +149,7 @@ FAMILY_TABLE: dict[str, Family] = {
             lambda s: f"timm:{s.arch}" + (f",{s.pretrained}" if s.pretrained else ""),
             "spurbench.models.supervised:TimmAdapter",
             _list_timm,
+            dist="timm",
         ),
         Family(
             "torchvision",
@@ -147,6 +158,7 @@ FAMILY_TABLE: dict[str, Family] = {
             lambda s: f"torchvision:{s.arch}" + (f":{s.pretrained}" if s.pretrained else ""),
             "spurbench.models.supervised:TorchvisionAdapter",
             _list_torchvision,
+            dist="torchvision",
         ),
         Family(
             "lvlm",
@@ -154,6 +166,7 @@ FAMILY_TABLE: dict[str, Family] = {
             lambda rest: ModelSpec("lvlm", rest),
             lambda s: f"lvlm:{s.arch}",
             "spurbench.models.lvlm:LVLMAdapter",
+            kind=ANSWER_SCORER,
         ),
     )
 }
@@ -180,6 +193,12 @@ def parse_model_name(name: str) -> ModelSpec:
     if "." in name and Path(name).suffix.lower() not in (".pt", ".pth", ".bin", ".safetensors"):
         return _parse_timm(name)
     return ModelSpec("open_clip", name)
+
+
+def model_kind(name: str | ModelSpec) -> str:
+    """:data:`CLASSIFIER` or :data:`ANSWER_SCORER`, from the name alone (nothing loads)."""
+    spec = name if isinstance(name, ModelSpec) else parse_model_name(name)
+    return FAMILY_TABLE[spec.family].kind
 
 
 def _spec_for_folder(path: Path) -> ModelSpec:

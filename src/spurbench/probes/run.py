@@ -320,9 +320,9 @@ def probe(
     if isinstance(model, ModelAdapter):
         adapter = model
     else:
-        from spurbench.models.registry import create_model
+        from spurbench.models.registry import create_classifier
 
-        adapter = create_model(model, device=runtime.device)
+        adapter = create_classifier(model, device=runtime.device)
     adapter.precision = resolve_precision(runtime.precision, adapter, cache)
     if isinstance(store, str | Path):
         store = ResultsStore(store)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spurbench.data.dataset import COMMON, COUNTER
+from spurbench.data.dataset import COMMON, COUNTER, DROP_GROUP
 from spurbench.errors import SpurbenchError
 from spurbench.evaluate.candidates import FILE_PREFIX, PAPER_REFERENCE, describe_source
 from spurbench.evaluate.metrics import LEVEL, clopper_pearson
@@ -53,10 +53,10 @@ __all__ = [
 _HEADLINE: dict[str, tuple[str, str]] = {
     "common": ("balanced_accuracy", COMMON),
     "counter": ("balanced_accuracy", COUNTER),
-    "drop": ("drop", "common-counter"),
+    "drop": ("drop", DROP_GROUP),
     "common_pi": ("accuracy", COMMON),
     "counter_pi": ("accuracy", COUNTER),
-    "drop_pi": ("drop_per_image", "common-counter"),
+    "drop_pi": ("drop_per_image", DROP_GROUP),
     "common_top5": ("top5_accuracy", COMMON),
     "counter_top5": ("top5_accuracy", COUNTER),
 }
@@ -66,7 +66,7 @@ _HEADLINE: dict[str, tuple[str, str]] = {
 _CLASS_COUNTS: dict[str, tuple[str, str]] = {
     "classes_common": ("balanced_accuracy", COMMON),
     "classes_counter": ("balanced_accuracy", COUNTER),
-    "classes_paired": ("drop", "common-counter"),
+    "classes_paired": ("drop", DROP_GROUP),
 }
 
 

@@ -19,12 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from spurbench.evaluate.effective_robustness import (
-    DEFAULT_N_BOOT,
-    BaselineFit,
-    Transform,
-    fit_baseline,
-)
+from spurbench.evaluate.effective_robustness import DEFAULT_N_BOOT, BaselineFit, Transform
+from spurbench.report.analysis import own_trends
 from spurbench.report.plots import FAMILY_STYLE, save_literal
 
 __all__ = [
@@ -155,15 +151,17 @@ def plot_counter_vs_common_linear(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     transform: Transform = "logit",
+    fits: dict[str, BaselineFit] | None = None,
 ) -> tuple[FigureFiles, dict[str, BaselineFit]]:
     """Counter vs common accuracy of a store's own models, on linear axes with intervals.
 
     Used where the models cannot join the published testbed (their own classes, the 1vN
     protocol): with a handful of models, the points' own confidence intervals matter more than
     the logit-scale trend, and equal linear axes make the y = x diagonal read as "no drop", as in
-    the CounterAnimal paper's figures. Families with three or more models still get their
-    baseline trend (fitted on the ``transform`` scale, drawn as the curve it is in accuracy
-    space) with its bootstrap band. ``points`` has family, model_name, common, counter and the
+    the CounterAnimal paper's figures. Each family of ``fits`` (three or more models; fitted by
+    :func:`spurbench.report.analysis.own_trends` when not given) gets its baseline trend (fitted
+    on the ``transform`` scale, drawn as the curve it is in accuracy space) with its bootstrap
+    band. ``points`` has family, model_name, common, counter and the
     ``*_lo`` / ``*_hi`` interval columns, all as fractions.
     """
     fig = Figure(figsize=(6.4, 6.0), layout="constrained")
@@ -174,13 +172,13 @@ def plot_counter_vs_common_linear(
     lo = max(0.0, float(np.nanmin(vals)) - 5)
     hi = min(100.0, float(np.nanmax(vals)) + 5)
     ax.plot([lo, hi], [lo, hi], "--", color="black", linewidth=1.1, label="y = x (no drop)")
-    fits: dict[str, BaselineFit] = {}
+    if fits is None:
+        fits = own_trends(points, transform)
     grid = np.linspace(max(lo, 0.5), min(hi, 99.5), 100) / 100
     for family, group in points.groupby("family", sort=False):
         colour, marker, label = FAMILY_STYLE.get(family, ("0.45", "o", str(family)))
-        if len(group) >= 3 and np.ptp(group["common"]) > 0:
-            fit = fit_baseline(group["common"], group["counter"], transform=transform)
-            fits[str(family)] = fit
+        fit = fits.get(str(family))
+        if fit is not None:
             band_lo, band_hi = fit.band(grid, level=level, n_boot=n_boot, seed=seed)
             ax.fill_between(
                 100 * grid, 100 * band_lo, 100 * band_hi, color=colour, alpha=0.15, linewidth=0

@@ -1,7 +1,8 @@
-"""The report's computation: trends, effective robustness, figures, tables, thumbnails.
+"""The report's assembly: figures, tables and thumbnails around the analysed data.
 
-:class:`ReportPage` turns the collected :class:`~spurbench.report.collect.ReportData` into one
-typed :class:`~spurbench.report.view.ReportView`; :mod:`spurbench.report.html` and
+:class:`ReportPage` first has :mod:`spurbench.report.analysis` fit the trends and effective
+robustness, then draws the figures from those fits and builds the tables, into one typed
+:class:`~spurbench.report.view.ReportView`; :mod:`spurbench.report.html` and
 :mod:`spurbench.report.summary` only render that view.
 """
 
@@ -12,18 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from spurbench.evaluate.candidates import describe_source
-from spurbench.evaluate.effective_robustness import (
-    DEFAULT_N_BOOT,
-    Transform,
-    effective_robustness_ci,
-)
-from spurbench.report.collect import Panel, ReportData, panel_points, short_names
+from spurbench.evaluate.effective_robustness import DEFAULT_N_BOOT, Transform
+from spurbench.report.analysis import PanelTrends, panel_trends, with_effective_robustness
+from spurbench.report.collect import Panel, ReportData, short_names
 from spurbench.report.counterfactuals import counterfactual_views, methods_text
 from spurbench.report.figures import (
     FigureFiles,
@@ -93,11 +89,11 @@ class ReportOptions:
 
 
 class ReportPage:
-    """Computes the report: fits the trends and effective robustness, draws the figures into
-    the staging folder ``root``, builds the tables, and returns one :class:`ReportView`.
+    """Builds the report: analyses the data (trends, effective robustness), draws the figures
+    into the staging folder ``root``, builds the tables, and returns one :class:`ReportView`.
 
-    ``data`` is not modified: the page works on a copy of its runs (ER columns are added there)
-    and of its notes, available as ``page.data`` after :meth:`build`.
+    ``data`` is not modified: the page works on a copy (its runs gain the ER columns, its notes
+    may grow), available as ``page.data`` after :meth:`build`.
     """
 
     def __init__(self, data: ReportData, opts: ReportOptions, root: Path) -> None:
@@ -118,8 +114,13 @@ class ReportPage:
     # -- the pieces ------------------------------------------------------------------------
 
     def build(self) -> ReportView:
-        for panel in self.data.panels:
-            self.panels.append(self._panel(panel))
+        trends = [panel_trends(self.data, p, self.opts.transform) for p in self.data.panels]
+        self.data, self.fits = with_effective_robustness(
+            self.data, [t for t in trends if t is not None], n_boot=self.opts.n_boot,
+            seed=self.opts.seed,
+        )  # fmt: skip
+        for panel, panel_trend in zip(self.data.panels, trends, strict=True):
+            self.panels.append(self._panel(panel, panel_trend))
         self.models = model_table(self.data)
         self.probe = self._probes()
         if not self.data.counterfactuals.empty:
@@ -139,13 +140,13 @@ class ReportPage:
     def figure_files(self) -> list[Path]:
         return [p for f in self.figures for p in (f.files.png, f.files.svg)]
 
-    def _panel(self, panel: Panel) -> PanelView:
+    def _panel(self, panel: Panel, trends: PanelTrends | None) -> PanelView:
         data, opts = self.data, self.opts
         view = PanelView(panel)
-        if panel.published is not None:
-            view.scatter = self._published_scatter(panel)
-        else:
-            view.scatter = self._own_scatter(panel)
+        if trends is not None and panel.published is not None:
+            view.scatter = self._published_scatter(trends)
+        elif trends is not None:
+            view.scatter = self._own_scatter(trends)
         view.fits = [f for f in self.fits if f.panel == panel.title]
         classes = data.classes[data.classes["run_id"].isin(panel.run_ids)]
         if not classes.empty:
@@ -176,22 +177,18 @@ class ReportPage:
         view.cells = cell_table(data, panel, opts.max_cell_models)
         return view
 
-    def _published_scatter(self, panel: Panel) -> PageFigure | None:
+    def _published_scatter(self, trends: PanelTrends) -> PageFigure:
         """The store's models as stars among the published ones, trends over the published."""
-        opts = self.opts
-        points = panel_points(self.data, panel)
-        if not (points["source"] == "ours").any():
-            return None
+        opts, panel = self.opts, trends.panel
         res = plot_counter_vs_common(
-            points,
+            trends.points,
             self.fig_dir / f"counter_vs_common_{panel.slug}",
-            ("clip", "imagenet"),
             transform=opts.transform,
             n_boot=opts.n_boot,
             seed=opts.seed,
             title=f"CounterAnimal ({panel.protocol}): our models among the published ones",
+            fits=trends.fits,
         )
-        self._effective_robustness(panel, res.fits, "published")
         caption = (
             f"Counter- vs common-background accuracy (class-balanced, {opts.transform} axes). "
             "Stars: models from this store; other points: published CounterAnimal results. "
@@ -201,24 +198,19 @@ class ReportPage:
         )
         return self._figure(f"fig-cvc-{panel.slug}", caption, FigureFiles(res.png, res.svg))
 
-    def _own_scatter(self, panel: Panel) -> PageFigure | None:
+    def _own_scatter(self, trends: PanelTrends) -> PageFigure:
         """The store's models alone, on linear axes with their intervals."""
-        runs = self.data.panel_runs(panel).dropna(subset=["common", "counter"])
-        if runs.empty:
-            return None
-        points = runs.drop(columns="family").rename(
-            columns={"kind": "family", "display": "model_name"}
-        )
-        files, fits = plot_counter_vs_common_linear(
-            points,
+        panel, fits = trends.panel, trends.fits
+        files, _ = plot_counter_vs_common_linear(
+            trends.points,
             self.fig_dir / f"counter_vs_common_{panel.slug}",
             title=f"{panel.title}: counter vs common accuracy",
             level=self.data.level,
             n_boot=self.opts.n_boot,
             seed=self.opts.seed,
             transform=self.opts.transform,
+            fits=fits,
         )
-        self._effective_robustness(panel, fits, "this store")
         caption = (
             "Counter- vs common-background accuracy (class-balanced) with "
             f"{self.data.level:.0%} intervals. Dashed: y = x (no drop): the farther below it, "
@@ -231,42 +223,6 @@ class ReportPage:
             )
         )
         return self._figure(f"fig-cvc-{panel.slug}", caption, files)
-
-    def _effective_robustness(self, panel: Panel, fits: dict[str, Any], baseline: str) -> None:
-        """ER of each run of the panel against each fitted trend, as new run columns."""
-        runs = self.data.runs
-        sel = runs["run_id"].isin(panel.run_ids) & runs["common"].notna() & runs["counter"].notna()
-        for family, fit in fits.items():
-            self.fits.append(
-                Fit(
-                    panel.title,
-                    family,
-                    baseline,
-                    fit.n,
-                    fit.slope,
-                    fit.intercept,
-                    fit.r,
-                    fit.transform,
-                )
-            )
-            col = f"er_{family}"
-            for c in (col, col + "_lo", col + "_hi"):
-                if c not in runs:
-                    runs[c] = np.nan
-            if col + "_baseline" not in runs:
-                runs[col + "_baseline"] = ""
-            if not sel.any():
-                continue
-            runs.loc[sel, col + "_baseline"] = f"{baseline} n={fit.n}"
-            er, lo, hi = effective_robustness_ci(
-                fit,
-                runs.loc[sel, "common"],
-                runs.loc[sel, "counter"],
-                level=self.data.level,
-                n_boot=self.opts.n_boot,
-                seed=self.opts.seed,
-            )
-            runs.loc[sel, col], runs.loc[sel, col + "_lo"], runs.loc[sel, col + "_hi"] = er, lo, hi
 
     def _probes(self) -> ProbeView | None:
         probes = self.data.probes

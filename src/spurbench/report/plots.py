@@ -28,10 +28,10 @@ from spurbench.evaluate.effective_robustness import (
     DEFAULT_N_BOOT,
     BaselineFit,
     Transform,
-    fit_baseline,
     inverse_transform_accuracy,
     transform_accuracy,
 )
+from spurbench.report.analysis import published_trends
 
 
 def save_literal(fig: Figure, png: Path, svg: Path, **svg_kwargs: object) -> None:
@@ -101,6 +101,7 @@ def plot_counter_vs_common(
     seed: int = 0,
     level: float = 0.95,
     title: str | None = None,
+    fits: dict[str, BaselineFit] | None = None,
 ) -> CounterVsCommonPlot:
     """Scatter counter- vs common-background accuracy with per-family baseline trends.
 
@@ -109,8 +110,9 @@ def plot_counter_vs_common(
     user's own models with "ours": they are drawn as stars, labelled, and kept out of the baseline
     fits, because the point of the baseline is to judge them against published models.
     ``highlight`` lists further model_names to label (e.g. the CounterAnimal reference model).
-    One trend with a bootstrap band is fitted per family in ``fit_groups`` that has at least three
-    models. Writes ``path`` with suffix .png and .svg and returns the fits for further checks.
+    One trend with a bootstrap band is drawn per family of ``fits`` (the report passes those of
+    :mod:`spurbench.report.analysis`); without them, each family in ``fit_groups`` with at least
+    three models is fitted here. Writes ``path`` with suffix .png and .svg and returns the fits.
     """
     required = {"family", "model_name", "common", "counter"}
     missing = required - set(df.columns)
@@ -142,13 +144,9 @@ def plot_counter_vs_common(
 
     x_grid = inverse_transform_accuracy(np.linspace(*xlim, _GRID), transform)
     x_grid_t = transform_accuracy(x_grid, transform)
-    fits: dict[str, BaselineFit] = {}
-    for group in fit_groups:
-        members = data[(data["family"] == group) & ~data["ours"]]
-        if len(members) < 3:
-            continue
-        fit = fit_baseline(members["x"], members["y"], transform=transform)
-        fits[group] = fit
+    if fits is None:
+        fits = published_trends(data, transform, tuple(fit_groups), acc_scale)
+    for group, fit in fits.items():
         colour = _FIT_COLOUR.get(group, "0.3")
         lo, hi = fit.band(x_grid, level=level, n_boot=n_boot, seed=seed)
         ax.fill_between(

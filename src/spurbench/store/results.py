@@ -29,6 +29,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from spurbench.atomic import is_disk_full
+from spurbench.data.dataset import COMMON, COUNTER, DROP_GROUP
 from spurbench.errors import StoreError
 
 DEFAULT_PATH = "spurbench.duckdb"
@@ -84,16 +85,16 @@ _PUBLISHED_COLUMNS = (
 )  # fmt: skip
 _TABLES = ("runs", "predictions", "metrics", "skipped", "artifacts")
 _SUMMARY_COLUMNS = (  # alias, metric, group, field
-    ("common", "balanced_accuracy", "common", "value"),
-    ("counter", "balanced_accuracy", "counter", "value"),
-    ("drop", "drop", "common-counter", "value"),
-    ("drop_ci_low", "drop", "common-counter", "ci_low"),
-    ("drop_ci_high", "drop", "common-counter", "ci_high"),
-    ("classes_common", "balanced_accuracy", "common", "n"),
-    ("classes_counter", "balanced_accuracy", "counter", "n"),
-    ("classes_paired", "drop", "common-counter", "n"),
-    ("common_per_image", "accuracy", "common", "value"),
-    ("counter_per_image", "accuracy", "counter", "value"),
+    ("common", "balanced_accuracy", COMMON, "value"),
+    ("counter", "balanced_accuracy", COUNTER, "value"),
+    ("drop", "drop", DROP_GROUP, "value"),
+    ("drop_ci_low", "drop", DROP_GROUP, "ci_low"),
+    ("drop_ci_high", "drop", DROP_GROUP, "ci_high"),
+    ("classes_common", "balanced_accuracy", COMMON, "n"),
+    ("classes_counter", "balanced_accuracy", COUNTER, "n"),
+    ("classes_paired", "drop", DROP_GROUP, "n"),
+    ("common_per_image", "accuracy", COMMON, "value"),
+    ("counter_per_image", "accuracy", COUNTER, "value"),
 )
 
 
