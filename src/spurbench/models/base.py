@@ -107,7 +107,7 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def encode_images(self, images: torch.Tensor) -> Features:
-        """Encode a preprocessed batch; called under ``torch.inference_mode``."""
+        """Encode a preprocessed batch; called under :func:`.precision.forward_context`."""
 
     @abstractmethod
     def head(self, classes: ClassList, templates: Sequence[str]) -> LinearHead:
