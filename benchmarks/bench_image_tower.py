@@ -31,15 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import busy_warning, load_average, make_imagenet_val
-
-
-def cpu_description() -> str:
-    """The CPU model and whether it has native bf16 instructions (what decides bf16's speed)."""
-    from spurbench.models.precision import bf16_instructions, machine_signature
-
-    flags = bf16_instructions()
-    return f"{machine_signature()['cpu']}; bf16 instructions: {', '.join(flags) or 'none'}"
+from _common import busy_warning, cpu_description, load_average, make_imagenet_val
 
 
 def main() -> None:
