@@ -20,8 +20,9 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks scripts
 
+# -X faulthandler: a crash in native code (even at interpreter exit) prints its stack.
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -X faulthandler -m pytest -q -p no:cacheprovider
 
 # The edit loop: everything but the slow, Ray, browser and subprocess tests (CI runs `make test`).
 test-fast: $(BIN)/.installed

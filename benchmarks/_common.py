@@ -165,3 +165,11 @@ def parse_or_run_child(parser: Any, child: Callable[[dict[str, Any]], None]) -> 
         child(json.loads(args.child))
         return None
     return args
+
+
+def cpu_description() -> str:
+    """The CPU model and whether it has native bf16 instructions (what decides bf16's speed)."""
+    from spurbench.models.precision import bf16_instructions, machine_signature
+
+    flags = bf16_instructions()
+    return f"{machine_signature()['cpu']}; bf16 instructions: {', '.join(flags) or 'none'}"

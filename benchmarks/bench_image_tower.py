@@ -31,15 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import busy_warning, load_average, make_imagenet_val
-
-
-def cpu_description() -> str:
-    """The CPU model and whether it has native bf16 instructions (what decides bf16's speed)."""
-    from spurbench.models.precision import bf16_instructions, machine_signature
-
-    flags = bf16_instructions()
-    return f"{machine_signature()['cpu']}; bf16 instructions: {', '.join(flags) or 'none'}"
+from _common import busy_warning, cpu_description, load_average, make_imagenet_val
 
 
 def main() -> None:
@@ -57,7 +49,7 @@ def main() -> None:
     from spurbench.features.cache import image_files
     from spurbench.models import create_model
     from spurbench.models.engine import exported_graph, image_encoder, onnx_available, onnx_session
-    from spurbench.models.precision import agreement, autocast
+    from spurbench.models.precision import agreement, forward_context
 
     busy = busy_warning()
     load_before = load_average()
@@ -77,16 +69,16 @@ def main() -> None:
             variants["compile bf16"] = (compiled, "bf16")
         with torch.inference_mode():
             head = adapter.head(imagenet_classes("openai"), resolve_templates(None))
-            feats, seconds = {}, {name: [] for name in variants}
-            for r in range(args.repeats):
-                order = list(variants) if r % 2 == 0 else list(reversed(variants))
-                for name in order:
-                    encode, precision = variants[name]
-                    start = time.perf_counter()
-                    with autocast("cpu", precision):
-                        out = [encode(b) for b in images.split(args.batch_size)]
-                    seconds[name].append(time.perf_counter() - start)
-                    feats[name] = torch.cat([o.embedding for o in out])
+        feats, seconds = {}, {name: [] for name in variants}
+        for r in range(args.repeats):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for name in order:
+                encode, precision = variants[name]
+                start = time.perf_counter()
+                with forward_context("cpu", precision):  # what the image pass runs under
+                    out = [encode(b) for b in images.split(args.batch_size)]
+                seconds[name].append(time.perf_counter() - start)
+                feats[name] = torch.cat([o.embedding for o in out])
     classifier = torch.from_numpy(head.weight)
     print(
         f"{args.arch} (random init), {len(images)} JPEGs, batch {args.batch_size}, "

@@ -115,3 +115,17 @@ def test_auto_times_and_exports_a_lazily_built_model(tiny_clip_dir, counteranima
     (verdict,) = (tmp_path / "c" / "engine").glob("*.json")
     assert json.loads(verdict.read_text())["verdict"] in ("eager", "onnx")
     assert len(res.predictions) == 27
+
+
+def test_auto_runs_eager_when_the_tower_cannot_be_exported(model, tmp_path):
+    """``auto`` is a default: an export failure means eager (warned, verdict cached), no crash."""
+
+    def clock(adapter, engine):
+        if engine == "onnx":
+            raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX is not supported")
+        return 1.0
+
+    with pytest.warns(UserWarning, match="ONNX export .* failed .*eager"):
+        assert resolve_engine("auto", model, tmp_path, timer=clock) == "eager"
+    (verdict,) = (tmp_path / "engine").glob("*.json")
+    assert json.loads(verdict.read_text())["verdict"] == "eager"

@@ -8,13 +8,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from spurbench.data.layouts import open_dataset
 from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset, feature_key, image_files
 from spurbench.features.content import content_digest
 from spurbench.models import create_model
-from spurbench.models.precision import BF16_MARGIN, agreement, resolve_precision
+from spurbench.models.precision import (
+    BF16_MARGIN,
+    agreement,
+    forward_context,
+    resolve_precision,
+)
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
 
@@ -193,3 +199,30 @@ def test_precision_is_recorded_with_the_run(model, counteranimal_dir, tmp_path):
     same = fp32.predictions["correct"].to_numpy() == bf16.predictions["correct"].to_numpy()
     agree = same.mean()
     print(f"demo world 1vN: per-image correctness agreement bf16 vs fp32 {agree:.3f}")
+
+
+class _CastCounter(TorchDispatchMode):
+    """Counts dtype casts (``aten._to_copy`` / ``aten.to.dtype``) reaching the kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.casts = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.casts += str(func) in ("aten._to_copy.default", "aten.to.dtype")
+        return func(*args, **(kwargs or {}))
+
+
+def test_autocast_casts_the_weights_once_per_pass():
+    """Under bf16 the weights are cast once, then reused: each further forward casts only its
+    input. (Under ``inference_mode`` autocast recasts input, weight and bias at every call, which
+    made bf16 slower than fp32 at small batches.) fp32 casts nothing."""
+    layer, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    counts = {}
+    for precision in ("bf16", "fp32"):
+        with forward_context("cpu", precision), _CastCounter() as counter:
+            for _ in range(3):
+                out = layer(x)
+        counts[precision] = counter.casts
+        assert not out.requires_grad
+    assert counts == {"bf16": 3 + 2, "fp32": 0}

@@ -40,7 +40,7 @@ from spurbench.errors import Interrupted, SpurbenchError
 from spurbench.features.content import content_digest
 from spurbench.models.base import ModelAdapter
 from spurbench.models.engine import image_encoder
-from spurbench.models.precision import autocast
+from spurbench.models.precision import forward_context
 from spurbench.paths import default_cache_dir  # re-exported: callers import it here
 from spurbench.progress import progress_bar
 
@@ -363,7 +363,7 @@ def _encode_units(
                     _, images, reasons = next(batch_iter)
             except Exception as e:  # ImageFiles never raises: this is the loader itself
                 raise _LoaderFailed from e
-            with torch.inference_mode(), autocast(_device(model), model.precision):
+            with forward_context(_device(model), model.precision):
                 feats = encode(images)
             pres.append(feats.pre_head.float().numpy())  # stored as float32 at any precision
             embs.append(feats.embedding.float().numpy())

@@ -171,7 +171,7 @@ class ImageModel(ABC):
 
     @abstractmethod
     def encode_images(self, images: torch.Tensor) -> Features:
-        """Encode a preprocessed batch; called under ``torch.inference_mode``."""
+        """Encode a preprocessed batch; called under :func:`.precision.forward_context`."""
 
     def describe(self) -> dict[str, Any]:
         """What a run record needs to say which model this was."""

@@ -87,10 +87,33 @@ def resolve_engine(
         adapter,
         cache_dir,
         ("eager", "onnx"),
-        timer or functools.partial(time_engine, cache_dir=cache_dir),
+        _unless_unexportable(timer or functools.partial(time_engine, cache_dir=cache_dir)),
         margin=ONNX_MARGIN,
         extra=[adapter.precision, torch.get_num_threads()],
     )
+
+
+def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
+    """``timer``, timing a model the ONNX exporter cannot trace as infinitely slow in ONNX.
+
+    ``auto`` is a default: a model whose tower uses an op without an ONNX form must still run,
+    eagerly, and the verdict (cached) says so; ``--engine onnx`` asked for explicitly still fails.
+    """
+
+    def timed(adapter: ModelAdapter, engine: str) -> float:
+        if engine == "eager":
+            return timer(adapter, engine)
+        try:
+            return timer(adapter, engine)
+        except Exception as e:  # the exporter raises many types (tracer, opset, ORT load)
+            warnings.warn(
+                f"ONNX export of {adapter.spec.arch} failed ({type(e).__name__}: {e}); "
+                "the image pass runs in eager PyTorch.",
+                stacklevel=2,
+            )
+            return float("inf")
+
+    return timed
 
 
 def image_encoder(adapter: ModelAdapter) -> Callable[[torch.Tensor], Features]:

@@ -57,7 +57,7 @@ class HFClipAdapter(ModelAdapter):
         )
 
     def encode_images(self, images: torch.Tensor) -> Features:
-        out = self.module.vision_model(pixel_values=images.to(self.device))
+        out = self.module.vision_model(pixel_values=images.to(self.device, non_blocking=True))
         pre = out.pooler_output
         return Features(pre.float().cpu(), self.module.visual_projection(pre).float().cpu())
 

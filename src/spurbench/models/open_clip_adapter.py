@@ -51,7 +51,7 @@ class OpenClipAdapter(ModelAdapter):
     # -- images -----------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor) -> Features:
         visual = self.module.visual
-        images = images.to(self.device)
+        images = images.to(self.device, non_blocking=True)  # pinned batches: async copy
         proj = getattr(visual, "proj", None)
         if isinstance(proj, torch.Tensor):
             # ViT: run the tower without its projection to read the pre-head representation,

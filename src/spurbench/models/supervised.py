@@ -120,7 +120,7 @@ class TimmAdapter(SupervisedAdapter):
         return fc
 
     def _pre_logits(self, images: torch.Tensor) -> torch.Tensor:
-        feats = self.module.forward_features(images.to(self.device))
+        feats = self.module.forward_features(images.to(self.device, non_blocking=True))
         return self.module.forward_head(feats, pre_logits=True)
 
 
@@ -215,5 +215,5 @@ class TorchvisionAdapter(SupervisedAdapter):
 
     def _pre_logits(self, images: torch.Tensor) -> torch.Tensor:
         self._captured.clear()
-        self.module(images.to(self.device))
+        self.module(images.to(self.device, non_blocking=True))
         return self._captured.pop()
