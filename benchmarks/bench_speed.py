@@ -188,7 +188,7 @@ def main() -> None:
     rows = [
         ("forward only: encode_image on pre-decoded tensors", times["forward"], best_fwd),
         ("spurbench image pass: encode_dataset, fresh cache", times["pass"], best_pass),
-        ("  the same, no decode workers (decoding in the main process)", [t0["inline"]], t0["inline"]),
+        ("  the same, decoding in the main process", [t0["inline"]], t0["inline"]),
     ]
     for name, runs, best in rows:
         table.add_row(
