@@ -130,16 +130,15 @@ def eval_cmd(
     from spurbench.evaluate.preflight import check_batch_size, check_device
     from spurbench.models.engine import check_engine
 
-    # the library takes plain names; typer has checked them against the choices
-    name_set, score, precision, engine, decode = map(
-        str, (name_set, score, precision, engine, decode)
-    )
+    # the library takes plain names; typer has checked them against the choices (the image
+    # pass's options become plain names in command_runtime, unset ones take its default)
+    name_set, score = str(name_set), str(score)
     protocols = ("1v1000", "1v20") if protocol == BOTH else tuple(protocol.split(","))
     _check_score(score, model)
     check_batch_size(batch_size)  # once for all models, before any loads
     check_device(device)
     if engine is not None:  # None: the Runtime's default (auto)
-        check_engine(str(engine))  # ONNX Runtime installed?
+        check_engine(engine)  # ONNX Runtime installed?
     # opened once, before any model loads, so bad data fails fast and all models see one table
     spec = DataSpec(
         data,
