@@ -17,6 +17,7 @@ from spurbench.counterfactual.masks import (
     USER,
     folder_masks,
     mask_lookup,
+    mask_status,
     synthetic_masks,
 )
 from spurbench.data.layouts import open_dataset
@@ -26,6 +27,7 @@ from spurbench.synth.world import (
     World,
     WorldConfig,
     generate_world,
+    hidden_object_paths,
     render_seeds,
     small_object_paths,
 )
@@ -185,3 +187,17 @@ def test_small_object_option_is_off_by_default_and_exact_when_on(tmp_path):
         badge = (row.badge_colour, row.badge_texture)
         layers = render_layers(spec, row.background, rng, cfg.image_size, SMALL_OBJECT_SCALE, badge)
         assert (np.asarray(compose(*layers)) == np.asarray(Image.open(world.root / row.path))).all()
+
+
+def test_hidden_object_images_have_an_empty_mask(tmp_path):
+    """A training image whose object is hidden has no foreground: its exact mask is empty, so
+    the guard keeps it out of every variant (nothing to swap)."""
+    cfg = WorldConfig(**{**SMALL.__dict__, "n_train_per_class": 4, "hidden_object_fraction": 0.5})
+    world = generate_world(cfg, tmp_path / "w")
+    hidden = hidden_object_paths(cfg)
+    lookup = synthetic_masks(world.root)
+    for _, row in open_dataset(world.root / "manifest.csv").table.iterrows():
+        mask = lookup(row)
+        rel = str(Path(row["path"]).relative_to(world.root))
+        assert (mask_status(mask) == "too_small") == (rel in hidden), rel
+        assert (mask.alpha.max() == 0) == (rel in hidden), rel

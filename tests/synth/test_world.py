@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy import stats
 
 from spurbench.synth import render
@@ -18,7 +19,9 @@ from spurbench.synth.world import (
     World,
     WorldConfig,
     generate_world,
+    hidden_object_paths,
     plan_world,
+    render_seeds,
     train_background_probs,
 )
 
@@ -196,7 +199,10 @@ def test_captions_name_the_class_and_optionally_the_background() -> None:
     assert all(row.caption.endswith(f" on {row.background}.") for row in with_bg.itertuples())
 
 
-@pytest.mark.parametrize("bad", [{"n_classes": 21}, {"n_backgrounds": 2}, {"rho": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"n_classes": 21}, {"n_backgrounds": 2}, {"rho": 1.5}, {"hidden_object_fraction": 1.0}],
+)
 def test_invalid_configs_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         WorldConfig(**bad)  # type: ignore[arg-type]
@@ -249,3 +255,39 @@ def test_badge_is_drawn_in_a_corner_with_its_colour(texture: str) -> None:
     # its lightest pixels are the badge colour (textured parts are a darker shade of it)
     bright = pixels[pixels.sum(axis=1) >= np.quantile(pixels.sum(axis=1), 0.75)]
     np.testing.assert_allclose(bright.mean(axis=0), blue, atol=0.1)
+
+
+def test_hidden_objects_are_background_only_training_images(tmp_path: Path) -> None:
+    """A hidden-object image is its background layer alone (badge included), re-drawn here from
+    the renderer's primitives; every other image has its object; the test split has no hidden
+    object, so the test images are those of a world without the option."""
+    cfg = WorldConfig(**{**SMALL.__dict__, "hidden_object_fraction": 0.2})
+    world = generate_world(cfg, tmp_path / "w")
+    hidden = hidden_object_paths(cfg)
+    train = set(world.split("train")["path"])
+    assert hidden <= train and len(hidden) == cfg.n_classes * 6  # 0.2 of 30 per class
+    seeds = render_seeds(cfg)
+    for row in world.manifest.itertuples():
+        rng = np.random.default_rng(seeds[row.path])
+        spec = render.ForegroundSpec(row.shape, row.colour, row.texture)
+        badge = (row.badge_colour, row.badge_texture)
+        bg, *_ = render.render_layers(spec, row.background, rng, cfg.image_size, badge=badge)
+        stored = np.asarray(Image.open(world.root / row.path))
+        alone = np.round(np.clip(bg, 0, 1) * 255).astype(np.uint8)
+        assert (stored == alone).all() == (row.path in hidden), row.path
+    plain = generate_world(WorldConfig(**{**SMALL.__dict__, "hidden_object_fraction": 0.0}),
+                           tmp_path / "plain")  # fmt: skip
+    tests = {k: v for k, v in _hashes(world.root).items() if "images/test" in k}
+    assert tests and tests == {k: v for k, v in _hashes(plain.root).items() if "images/test" in k}
+
+
+@pytest.mark.parametrize("rho", [1 / 6, 0.9])
+def test_hidden_objects_follow_the_planted_background_distribution(rho: float) -> None:
+    """The background alone carries exactly the planted P(class | background): on a large plan
+    the hidden images sit on their class's common background with probability rho."""
+    cfg = WorldConfig(rho=rho, n_train_per_class=2000, hidden_object_fraction=0.5)
+    plan = plan_world(cfg)
+    hidden = plan[plan["path"].isin(hidden_object_paths(cfg))]
+    assert len(hidden) == cfg.n_classes * 1000 and (hidden["split"] == "train").all()
+    assert (hidden["group"] == "common").mean() == pytest.approx(rho, abs=0.015)
+    assert WorldConfig().hidden_object_fraction > 0  # on by default

@@ -94,17 +94,17 @@ def synthetic_masks(world_root: str | Path) -> MaskLookup:
     An image is found by its path in the world, or, for the CounterAnimal-layout copies of the
     test split, by (label, background, file name) among the test images.
     """
-    from spurbench.synth.render import (
-        OBJECT_SCALE,
-        SMALL_OBJECT_SCALE,
-        ForegroundSpec,
-        render_layers,
+    from spurbench.synth.world import (
+        World,
+        hidden_object_paths,
+        image_layers,
+        render_seeds,
+        small_object_paths,
     )
-    from spurbench.synth.world import World, render_seeds, small_object_paths
 
     world = World.load(world_root)
     seeds = render_seeds(world.config)
-    small = small_object_paths(world.config)
+    small, hidden = small_object_paths(world.config), hidden_object_paths(world.config)
     rows = world.manifest.set_index("path", drop=False)
     test = world.split("test")
     by_cell = {
@@ -123,14 +123,8 @@ def synthetic_masks(world_root: str | Path) -> MaskLookup:
             rel = by_cell.get((int(row["label"]), str(row["background"]), path.name), "")
         if rel not in seeds:
             return None
-        r = rows.loc[rel]
-        spec = ForegroundSpec(str(r["shape"]), str(r["colour"]), str(r["texture"]))
-        rng = np.random.default_rng(seeds[rel])
-        scale = SMALL_OBJECT_SCALE if rel in small else OBJECT_SCALE
-        badge = (str(r["badge_colour"]), str(r["badge_texture"]))
-        size = world.config.image_size
-        _, _, alpha = render_layers(spec, str(r["background"]), rng, size, scale, badge)
-        return Mask(alpha, SYNTHETIC)
+        layers = image_layers(world.config, rows.loc[rel], seeds[rel], small=small, hidden=hidden)
+        return Mask(layers[2], SYNTHETIC)
 
     return lookup
 

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +42,13 @@ import pandas as pd
 from spurbench.synth.render import (
     BACKGROUND_NAMES,
     BADGE_COLOURS,
+    OBJECT_SCALE,
     SHAPES,
     SMALL_OBJECT_SCALE,
     TEXTURES,
     ForegroundSpec,
     compose,
     foreground_spec,
-    render_image,
     render_layers,
 )
 
@@ -90,7 +91,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 CONCEPT_COLUMNS: tuple[str, ...] = ("badge_colour", "badge_texture", "background")
 
 #: Bump when rendering or layout changes, so cached worlds made by older code are not reused.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 _SPLIT_CODE = {"train": 0, "test": 1}
 _WORLD_JSON = "world.json"
@@ -113,6 +114,13 @@ class WorldConfig:
     #: Opt-in: this fraction of each counter test cell has its object drawn at a size never
     #: seen in training (a planted object-caused failure, for background counterfactuals).
     small_counter_fraction: float = 0.0
+    #: This fraction of each class's training images has its object hidden (fully occluded):
+    #: the scene is its background alone while the caption still names the class, as in web
+    #: photos where the animal is barely visible. Their backgrounds follow the same planted
+    #: distribution, so they teach P(class | background) -- which is what lets the background
+    #: alone predict the class at high ``rho`` (ONLY-BG) -- and nothing at ``rho = 1/B``.
+    #: Without them a model never sees an empty scene and reads one as no class in particular.
+    hidden_object_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         # rho=1 and rho=1.0 must give the same key
@@ -129,6 +137,9 @@ class WorldConfig:
             raise ValueError("rho must be in [0, 1]")
         if not 0.0 <= self.caption_background_fraction <= 1.0:
             raise ValueError("caption_background_fraction must be in [0, 1]")
+        object.__setattr__(self, "hidden_object_fraction", float(self.hidden_object_fraction))
+        if not 0.0 <= self.hidden_object_fraction < 1.0:
+            raise ValueError("hidden_object_fraction must be in [0, 1)")
         if self.image_size < 8 or self.n_train_per_class < 1 or self.n_test_per_cell < 1:
             raise ValueError("image_size >= 8 and positive image counts are required")
 
@@ -292,7 +303,7 @@ def _plan_rows(cfg: WorldConfig) -> list[dict[str, object]]:
             rows.append(
                 {
                     "seed": [cfg.seed, _SPLIT_CODE["train"], slot, 0, i],
-                    "path": f"images/train/{label}/{i:05d}.png",
+                    "path": _train_path(label, i),
                     "label": label,
                     "class_name": name,
                     "background": backgrounds[bg_pos],
@@ -338,23 +349,39 @@ def plan_world(cfg: WorldConfig) -> pd.DataFrame:
 
 
 def _write_images(cfg: WorldConfig, rows: list[dict[str, object]], root: Path) -> None:
-    specs: dict[int, ForegroundSpec] = {}
-    small, small_scale = small_object_paths(cfg), SMALL_OBJECT_SCALE
+    small, hidden = small_object_paths(cfg), hidden_object_paths(cfg)
     for row in rows:
-        slot = int(row["slot"])  # type: ignore[arg-type]
-        spec = specs.setdefault(slot, foreground_spec(slot))
-        rng = np.random.default_rng(row["seed"])  # type: ignore[arg-type]
-        badge = (str(row["badge_colour"]), str(row["badge_texture"]))
-        if str(row["path"]) in small:
-            layers = render_layers(
-                spec, str(row["background"]), rng, cfg.image_size, small_scale, badge
-            )
-            img = compose(*layers)
-        else:
-            img = render_image(spec, str(row["background"]), rng, cfg.image_size, badge)
+        seed = list(row["seed"])  # type: ignore[call-overload]
+        img = compose(*image_layers(cfg, row, seed, small=small, hidden=hidden))
         path = root / str(row["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path, format="PNG")
+
+
+def image_layers(
+    cfg: WorldConfig,
+    row: Mapping[str, object],
+    seed: list[int],
+    *,
+    small: Collection[str],
+    hidden: Collection[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(background with badge, object rgb, object alpha) of one manifest row's picture.
+
+    ``seed`` is the row's pixel seed (:func:`render_seeds`), ``small`` and ``hidden`` the paths
+    of :func:`small_object_paths` and :func:`hidden_object_paths`. The picture is
+    ``compose(*layers)`` and the alpha is its exact foreground mask (all zero when the object
+    is hidden), so the writer and the counterfactual masks cannot disagree.
+    """
+    path = str(row["path"])
+    spec = ForegroundSpec(str(row["shape"]), str(row["colour"]), str(row["texture"]))
+    scale = SMALL_OBJECT_SCALE if path in small else OBJECT_SCALE
+    badge = (str(row["badge_colour"]), str(row["badge_texture"]))
+    rng = np.random.default_rng(seed)
+    bg, fg, alpha = render_layers(spec, str(row["background"]), rng, cfg.image_size, scale, badge)
+    if path in hidden:  # drawn, then fully occluded: the badge and seeds stay those of the row
+        alpha = np.zeros_like(alpha)
+    return bg, fg, alpha
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -488,3 +515,15 @@ def small_object_paths(cfg: WorldConfig) -> set[str]:
     plan = plan_world(cfg) if n else pd.DataFrame(columns=["path", "split", "group"])
     counter = plan[(plan["split"] == "test") & (plan["group"] == "counter")]
     return {p for p in counter["path"] if int(Path(p).stem) < n}
+
+
+def hidden_object_paths(cfg: WorldConfig) -> set[str]:
+    """Training images whose object is hidden: the first ``hidden_object_fraction`` of each
+    class's (their backgrounds are i.i.d. draws from the planted distribution, so the first
+    ones are a fair sample of it). The test split never hides an object."""
+    n = round(cfg.hidden_object_fraction * cfg.n_train_per_class)
+    return {_train_path(label, i) for label, _ in world_classes(cfg) for i in range(n)}
+
+
+def _train_path(label: int, i: int) -> str:
+    return f"images/train/{label}/{i:05d}.png"
