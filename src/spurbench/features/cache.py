@@ -223,12 +223,14 @@ def encode_dataset(
                 f"encode {model.name}", total=rows_todo, enabled=show_progress
             ) as bar:
                 for i, shard in encode([(i, shards[i]) for i in todo], bar):
-                    # counted as kept only once on disk: Ctrl-C can land inside the save
                     _save_shard(folder / f"shard-{i:05d}.npz", shards[i], *shard)
                     loaded[i] = shard
         except KeyboardInterrupt:
+            # what is on disk, counted there: Ctrl-C can land inside the save or just after
+            # it (shards are renamed into place whole, so a file present is a complete shard)
+            kept = sum((folder / f"shard-{i:05d}.npz").is_file() for i in range(len(shards)))
             raise Interrupted(
-                f"{len(loaded)} of {len(shards)} feature shards of {model.name} kept in "
+                f"{kept} of {len(shards)} feature shards of {model.name} kept in "
                 f"{folder}; rerun the same command to resume"
             ) from None
     pre = np.concatenate([loaded[i][0] for i in range(len(shards))])
