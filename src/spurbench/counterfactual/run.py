@@ -127,8 +127,8 @@ def counterfactual(
     )
     table = built.dataset.table
     for variant in (ORIGINAL, SWAP_TO_COMMON):  # where the report finds its thumbnails
-        paths = table[table["variant"] == variant].set_index("source_id")["path"]
-        images[f"path_{variant}"] = images["image_id"].map(paths).fillna("")
+        paths = table[table["variant"] == variant].set_index("source_id")["path"].to_dict()
+        images[f"path_{variant}"] = [paths.get(i, "") for i in images["image_id"]]
     summary = model_summary(images, n_boot=n_boot, seed=seed)
     counts = built.masks["mask_status"].value_counts()
     mask_counts = {s: int(counts.get(s, 0)) for s in ("ok", "missing", "too_small", "too_large")}
