@@ -85,22 +85,52 @@ def evaluate_lvlm(
         batch_size: candidate answers per batched forward (default: all of an image's).
         store: a results store (or its path) to write to; None writes nothing.
     """
-    if score not in SCORES:
-        raise ClassListError(f"Unknown LVLM score {score!r}; choose one of {SCORES}.")
-    dataset, sources = check_lvlm_request(
+    (result,) = evaluate_lvlm_protocols(
+        model,
         data,
         (protocol,),
         reference=reference,
         candidates=candidates,
+        score=score,
         name_set=name_set,
         split=split,
         classes=classes,
         allow_outside_root=allow_outside_root,
         device=device,
+        question=question,
+        answer_template=answer_template,
+        reduction=reduction,
+        batch_size=batch_size,
+        store=store,
+        cache_dir=cache_dir,
+        n_boot=n_boot,
+        seed=seed,
+        show_progress=show_progress,
     )
-    source = sources[protocol]
+    return result
+
+
+def _score_protocol(
+    adapter: AnswerScorer,
+    dataset: ImageDataset,
+    protocol: str,
+    source: CandidateSource | None,
+    *,
+    question: str | None = None,
+    answer_template: str | None = None,
+    reduction: str | None = None,
+    score: str = "paper",
+    batch_size: int | None = None,
+    name_set: str = "openai",
+    store: ResultsStore | str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    n_boot: int = M.N_BOOT,
+    seed: int = 0,
+    device: str = "cpu",
+    show_progress: bool = True,
+) -> RunResult:
+    """One checked request (see :func:`check_lvlm_request`) scored and stored."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    adapter = model if isinstance(model, AnswerScorer) else load_lvlm(model, device=device)
     if isinstance(store, str | Path):
         store = ResultsStore(store)
     question = question or adapter.question
@@ -189,17 +219,13 @@ def evaluate_lvlm_protocols(
     )
     adapter = model if isinstance(model, AnswerScorer) else load_lvlm(model, device=device)
     return [
-        evaluate_lvlm(
+        _score_protocol(
             adapter,
             dataset,
             p,
-            reference=sources[p],
-            candidates=candidates,
+            sources[p],
             score=score,
             name_set=name_set,
-            split=split,
-            classes=classes,
-            allow_outside_root=allow_outside_root,
             device=device,
             **options,  # type: ignore[arg-type]
         )
