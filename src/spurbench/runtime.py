@@ -56,7 +56,8 @@ class Runtime:
     Attributes:
         cache_dir: the feature cache (None: ``$SPURBENCH_CACHE`` or ``~/.cache/spurbench``).
         batch_size: images per forward pass.
-        decode_workers: DataLoader processes decoding images (None: 2 on CPU, more on a GPU).
+        decode_workers: DataLoader processes decoding images (None: 0 on CPU, where each batch is
+            decoded between forwards on every core; more on a GPU).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         show_progress: progress bars on stderr.
         precision: the image pass's ``auto`` (default: measured per machine and architecture,

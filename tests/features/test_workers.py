@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -87,25 +89,63 @@ def test_a_worker_dying_mid_run_keeps_finished_shards_and_redoes_the_rest(
 
 
 def test_loader_errors_without_workers_are_raised(model, counteranimal_dir, tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("broken sampler")
+    def broken(self, i):
+        raise RuntimeError("broken decoder")
 
-    monkeypatch.setattr(
-        torch.utils.data.dataloader._SingleProcessDataLoaderIter, "__next__", broken
-    )
-    with pytest.raises(RuntimeError, match="broken sampler"):
+    monkeypatch.setattr(C.ImageFiles, "__getitem__", broken)
+    with pytest.raises(RuntimeError, match="broken decoder"):
         _encode(model, open_dataset(counteranimal_dir), tmp_path, 0)
+
+
+def test_without_workers_batches_are_decoded_on_every_core_between_forwards(
+    model, counteranimal_dir, tmp_path, monkeypatch
+):
+    """The batch is decoded by one thread per torch thread, and never while the model runs:
+    on CPU the forward has every core, so decoding beside it would only slow it down."""
+    events: list[tuple[str, str]] = []
+    real_getitem = C.ImageFiles.__getitem__
+    real_encoder = C.image_encoder
+
+    def getitem(self, i):
+        events.append(("decode", threading.current_thread().name))
+        return real_getitem(self, i)
+
+    def encoder(m):
+        encode = real_encoder(m)
+
+        def timed(images):
+            events.append(("forward start", ""))
+            out = encode(images)
+            events.append(("forward end", ""))
+            return out
+
+        return timed
+
+    monkeypatch.setattr(C.ImageFiles, "__getitem__", getitem)
+    monkeypatch.setattr(C, "image_encoder", encoder)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _encode(model, open_dataset(counteranimal_dir), tmp_path, 0)
+    finally:
+        torch.set_num_threads(before)
+    decoders = {name for kind, name in events if kind == "decode"}
+    assert len(decoders) == 2 and threading.main_thread().name not in decoders
+    inside = False
+    for kind, _ in events:
+        assert not (inside and kind == "decode"), "an image was decoded during a forward"
+        inside = {"forward start": True, "forward end": False}.get(kind, inside)
 
 
 def test_default_worker_count(monkeypatch):
     monkeypatch.delenv("SPURBENCH_WORKERS", raising=False)
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert C.default_decode_workers() == 2
+    assert C.default_decode_workers() == 0  # CPU: decoded between forwards, on every core
     assert C.default_decode_workers(gpu=True) == 3  # a GPU takes every decoder it can get
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    assert C.default_decode_workers() == 2 and C.default_decode_workers(gpu=True) == 8
+    assert C.default_decode_workers() == 0 and C.default_decode_workers(gpu=True) == 8
     monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert C.default_decode_workers() == 0  # one core: decoding inline costs the forward nothing
+    assert C.default_decode_workers(gpu=True) == 0  # one core: nothing to decode beside it
     monkeypatch.setenv("SPURBENCH_WORKERS", "5")
     assert C.default_decode_workers() == 5
     monkeypatch.setenv("SPURBENCH_WORKERS", "many")

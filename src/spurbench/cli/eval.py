@@ -79,7 +79,8 @@ def eval_cmd(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]; with "
+            help="DataLoader decode worker processes [default: 0 on CPU, decoding between "
+            "forwards on every core; more on a GPU; or SPURBENCH_WORKERS]; with "
             "--backend ray, Ray encoder workers [default: the cluster's CPUs]."
         ),
     ] = None,

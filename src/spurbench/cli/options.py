@@ -196,7 +196,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, mps
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        "--workers", help="DataLoader decode workers [default: 2 on CPU, or SPURBENCH_WORKERS]."
+        "--workers",
+        help="DataLoader decode worker processes [default: 0 on CPU, decoding between "
+        "forwards on every core; more on a GPU; or SPURBENCH_WORKERS].",
     ),
 ]
 NameSetOpt = Annotated[

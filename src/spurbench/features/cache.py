@@ -24,6 +24,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from spurbench.atomic import DiskFullError, is_disk_full, write_atomic, write_json_atomic
 from spurbench.data.dataset import ImageDataset
@@ -174,7 +175,8 @@ def encode_dataset(
     ``batch_size`` so that batches never straddle shards (a resumed run then feeds the encoder
     exactly the batches an uninterrupted one would, and gets bit-identical features).
     ``decode_workers`` DataLoader processes decode and preprocess images while the model runs;
-    None picks :func:`default_decode_workers`. Features do not depend on it.
+    0 decodes each batch in this process, on every core, between forwards; None picks
+    :func:`default_decode_workers`. Features do not depend on it.
     ``shard_encoder`` computes the missing shards elsewhere (see :data:`ShardEncoder`); it is
     called only when some shard is missing, and each shard it yields is saved as it arrives.
     """
@@ -246,12 +248,16 @@ def image_files(model: ModelAdapter, paths: list[str]) -> ImageFiles:
 
 
 def default_decode_workers(gpu: bool = False) -> int:
-    """Decode workers when the caller names none: 2 on CPU, up to 8 for a GPU, 0 on one core.
+    """Decode workers when the caller names none: 0 on CPU, up to 8 for a GPU.
 
-    Decoding and resizing a photograph costs a few milliseconds; a CPU forward of a CLIP ViT
-    costs tens to hundreds per image, so two workers keep it fed while taking little CPU time
-    from it. A GPU encodes thousands of images a second and needs as many decoders as the
-    machine can spare. ``SPURBENCH_WORKERS`` overrides the choice.
+    On CPU the forward already runs on every core (torch's intra-op threads), so a decoder
+    process running beside it only preempts one of those threads, and the others wait for it at
+    the next synchronisation point. Decoding each batch between forwards, on a thread per core,
+    keeps every core busy with one thing at a time (measured on 2 cores: 77 % of the
+    forward-only limit with 2 worker processes, ~94 % between forwards; ``bench_speed.py``
+    shows both on any machine). A GPU runs the forward without the CPU, which is then free to
+    decode the next batches meanwhile: as many worker processes as the machine can spare.
+    ``SPURBENCH_WORKERS`` overrides the choice.
     """
     raw = os.environ.get("SPURBENCH_WORKERS", "").strip()
     if raw:
@@ -262,13 +268,13 @@ def default_decode_workers(gpu: bool = False) -> int:
         if value < 0:
             raise SpurbenchError(f"SPURBENCH_WORKERS must be an integer ≥ 0, not {raw!r}.")
         return value
+    if not gpu:
+        return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return 0
-    return min(8, cpus - 1) if gpu else 2
+    return min(8, cpus - 1)
 
 
 def _encode_locally(
@@ -335,9 +341,8 @@ def _encode_units(
     """Encode each unit's rows in order, yielding each unit's arrays as soon as it is complete.
 
     Batches are cut per unit (a batch never straddles two shards), so the model sees exactly
-    the batches it would see shard by shard. Without workers, decoding runs on one torch thread:
-    tensor conversion and normalisation of a single image are far too small to gain from the
-    intra-op pool, and on a busy machine its threads' hand-offs cost more than the work.
+    the batches it would see shard by shard. Without workers, each batch is decoded in this
+    process just before its forward (:func:`_decode_between_forwards`).
     """
     batches = [
         list(range(s, min(s + batch_size, stop)))
@@ -345,33 +350,61 @@ def _encode_units(
         for s in range(start, stop, batch_size)
     ]
     try:
-        batch_iter = iter(
-            DataLoader(
-                files,
-                batch_sampler=batches,
-                num_workers=num_workers,
-                pin_memory=_on_cuda(model),  # page-locked batches: faster, async host-to-GPU
-                multiprocessing_context=_worker_context() if num_workers else None,
+        batch_iter = (
+            iter(
+                DataLoader(
+                    files,
+                    batch_sampler=batches,
+                    num_workers=num_workers,
+                    pin_memory=_on_cuda(model),  # page-locked batches: faster, async host-to-GPU
+                    multiprocessing_context=_worker_context(),
+                )
             )
+            if num_workers
+            else _decode_between_forwards(files, batches, pin=_on_cuda(model))
         )
     except Exception as e:  # workers could not be started
         raise _LoaderFailed from e
     encode = image_encoder(model)
-    for i, (start, stop) in units:
-        pres, embs, errors = [], [], []
-        for _ in range(-(-(stop - start) // batch_size)):
-            try:
-                with _single_thread(num_workers == 0):
+    try:
+        for i, (start, stop) in units:
+            pres, embs, errors = [], [], []
+            for _ in range(-(-(stop - start) // batch_size)):
+                try:
                     _, images, reasons = next(batch_iter)
-            except Exception as e:  # ImageFiles never raises: this is the loader itself
-                raise _LoaderFailed from e
-            with forward_context(_device(model), model.precision):
-                feats = encode(images)
-            pres.append(feats.pre_head.float().numpy())  # stored as float32 at any precision
-            embs.append(feats.embedding.float().numpy())
-            errors += list(reasons)
-            bar.advance(len(reasons))
-        yield i, (np.concatenate(pres), np.concatenate(embs), errors)
+                except Exception as e:  # ImageFiles never raises: this is the loader itself
+                    raise _LoaderFailed from e
+                with forward_context(_device(model), model.precision):
+                    feats = encode(images)
+                pres.append(feats.pre_head.float().numpy())  # stored as float32 at any precision
+                embs.append(feats.embedding.float().numpy())
+                errors += list(reasons)
+                bar.advance(len(reasons))
+            yield i, (np.concatenate(pres), np.concatenate(embs), errors)
+    finally:
+        close = getattr(batch_iter, "close", None)
+        if close is not None:
+            close()  # the decode threads stop with the pass, however it ends
+
+
+def _decode_between_forwards(
+    files: ImageFiles, batches: list[list[int]], pin: bool = False
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """Each batch decoded when asked for, by one thread per torch thread, collated as the
+    DataLoader collates it.
+
+    Pillow releases the GIL while it decodes and resizes, so the threads decode in parallel;
+    they run only while the model waits for the batch, so they never compete with the forward
+    for a core. Each thread's per-image tensor work runs on one torch thread (for one image,
+    the intra-op pool's hand-offs cost more than the work).
+    """
+    with ThreadPoolExecutor(max(1, torch.get_num_threads()), "spurbench-decode") as pool:
+        for batch in batches:
+            with _single_thread(True):
+                batch_out = default_collate(list(pool.map(files.__getitem__, batch)))
+            if pin:
+                batch_out[1] = batch_out[1].pin_memory()
+            yield tuple(batch_out)
 
 
 def _device(model: ModelAdapter) -> torch.device:
