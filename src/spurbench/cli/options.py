@@ -154,6 +154,10 @@ BOTH = "both"
 #: ``--mask-source`` values besides ``segmentation:NAME`` (spurbench.counterfactual.masks).
 MASK_SOURCES = ("auto", "world", "folder", "grabcut")
 SEGMENTATION = "segmentation:"
+#: ``suite``'s datasets, the reference first (spurbench.data.imagenet_shifts.SUITE_NAMES).
+SUITE_DATASETS = (
+    "imagenet", "imagenet-v2", "imagenet-sketch", "imagenet-r", "imagenet-a", "objectnet"
+)  # fmt: skip
 
 
 def _not_one_of(value: str, choices: list[str]) -> typer.BadParameter:

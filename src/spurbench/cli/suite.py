@@ -18,6 +18,7 @@ from rich.table import Table
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
     DEFAULT_STORE,
+    SUITE_DATASETS,
     Baseline,
     BatchOpt,
     CacheOpt,
@@ -32,7 +33,6 @@ from spurbench.cli.options import (
 )
 from spurbench.cli.output import console, err_console
 from spurbench.cli.runtime import command_runtime
-from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError
 from spurbench.terminal import print_json, print_table, records
 
@@ -66,7 +66,7 @@ def suite_cmd(
     ] = None,
     datasets: Annotated[
         str | None,
-        typer.Option("--datasets", help=f"Comma list among {', '.join(SUITE_NAMES)} [all]."),
+        typer.Option("--datasets", help=f"Comma list among {', '.join(SUITE_DATASETS)} [all]."),
     ] = None,
     path: Annotated[
         list[str] | None,
@@ -171,6 +171,8 @@ def _pts(value: float) -> str:
 
 
 def _print_table(report: SuiteTable, highlight: set[str]) -> None:
+    from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE
+
     table = report.table
     if table.empty:
         console.print("No suite results in the store yet.")
