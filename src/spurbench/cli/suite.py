@@ -20,19 +20,14 @@ from spurbench.cli.options import (
     DEFAULT_STORE,
     SUITE_DATASETS,
     Baseline,
-    BatchOpt,
-    CacheOpt,
-    DeviceOpt,
+    EncodeOptions,
     JsonOpt,
     NameSet,
     NameSetOpt,
-    PrecisionOpt,
-    QuietOpt,
     StoreOpt,
-    WorkersOpt,
+    option_groups,
 )
 from spurbench.cli.output import console, err_console
-from spurbench.cli.runtime import command_runtime
 from spurbench.errors import DatasetError
 from spurbench.terminal import print_json, print_table, records
 
@@ -50,6 +45,7 @@ _SHORT = {
 
 
 @friendly
+@option_groups(run=EncodeOptions)
 def suite_cmd(
     model: Annotated[
         list[str] | None,
@@ -87,13 +83,8 @@ def suite_cmd(
             "'store', 'timm', 'testbed', or 'openclip' (a gap from the CLIP trend, not ER)."
         ),
     ] = Baseline.auto,
-    batch_size: BatchOpt = 64,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    run: EncodeOptions = EncodeOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on the ImageNet distribution shifts present, then print accuracies and
@@ -120,10 +111,7 @@ def suite_cmd(
             info.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
-    runtime = command_runtime(
-        workers=workers, quiet=quiet, as_json=as_json, cache_dir=cache_dir,
-        batch_size=batch_size, device=device, precision=precision,
-    )  # fmt: skip
+    runtime = run.runtime(as_json)
     evaluated = set(models)  # as typed, and below as the store spells them
     for name in models:
         result = run_suite(
