@@ -127,6 +127,7 @@ def test_cli_choices_are_the_librarys():
     from spurbench.counterfactual.masks import MASK_SOURCES
     from spurbench.counterfactual.variants import FILLS
     from spurbench.data.classes import NAME_SETS
+    from spurbench.data.imagenet_shifts import SUITE_NAMES
     from spurbench.data.images import DECODES
     from spurbench.evaluate.protocols import PROTOCOLS
     from spurbench.features.ray_backend import BACKENDS
@@ -151,5 +152,6 @@ def test_cli_choices_are_the_librarys():
     assert values(O.NameSet) == set(NAME_SETS)
     assert values(O.Backend) == set(BACKENDS)
     assert values(O.Baseline) == set(BASELINE_SOURCES)
+    assert O.SUITE_DATASETS == SUITE_NAMES  # in order: the reference first
     assert {*O.MASK_SOURCES, f"{O.SEGMENTATION}NAME"} == set(MASK_SOURCES)
     assert values(O.ListedFamily) == {n for n, f in FAMILY_TABLE.items() if f.lister is not None}

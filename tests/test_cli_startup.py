@@ -118,3 +118,44 @@ def test_top_level_exports_the_product_lazily():
     assert not _heavy(set(out["light"])) and not set(out["light"]) & set(STAGES)
     assert out["same"] == dict.fromkeys(out["same"], True)
     assert set(out["same"]) <= set(out["all"])
+
+
+#: What no ``--help`` needs: the model libraries, and the table and array stack under them.
+HELP_FREE = ("torch", "torchvision", "open_clip", "timm", "pandas", "pyarrow", "numpy", "PIL")
+
+_EVERY_HELP = """
+import json, sys
+import typer
+from typer.testing import CliRunner
+from spurbench.cli import app
+
+def paths(command, path=()):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from paths(sub, (*path, name))
+
+runner, loaded = CliRunner(), {}
+for path in paths(typer.main.get_command(app)):
+    result = runner.invoke(app, [*path, "--help"])
+    loaded[" ".join(path)] = {"exit": result.exit_code, "output": result.output,
+                              "modules": sorted({m.split(".")[0] for m in sys.modules})}
+print(json.dumps(loaded))
+"""
+
+
+@pytest.mark.subprocess
+def test_no_help_loads_pandas_numpy_or_torch():
+    """``spurbench --help`` and every ``spurbench COMMAND --help``, in one fresh interpreter: the
+    modules only accumulate, so the first command listed with a heavy module is the one that
+    loaded it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.splitlines()[-1])
+    # the walk reaches the root, plain commands and subcommands of the groups
+    assert {"", "eval", "probe", "suite", "curate", "curate discover", "reproduce"} <= set(loaded)
+    for command, out in loaded.items():
+        assert out["exit"] == 0 and "Usage" in out["output"], (command, out["output"])
+        heavy = set(out["modules"]) & set(HELP_FREE)
+        assert not heavy, f"`{' '.join(['spurbench', command, '--help'])}` loaded {sorted(heavy)}"

@@ -16,9 +16,14 @@ import inspect
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
+
+from spurbench.cli.runtime import command_runtime
+
+if TYPE_CHECKING:
+    from spurbench.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,6 +159,10 @@ BOTH = "both"
 #: ``--mask-source`` values besides ``segmentation:NAME`` (spurbench.counterfactual.masks).
 MASK_SOURCES = ("auto", "world", "folder", "grabcut")
 SEGMENTATION = "segmentation:"
+#: ``suite``'s datasets, the reference first (spurbench.data.imagenet_shifts.SUITE_NAMES).
+SUITE_DATASETS = (
+    "imagenet", "imagenet-v2", "imagenet-sketch", "imagenet-r", "imagenet-a", "objectnet"
+)  # fmt: skip
 
 
 def _not_one_of(value: str, choices: list[str]) -> typer.BadParameter:
@@ -319,6 +328,19 @@ class RunOptions:
     def shows_progress(self, as_json: bool) -> bool:
         """Progress bars, unless asked to be quiet or printing JSON (stdout holds it alone)."""
         return not (self.quiet or as_json)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeOptions(RunOptions):
+    """:class:`RunOptions` and the image pass's decode workers and precision: the options of the
+    commands that encode images through a :class:`~spurbench.runtime.Runtime` (probe, suite)."""
+
+    workers: WorkersOpt = None
+    precision: PrecisionOpt = None
+
+    def runtime(self, as_json: bool) -> Runtime:
+        """The Runtime these options ask for; ``--json`` too silences the progress bars."""
+        return command_runtime(as_json=as_json, **dataclasses.asdict(self))
 
 
 def option_groups(**groups: type) -> Callable[[F], F]:

@@ -22,24 +22,19 @@ from rich.table import Table
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
     DEFAULT_STORE,
-    BatchOpt,
-    CacheOpt,
     CandidatesOpt,
     ClassesOpt,
     DataOpt,
-    DeviceOpt,
+    EncodeOptions,
     JsonOpt,
     NameSet,
     NameSetOpt,
-    PrecisionOpt,
     ProbeProtocol,
-    QuietOpt,
     SplitOpt,
     StoreOpt,
-    WorkersOpt,
+    option_groups,
 )
 from spurbench.cli.output import console
-from spurbench.cli.runtime import command_runtime
 from spurbench.probes.names import PROBES, SPACES
 from spurbench.terminal import print_json, print_table
 
@@ -63,6 +58,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 @friendly
+@option_groups(run=EncodeOptions)
 def probe_cmd(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Model name; repeat for several.")
@@ -105,16 +101,11 @@ def probe_cmd(
         float, typer.Option(help="Accuracy loss allowed when pruning (0.01 = 1 point).")
     ] = 0.01,
     seed: Annotated[int, typer.Option(help="Rotation-control and probe-fold seed.")] = 0,
-    batch_size: BatchOpt = 64,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the results as CSV and JSON here.")
     ] = None,
-    quiet: QuietOpt = False,
+    run: EncodeOptions = EncodeOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Probe what models represent: outlier features, privileged directions, pruning, concepts.
@@ -135,10 +126,7 @@ def probe_cmd(
     names = _split(probe_names) or []
     concept_folder = _concept_folder(concepts)
     spec = DataSpec(data, name_set=NameSet(name_set).value, split=split, classes=classes)
-    runtime = command_runtime(
-        workers=workers, quiet=quiet, as_json=as_json, cache_dir=cache_dir,
-        batch_size=batch_size, device=device, precision=precision,
-    )  # fmt: skip
+    runtime = run.runtime(as_json)
     results: list[ProbeResult] = []
     for name in model:
         results.append(

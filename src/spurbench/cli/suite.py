@@ -18,21 +18,16 @@ from rich.table import Table
 from spurbench.cli.errors import friendly
 from spurbench.cli.options import (
     DEFAULT_STORE,
+    SUITE_DATASETS,
     Baseline,
-    BatchOpt,
-    CacheOpt,
-    DeviceOpt,
+    EncodeOptions,
     JsonOpt,
     NameSet,
     NameSetOpt,
-    PrecisionOpt,
-    QuietOpt,
     StoreOpt,
-    WorkersOpt,
+    option_groups,
 )
 from spurbench.cli.output import console, err_console
-from spurbench.cli.runtime import command_runtime
-from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE, SUITE_NAMES
 from spurbench.errors import DatasetError
 from spurbench.terminal import print_json, print_table, records
 
@@ -50,6 +45,7 @@ _SHORT = {
 
 
 @friendly
+@option_groups(run=EncodeOptions)
 def suite_cmd(
     model: Annotated[
         list[str] | None,
@@ -66,7 +62,7 @@ def suite_cmd(
     ] = None,
     datasets: Annotated[
         str | None,
-        typer.Option("--datasets", help=f"Comma list among {', '.join(SUITE_NAMES)} [all]."),
+        typer.Option("--datasets", help=f"Comma list among {', '.join(SUITE_DATASETS)} [all]."),
     ] = None,
     path: Annotated[
         list[str] | None,
@@ -87,13 +83,8 @@ def suite_cmd(
             "'store', 'timm', 'testbed', or 'openclip' (a gap from the CLIP trend, not ER)."
         ),
     ] = Baseline.auto,
-    batch_size: BatchOpt = 64,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
-    cache_dir: CacheOpt = None,
-    quiet: QuietOpt = False,
+    run: EncodeOptions = EncodeOptions(),
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate models on the ImageNet distribution shifts present, then print accuracies and
@@ -120,10 +111,7 @@ def suite_cmd(
             info.print(f"[yellow]skipped[/] {escape(message)}", highlight=False, soft_wrap=True)
         if not found:
             raise DatasetError("None of the suite's datasets was found (see above).")
-    runtime = command_runtime(
-        workers=workers, quiet=quiet, as_json=as_json, cache_dir=cache_dir,
-        batch_size=batch_size, device=device, precision=precision,
-    )  # fmt: skip
+    runtime = run.runtime(as_json)
     evaluated = set(models)  # as typed, and below as the store spells them
     for name in models:
         result = run_suite(
@@ -171,6 +159,8 @@ def _pts(value: float) -> str:
 
 
 def _print_table(report: SuiteTable, highlight: set[str]) -> None:
+    from spurbench.data.imagenet_shifts import REFERENCE, SHIFTS, SUITE
+
     table = report.table
     if table.empty:
         console.print("No suite results in the store yet.")
