@@ -5,14 +5,15 @@ answered side by side in one run on one machine, on a real open_clip architectur
 (a forward costs the same whatever the weights' values):
 
 1. **How close is the image pass to the model's own speed?** The limit is the model's forward
-   alone (``model.encode_image``) on tensors decoded and preprocessed beforehand, with the same
-   batch size and torch threads. spurbench's image pass is ``encode_dataset`` on a fresh cache:
-   reading JPEGs, decoding and preprocessing them (on CPU by default between forwards, on every
-   core), the same forward, writing feature shards. The other way to decode (``--alt-workers``
-   DataLoader processes beside the forward; or, when ``--workers`` names processes, between
-   forwards) is timed too. All are run ``--repeats`` times, interleaved, and the best of each is
-   compared (the ratio of the best runs; a shared machine only ever adds time).
-   Target: the image pass at ≥ 90 % of the limit's throughput at the same precision.
+   alone (what the engine runs, ``image_encoder``) on tensors decoded and preprocessed
+   beforehand, with the same batch size, torch threads, precision and engine. spurbench's image
+   pass is ``encode_dataset`` on a fresh cache: reading JPEGs, decoding and preprocessing them
+   (on CPU by default between forwards, on every core), the same forward, writing feature
+   shards. The other way to decode (``--alt-workers`` DataLoader processes beside the forward;
+   or, when ``--workers`` names processes, between forwards) is timed too. All are run
+   ``--repeats`` times, interleaved, and the best of each is compared (the ratio of the best
+   runs; a shared machine only ever adds time).
+   Target: the image pass at ≥ 90 % of the limit's throughput at the same precision and engine.
 2. **What does a second evaluation cost?** ``spurbench.evaluate(model, data, ["1v1000"])`` on a
    fresh cache (text head for 1000 classes, image pass, metrics, results store), then the same
    call again: image features and the text head now come from the cache. The rerun is timed in
@@ -95,6 +96,9 @@ def main() -> None:
     parser.add_argument(
         "--precision", default="fp32", help="fp32, bf16 or fp16: both sides run at it."
     )
+    parser.add_argument(
+        "--engine", default="eager", help="eager, onnx or openvino: both sides run it."
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,10 +114,13 @@ def main() -> None:
     from spurbench.data.layouts import open_dataset
     from spurbench.features.cache import default_decode_workers, encode_dataset
     from spurbench.models import create_model
+    from spurbench.models.engine import attach_engine, check_engine, image_encoder
     from spurbench.models.precision import check_precision, forward_context
 
     if check_precision(args.precision) == "auto":
         raise SystemExit("--precision: give the concrete precision (fp32, bf16, fp16) to compare")
+    if check_engine(args.engine) == "auto":
+        raise SystemExit("--engine: give the concrete engine (eager, onnx, openvino) to compare")
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -135,12 +142,13 @@ def main() -> None:
 
         # -- 1. the forward-only limit vs the image pass ----------------------------------------
         tensors = torch.stack([adapter.preprocess(load_rgb(p)) for p in ds.table["path"]])
-        module = adapter.module
+        attach_engine(adapter, args.engine, tmp / "cache-engine")  # exported once, here
+        encode = image_encoder(adapter)  # what the image pass runs, minus decoding
 
         def forward_only() -> None:
             with forward_context("cpu", args.precision):
                 for s in range(0, n, bs):
-                    module.encode_image(tensors[s : s + bs])
+                    encode(tensors[s : s + bs])
 
         def image_pass(cache: Path, num_workers: int) -> None:
             encode_dataset(
@@ -148,7 +156,7 @@ def main() -> None:
             )
 
         with forward_context("cpu", args.precision):  # warm-up: allocations, kernel choice
-            module.encode_image(tensors[: min(bs, n)])
+            encode(tensors[: min(bs, n)])
         times: dict[str, list[float]] = {"forward": [], "pass": [], "alt": []}
         for r in range(args.repeats):
             t: dict[str, float] = {}
@@ -169,6 +177,7 @@ def main() -> None:
             "decode_workers": workers,
             "show_progress": False,
             "precision": args.precision,
+            "engine": args.engine,
         }
         ev: dict[str, float] = {}
         with stopwatch(ev, "first"):
@@ -188,15 +197,15 @@ def main() -> None:
     size = adapter.preprocess_cfg.size[0]
     console.print(
         f"[bold]{args.arch}[/bold] (random init) · {n} JPEGs at ImageNet sizes → {size} px · "
-        f"{args.precision} · batch {bs} · torch threads {threads} · decode worker processes {workers} "
-        f"(default: {default_decode_workers()})"
+        f"{args.precision} · {args.engine} · batch {bs} · torch threads {threads} · "
+        f"decode worker processes {workers} (default: {default_decode_workers()})"
     )
     table = Table(title="1. image pass vs the forward-only limit", title_justify="left")
     for col in ("run", "seconds (each repeat)", "images/s (best)", "% of the limit"):
         table.add_column(col, justify="left" if col == "run" else "right")
     best_fwd, best_pass = min(times["forward"]), min(times["pass"])
     rows = [
-        ("forward only: encode_image on pre-decoded tensors", times["forward"], best_fwd),
+        ("forward only: the engine on pre-decoded tensors", times["forward"], best_fwd),
         (f"spurbench image pass, {_decoding(workers)}", times["pass"], best_pass),
         (f"  the same, {_decoding(alt_workers)}", times["alt"], min(times["alt"])),
     ]

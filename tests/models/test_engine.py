@@ -1,4 +1,5 @@
-"""Image-pass engine: ONNX Runtime against eager PyTorch, exported once, chosen by measurement."""
+"""Image-pass engines: ONNX Runtime and OpenVINO against eager PyTorch, exported once, chosen by
+measurement."""
 
 from __future__ import annotations
 
@@ -15,16 +16,24 @@ from spurbench.errors import SpurbenchError
 from spurbench.evaluate import evaluate
 from spurbench.features.cache import encode_dataset, feature_key
 from spurbench.models import create_model
-from spurbench.models.engine import ONNX_MARGIN, attach_engine, resolve_engine
+from spurbench.models import engine as E
+from spurbench.models.engine import ENGINE_MARGIN, attach_engine, resolve_engine
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
-from tests.models.test_precision import FakeClock
+from tests.models.test_precision import (
+    BF16_MIN_COSINE,
+    BF16_MIN_TOP1_RANDOM,
+    FakeClock,
+)
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
 
-#: Largest absolute feature difference ONNX Runtime may show against eager fp32 (same weights,
-#: same inputs): only the order of float additions differs, ~1e-6 on features of size ~1.
-ONNX_MAX_ABS = 1e-4
+#: Largest absolute feature difference an exported engine may show against eager fp32 (same
+#: weights, same inputs): only the order of float additions differs, ~1e-6 on features of size ~1.
+FP32_MAX_ABS = 1e-4
+#: The exported engines, and the file each caches its tower in under <cache>/engines/.
+EXPORTED = {"onnx": "*.onnx", "openvino": "*.xml"}
 
 
 @pytest.fixture()
@@ -36,66 +45,128 @@ def _top1(result) -> np.ndarray:
     return np.array([labels[0] for labels in result.predictions["topk_labels"]])
 
 
-def test_onnx_matches_eager_and_is_recorded(model, counteranimal_dir, tmp_path):
+@pytest.mark.parametrize("engine", list(EXPORTED))
+def test_exported_engine_matches_eager_at_fp32_and_is_recorded(
+    model, counteranimal_dir, tmp_path, engine
+):
     kw = dict(cache_dir=tmp_path / "c", show_progress=False, batch_size=8, n_boot=20)
     store = tmp_path / "s.duckdb"
     runs = {
         e: evaluate(model, counteranimal_dir, ["1v1000"], store=store, engine=e, **kw)[0]
-        for e in ("eager", "onnx")
+        for e in ("eager", engine)
     }
-    assert np.array_equal(_top1(runs["eager"]), _top1(runs["onnx"]))
-    assert runs["eager"].run_id != runs["onnx"].run_id
+    assert np.array_equal(_top1(runs["eager"]), _top1(runs[engine]))
+    assert runs["eager"].run_id != runs[engine].run_id
     config = ResultsStore(store, read_only=True).runs().set_index("run_id")["config"]
-    assert json.loads(config[runs["onnx"].run_id])["engine"] == "onnx"
+    assert json.loads(config[runs[engine].run_id])["engine"] == engine
     assert json.loads(config[runs["eager"].run_id])["engine"] == "eager"
 
     ds = open_dataset(counteranimal_dir)
     feats, keys = {}, {}
-    for e in ("eager", "onnx"):
+    for e in ("eager", engine):
         attach_engine(model, e, tmp_path / "c")
         keys[e] = feature_key(model, ds, cache_dir=tmp_path / "c")
         feats[e] = encode_dataset(model, ds, tmp_path / "c", show_progress=False)
-    assert keys["eager"] != keys["onnx"]  # each engine's features are cached on their own
+    assert keys["eager"] != keys[engine]  # each engine's features are cached on their own
     for part in ("pre_head", "embedding"):
-        diff = np.abs(getattr(feats["eager"], part) - getattr(feats["onnx"], part)).max()
-        assert 0 < diff <= ONNX_MAX_ABS, part  # > 0: the graph really ran, not eager
+        diff = np.abs(getattr(feats["eager"], part) - getattr(feats[engine], part)).max()
+        assert 0 < diff <= FP32_MAX_ABS, part  # > 0: the exported tower really ran, not eager
 
 
-def test_graph_is_exported_once_and_reused(tiny_clip_dir, counteranimal_dir, tmp_path, monkeypatch):
-    kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20, engine="onnx")
+def _openvino_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_openvino_at_bf16_is_held_to_the_bounds_of_eager_bf16(model, counteranimal_dir, tmp_path):
+    """OpenVINO's bf16 inference agrees with fp32 as closely as eager bf16 autocast must, and
+    really runs in bf16 (its features are not fp32's)."""
+    if not _openvino_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: OpenVINO would not run bf16")
+    ds = open_dataset(counteranimal_dir)
+    feats = {}
+    for precision, engine in (("fp32", "eager"), ("bf16", "openvino"), ("fp32", "openvino")):
+        model.precision = precision
+        attach_engine(model, engine, tmp_path / "c")
+        feats[precision, engine] = torch.from_numpy(
+            encode_dataset(model, ds, tmp_path / "c", show_progress=False).embedding
+        )
+    exact, bf16 = feats["fp32", "eager"], feats["bf16", "openvino"]
+    cosine = torch.nn.functional.cosine_similarity(exact, bf16, dim=1)
+    head = torch.randn(100, exact.shape[1], generator=torch.Generator().manual_seed(2))
+    top1 = ((exact @ head.T).argmax(1) == (bf16 @ head.T).argmax(1)).float().mean()
+    assert cosine.min() >= BF16_MIN_COSINE
+    assert top1 >= BF16_MIN_TOP1_RANDOM
+    assert (bf16 - feats["fp32", "openvino"]).abs().max() > FP32_MAX_ABS  # bf16 really ran
+
+
+def test_openvino_refuses_bf16_where_it_would_silently_run_fp32(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "_openvino_runs_bf16", lambda: False)
+    model.precision = "bf16"
+    with pytest.raises(SpurbenchError, match="bf16 instructions"):
+        resolve_engine("openvino", model, tmp_path)
+    assert resolve_engine("auto", model, tmp_path, timer=FakeClock(eager=1.0)) == "eager"
+
+
+@pytest.mark.parametrize(
+    ("engine", "exporter"), [("onnx", "torch.onnx.export"), ("openvino", "openvino.convert_model")]
+)
+def test_tower_is_exported_once_and_reused(
+    tiny_clip_dir, counteranimal_dir, tmp_path, monkeypatch, engine, exporter
+):
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20, engine=engine)
     evaluate(create_model(f"local-dir:{tiny_clip_dir}"), counteranimal_dir, ["1vN"], **kw)
-    (graph,) = (tmp_path / "c" / "engines").glob("*.onnx")
+    (graph,) = (tmp_path / "c" / "engines").glob(EXPORTED[engine])
 
     def no_export(*args, **kwargs):
         raise AssertionError("the cached graph should have been used")
 
-    monkeypatch.setattr(torch.onnx, "export", no_export)
+    monkeypatch.setattr(exporter, no_export)
     (tmp_path / "c" / "features").rename(tmp_path / "old-features")  # force an image pass
     evaluate(create_model(f"local-dir:{tiny_clip_dir}"), counteranimal_dir, ["1vN"], **kw)
-    assert list((tmp_path / "c" / "engines").glob("*.onnx")) == [graph]
+    assert list((tmp_path / "c" / "engines").glob(EXPORTED[engine])) == [graph]
+    assert [p.name for p in (tmp_path / "c" / "engines").iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.parametrize(
-    ("onnx_s", "verdict"), [(0.5, "onnx"), (1 - ONNX_MARGIN, "onnx"), (0.95, "eager")]
+    ("onnx_s", "openvino_s", "verdict"),
+    [
+        (0.5, 0.7, "onnx"),
+        (0.7, 0.5, "openvino"),
+        (1 - ENGINE_MARGIN, 1.0, "onnx"),
+        (0.95, 0.95, "eager"),
+    ],
 )
-def test_auto_picks_onnx_only_when_faster_and_caches_the_verdict(model, tmp_path, onnx_s, verdict):
-    clock = FakeClock(eager=1.0, onnx=onnx_s)
+def test_auto_picks_the_fastest_engine_beyond_the_margin_and_caches_the_verdict(
+    model, tmp_path, onnx_s, openvino_s, verdict
+):
+    clock = FakeClock(eager=1.0, onnx=onnx_s, openvino=openvino_s)
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
-    assert clock.calls == 2  # timed once, then read from <cache>/engine/
+    assert clock.calls == 3  # timed once, then read from <cache>/engine/
     model.spec = ModelSpec(model.spec.family, "other-arch")
     resolve_engine("auto", model, tmp_path, timer=clock)
-    assert clock.calls == 4
+    assert clock.calls == 6
 
 
-def test_auto_stays_eager_under_autocast_and_onnx_refuses_it(model, tmp_path):
-    def no_timing(adapter, engine):
-        raise AssertionError("nothing to measure: ONNX Runtime runs fp32 only")
-
+def test_auto_under_bf16_times_openvino_only(model, tmp_path, monkeypatch):
+    """ONNX Runtime runs fp32 only, so at bf16 the choice is between eager autocast and
+    OpenVINO's bf16 inference; at fp16 no exported engine applies and nothing is timed."""
+    monkeypatch.setattr(E, "_openvino_runs_bf16", lambda: True)
     model.precision = "bf16"
-    assert resolve_engine("auto", model, tmp_path, timer=no_timing) == "eager"
+    clock = FakeClock(eager=1.0, openvino=0.5)  # timing onnx would be a KeyError
+    assert resolve_engine("auto", model, tmp_path, timer=clock) == "openvino"
     with pytest.raises(SpurbenchError, match="fp32"):
         resolve_engine("onnx", model, tmp_path)
+
+    def no_timing(adapter, engine):
+        raise AssertionError("nothing to measure at fp16")
+
+    model.precision = "fp16"
+    assert resolve_engine("auto", model, tmp_path, timer=no_timing) == "eager"
+    with pytest.raises(SpurbenchError, match="fp32 or bf16"):
+        resolve_engine("openvino", model, tmp_path)
 
 
 def test_cli_refuses_an_unknown_engine(tiny_clip_dir, counteranimal_dir, tmp_path):
@@ -113,19 +184,20 @@ def test_auto_times_and_exports_a_lazily_built_model(tiny_clip_dir, counteranima
     evaluate(name, counteranimal_dir, ["1vN"], **kw)  # records the weights' identity
     (res,) = evaluate(name, counteranimal_dir, ["1vN"], engine="auto", **kw)  # real timings
     (verdict,) = (tmp_path / "c" / "engine").glob("*.json")
-    assert json.loads(verdict.read_text())["verdict"] in ("eager", "onnx")
+    assert json.loads(verdict.read_text())["verdict"] in ("eager", "onnx", "openvino")
     assert len(res.predictions) == 27
 
 
-def test_auto_runs_eager_when_the_tower_cannot_be_exported(model, tmp_path):
+@pytest.mark.parametrize(("engine", "label"), [("onnx", "ONNX"), ("openvino", "OpenVINO")])
+def test_auto_runs_eager_when_the_tower_cannot_be_exported(model, tmp_path, engine, label):
     """``auto`` is a default: an export failure means eager (warned, verdict cached), no crash."""
 
-    def clock(adapter, engine):
-        if engine == "onnx":
-            raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX is not supported")
+    def clock(adapter, name):
+        if name == engine:
+            raise RuntimeError(f"Converting the operator 'aten::fancy' to {label} failed")
         return 1.0
 
-    with pytest.warns(UserWarning, match="ONNX export .* failed .*eager"):
+    with pytest.warns(UserWarning, match=f"{label} export .* failed .*eager"):
         assert resolve_engine("auto", model, tmp_path, timer=clock) == "eager"
     (verdict,) = (tmp_path / "engine").glob("*.json")
     assert json.loads(verdict.read_text())["verdict"] == "eager"

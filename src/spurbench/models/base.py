@@ -152,7 +152,7 @@ class ImageModel(ABC):
     init_seed: int | None = None
     #: Resolved precision of the image pass (see :mod:`spurbench.models.precision`).
     precision: str = "fp32"
-    #: Engine of the image pass: eager PyTorch or ONNX Runtime (see spurbench.models.engine).
+    #: Engine of the image pass: eager PyTorch, ONNX Runtime or OpenVINO (spurbench.models.engine).
     engine: str = "eager"
     #: JPEG decoding: every pixel, or draft (reduced DCT scale; see spurbench.data.images).
     decode: str = "exact"
