@@ -15,7 +15,9 @@ script runs both tools on one machine, one after the other, each in a fresh proc
   ``en_classnames.json`` and open_clip's list are checked equal) and the same templates
   (``--templates N``: the first N of clip_benchmark's own ImageNet templates, default 1, given to
   clip_benchmark through its ``--custom_template_file``);
-* **the same settings**: batch size, DataLoader workers, torch threads (the default: one per core).
+* **the same settings**: batch size and torch threads (the default: one per core); decoding as
+  each tool decodes by default (clip_benchmark: 4 DataLoader processes; spurbench on CPU:
+  between forwards, on every core), or ``--workers N`` DataLoader processes for both.
 
 clip_benchmark runs through its own CLI entry point (``clip_benchmark eval --dataset
 imagenet1k-unverified --model ViT-B-32 --pretrained /path/ckpt.pt ...``) inside its own
@@ -126,10 +128,12 @@ def run_peer(cfg: dict) -> None:
         "clip_benchmark", "eval",
         "--dataset", PEER_DATASET, "--dataset_root", cfg["root"], "--split", "test",
         "--model", cfg["arch"], "--pretrained", cfg["checkpoint"],
-        "--batch_size", str(cfg["batch_size"]), "--num_workers", str(cfg["workers"]),
+        "--batch_size", str(cfg["batch_size"]),
         "--custom_template_file", cfg["template_file"],
         "--output", cfg["output"], "--quiet",
     ] + ([] if cfg["amp"] else ["--no_amp"])  # fmt: skip
+    if cfg["workers"] is not None:  # else clip_benchmark's own default
+        sys.argv += ["--num_workers", str(cfg["workers"])]
     cli.main()
     t_end = time.perf_counter()
     metrics = json.loads(Path(cfg["output"]).read_text())["metrics"]
@@ -249,7 +253,9 @@ def main() -> None:
     parser.add_argument("--arch", default="ViT-B-32", help="An open_clip architecture.")
     parser.add_argument("--templates", type=int, default=1, help="How many templates (1-80).")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, both tools.")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers, both tools [each's default]"
+    )
     parser.add_argument("--peer-venv", type=Path, default=ROOT / ".venv-peer")
     parser.add_argument(
         "--peer-no-amp", action="store_true", help="clip_benchmark --no_amp (exact fp32)."
@@ -305,7 +311,9 @@ def main() -> None:
             "amp": not args.peer_no_amp,
             "manifest_rows": manifest_rows,
             "spurbench_options": {
-                "precision": args.precision, "engine": args.engine, "decode": args.decode
+                "precision": args.precision,
+                "engine": args.engine,
+                "decode": args.decode,
             },
         }
         load_before = load_average()
@@ -354,8 +362,13 @@ def main() -> None:
     # -- throughput ----------------------------------------------------------------------------
     table = Table(
         title=f"{args.arch} (random init), {n} JPEGs at ImageNet sizes, 1-vs-1000, "
-        f"{len(templates)} template(s), batch {args.batch_size}, {args.workers} workers, "
-        f"torch threads {ours['threads']} (clip_benchmark: {peer['threads']})"
+        f"{len(templates)} template(s), batch {args.batch_size}, "
+        + (
+            "each tool's default decoding, "
+            if args.workers is None
+            else f"{args.workers} workers, "
+        )
+        + f"torch threads {ours['threads']} (clip_benchmark: {peer['threads']})"
         + (", clip_benchmark --no_amp" if args.peer_no_amp else ", clip_benchmark with amp"),
         title_justify="left",
     )

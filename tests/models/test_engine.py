@@ -157,6 +157,12 @@ def test_auto_under_bf16_times_openvino_only(model, tmp_path, monkeypatch):
     model.precision = "bf16"
     clock = FakeClock(eager=1.0, openvino=0.5)  # timing onnx would be a KeyError
     assert resolve_engine("auto", model, tmp_path, timer=clock) == "openvino"
+
+    def not_again():
+        raise AssertionError("a cached verdict needs no look at the CPU (no OpenVINO import)")
+
+    monkeypatch.setattr(E, "_openvino_runs_bf16", not_again)
+    assert resolve_engine("auto", model, tmp_path, timer=clock) == "openvino"
     with pytest.raises(SpurbenchError, match="fp32"):
         resolve_engine("onnx", model, tmp_path)
 

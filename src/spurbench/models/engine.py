@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +31,7 @@ import torch
 from spurbench.atomic import atomic_path
 from spurbench.errors import SpurbenchError
 from spurbench.models.base import Features, ModelAdapter
-from spurbench.models.precision import (
-    TIMED_BATCHES,
-    TIMING_BATCH,
-    forward_context,
-    measured_choice,
-)
+from spurbench.models.precision import best_seconds, measured_choice
 
 ENGINES = ("auto", "eager", "onnx", "openvino")
 #: An engine must beat eager by this fraction of eager's time to be chosen by ``auto``.
@@ -132,8 +126,7 @@ def resolve_engine(
         for name, precisions in ENGINE_PRECISIONS.items()
         if on_cpu
         and adapter.precision in precisions
-        and _available(name)
-        and not (name == "openvino" and _openvino_mislabels(adapter.precision))
+        and _available(name)  # OpenVINO on a CPU without bf16: timed as never faster
     ]
     if not candidates:
         return "eager"
@@ -153,11 +146,15 @@ def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
 
     ``auto`` is a default: a model whose tower uses an op without an exported form must still
     run, eagerly, and the verdict (cached) says so; an engine asked for by name still fails.
+    OpenVINO at bf16 on a CPU without bf16 instructions (it would run fp32) is never faster
+    either: checked here, on a verdict's first timing, so a cached verdict imports nothing.
     """
 
     def timed(adapter: ModelAdapter, engine: str) -> float:
         if engine == "eager":
             return timer(adapter, engine)
+        if engine == "openvino" and _openvino_mislabels(adapter.precision):
+            return float("inf")
         try:
             return timer(adapter, engine)
         except Exception as e:  # the exporter raises many types (tracer, opset, ORT load)
@@ -306,23 +303,14 @@ def _openvino_encoder(path: Path, precision: str) -> Callable[[torch.Tensor], Fe
 
 
 def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None) -> float:
-    """Median seconds of one batch of :data:`TIMING_BATCH` random images through ``engine``."""
-    h, w = adapter.preprocess_cfg.size
-    images = torch.randn(TIMING_BATCH, 3, h, w, generator=torch.Generator().manual_seed(0))
+    """Seconds of one random batch through ``engine`` (see :func:`best_seconds`)."""
     _ = adapter.module  # build an unbuilt (lazy) model here, not under inference mode: the
     # exporter cannot trace parameters created as inference tensors
     encode = adapter.encode_images
     if engine != "eager":  # the tower timed is the one a run would use: export it (cached)
         folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
         encode = _runner(adapter, engine, folder)
-    times = []
-    with forward_context(_device(adapter), adapter.precision):
-        encode(images)  # warm-up
-        for _ in range(TIMED_BATCHES):
-            start = time.perf_counter()
-            encode(images)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return best_seconds(encode, adapter, _device(adapter), adapter.precision)
 
 
 class _Tower(torch.nn.Module):

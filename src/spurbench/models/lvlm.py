@@ -391,9 +391,7 @@ class LVLMAdapter(AnswerScorer):
             ip = self.processor.image_processor
             mean = getattr(ip, "image_mean", None) or (0.5, 0.5, 0.5)
             h, w = self.preprocess_cfg.size
-            blank = Image.new(
-                "RGB", (w or 1, h or 1), tuple(round(255 * float(m)) for m in mean)
-            )
+            blank = Image.new("RGB", (w or 1, h or 1), tuple(round(255 * float(m)) for m in mean))
             rows = [self._scored_row(plan, n, "pmi") for n in missing]
             for n, loss in zip(
                 missing, self._score_image(blank, plan, rows, "sum", chunk), strict=True
