@@ -207,3 +207,29 @@ def test_auto_runs_eager_when_the_tower_cannot_be_exported(model, tmp_path, engi
         assert resolve_engine("auto", model, tmp_path, timer=clock) == "eager"
     (verdict,) = (tmp_path / "engine").glob("*.json")
     assert json.loads(verdict.read_text())["verdict"] == "eager"
+
+
+def test_engine_choice_reuses_the_eager_timing_of_the_precision_choice(model, tmp_path):
+    """One process times eager at a precision once: the engine's choice compares against the
+    pass the precision's choice has just timed instead of running it again."""
+    from spurbench.models.precision import TIMED_BATCHES, resolve_precision
+
+    model.precision = resolve_precision("auto", model, tmp_path)
+    calls = {"n": 0}
+    real = model.encode_images
+
+    def counted(images):
+        calls["n"] += 1
+        return real(images)
+
+    model.encode_images = counted
+    assert E.time_engine(model, "eager", tmp_path) > 0
+    assert calls["n"] == 0
+    E.time_engine(model, "openvino", tmp_path)  # traced through encode_images, then timed
+    before, threads = calls["n"], torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        E.time_engine(model, "eager", tmp_path)  # another thread count: timed again
+    finally:
+        torch.set_num_threads(threads)
+    assert calls["n"] - before == 1 + TIMED_BATCHES  # warm-up and timed batches

@@ -31,7 +31,7 @@ import torch
 from spurbench.atomic import atomic_path
 from spurbench.errors import SpurbenchError
 from spurbench.models.base import Features, ModelAdapter
-from spurbench.models.precision import best_seconds, measured_choice
+from spurbench.models.precision import best_seconds, measured_choice, time_batch
 
 ENGINES = ("auto", "eager", "onnx", "openvino")
 #: An engine must beat eager by this fraction of eager's time to be chosen by ``auto``.
@@ -306,10 +306,11 @@ def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None
     """Seconds of one random batch through ``engine`` (see :func:`best_seconds`)."""
     _ = adapter.module  # build an unbuilt (lazy) model here, not under inference mode: the
     # exporter cannot trace parameters created as inference tensors
-    encode = adapter.encode_images
-    if engine != "eager":  # the tower timed is the one a run would use: export it (cached)
-        folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
-        encode = _runner(adapter, engine, folder)
+    if engine == "eager":
+        return time_batch(adapter, adapter.precision)
+    # the tower timed is the one a run would use: export it (cached)
+    folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
+    encode = _runner(adapter, engine, folder)
     return best_seconds(encode, adapter, _device(adapter), adapter.precision)
 
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import platform
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -33,9 +34,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: jitter by a few percent; a marginal win is not worth the loss of exact reproduction).
 BF16_MARGIN = 0.10
 #: Batches timed per choice (after one warm-up batch), and their size. The fastest batch counts:
-#: on a shared machine other work only ever adds time, and a median of few batches let a
-#: 15 % lead read as 5 %.
-TIMED_BATCHES = 5
+#: on a shared machine other work only ever adds time (a median of three let a 15 % lead read
+#: as 5 %).
+TIMED_BATCHES = 3
 TIMING_BATCH = 16
 #: Bumped when the verdict file's layout or the timing protocol changes.
 VERDICT_VERSION = 4
@@ -189,8 +190,18 @@ def _read_verdict(path: Path | None, names: list[str]) -> str | None:
 
 
 def time_batch(adapter, precision: str) -> float:
-    """Seconds of one forward of a random batch at ``precision`` (see :func:`best_seconds`)."""
-    return best_seconds(adapter.encode_images, adapter, adapter.device, precision)
+    """Seconds of one eager forward of a random batch at ``precision`` (see
+    :func:`best_seconds`), timed once per adapter, precision and thread count in a process: the
+    engine's choice compares the other engines with the eager pass the precision's choice has
+    just timed."""
+    timed = _EAGER_SECONDS.setdefault(adapter, {})
+    key = (precision, torch.get_num_threads())
+    if key not in timed:
+        timed[key] = best_seconds(adapter.encode_images, adapter, adapter.device, precision)
+    return timed[key]
+
+
+_EAGER_SECONDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def best_seconds(encode: Callable, adapter, device, precision: str) -> float:
