@@ -114,7 +114,12 @@ def main() -> None:
     from spurbench.data.layouts import open_dataset
     from spurbench.features.cache import default_decode_workers, encode_dataset
     from spurbench.models import create_model
-    from spurbench.models.engine import attach_engine, check_engine, image_encoder
+    from spurbench.models.engine import (
+        attach_engine,
+        check_engine,
+        image_encoder,
+        resolve_engine,
+    )
     from spurbench.models.precision import check_precision, forward_context
 
     if check_precision(args.precision) == "auto":
@@ -142,7 +147,8 @@ def main() -> None:
 
         # -- 1. the forward-only limit vs the image pass ----------------------------------------
         tensors = torch.stack([adapter.preprocess(load_rgb(p)) for p in ds.table["path"]])
-        attach_engine(adapter, args.engine, tmp / "cache-engine")  # exported once, here
+        engine_cache = tmp / "cache-engine"  # exported once, here; refused if it cannot run
+        attach_engine(adapter, resolve_engine(args.engine, adapter, engine_cache), engine_cache)
         encode = image_encoder(adapter)  # what the image pass runs, minus decoding
 
         def forward_only() -> None:

@@ -4,6 +4,7 @@ measurement."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ pytest.importorskip("openvino")
 #: weights, same inputs): only the order of float additions differs, ~1e-6 on features of size ~1.
 FP32_MAX_ABS = 1e-4
 #: The exported engines, and the file each caches its tower in under <cache>/engines/.
-EXPORTED = {"onnx": "*.onnx", "openvino": "*.xml"}
+EXPORTED = {"onnx": "*.onnx", "openvino": "openvino-*/tower.xml"}
 
 
 @pytest.fixture()
@@ -182,15 +183,24 @@ def test_cli_refuses_an_unknown_engine(tiny_clip_dir, counteranimal_dir, tmp_pat
     assert "error:" in res.output and "tensorrt" in res.output
 
 
-def test_auto_times_and_exports_a_lazily_built_model(tiny_clip_dir, counteranimal_dir, tmp_path):
-    """A rerun by name gets an unbuilt adapter; timing must not build it under inference mode
-    (the exporter cannot trace inference tensors)."""
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_auto_times_and_exports_a_lazily_built_model(
+    tiny_clip_dir, counteranimal_dir, tmp_path, precision
+):
+    """A rerun by name gets an unbuilt adapter; timing (the precision's, then the engine's) must
+    not build it under inference mode: the exporters cannot trace inference tensors, and an
+    export failure would be cached as a verdict for eager."""
     name = f"local-dir:{tiny_clip_dir}"
     kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
     evaluate(name, counteranimal_dir, ["1vN"], **kw)  # records the weights' identity
-    (res,) = evaluate(name, counteranimal_dir, ["1vN"], engine="auto", **kw)  # real timings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # an export failure is a UserWarning
+        (res,) = evaluate(
+            name, counteranimal_dir, ["1vN"], engine="auto", precision=precision, **kw
+        )  # real timings
     (verdict,) = (tmp_path / "c" / "engine").glob("*.json")
-    assert json.loads(verdict.read_text())["verdict"] in ("eager", "onnx", "openvino")
+    seconds = json.loads(verdict.read_text())["seconds_per_batch"]
+    assert all(np.isfinite(list(seconds.values()))), seconds  # every engine really ran
     assert len(res.predictions) == 27
 
 
@@ -233,3 +243,18 @@ def test_engine_choice_reuses_the_eager_timing_of_the_precision_choice(model, tm
     finally:
         torch.set_num_threads(threads)
     assert calls["n"] - before == 1 + TIMED_BATCHES  # warm-up and timed batches
+
+
+def test_an_engine_asked_for_by_name_that_cannot_export_is_one_clear_error(
+    model, counteranimal_dir, tmp_path, monkeypatch
+):
+    def fails(adapter, cache_dir):
+        raise RuntimeError("Cannot convert aten::fancy\n  long tracer dump\n  more lines")
+
+    monkeypatch.setattr(E, "openvino_model", fails)
+    kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
+    with pytest.raises(SpurbenchError) as info:
+        evaluate(model, counteranimal_dir, ["1vN"], engine="openvino", **kw)
+    message = str(info.value)
+    assert "OpenVINO export" in message and "aten::fancy" in message
+    assert "\n" not in message and "--engine eager" in message

@@ -154,6 +154,8 @@ class ImageModel(ABC):
     precision: str = "fp32"
     #: Engine of the image pass: eager PyTorch, ONNX Runtime or OpenVINO (spurbench.models.engine).
     engine: str = "eager"
+    #: The exported engine's encoder once loaded, keyed by what it was compiled for.
+    engine_runner: tuple[tuple, Any] | None = None
     #: JPEG decoding: every pixel, or draft (reduced DCT scale; see spurbench.data.images).
     decode: str = "exact"
     _fingerprint: str | None = None

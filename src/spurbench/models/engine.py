@@ -1,7 +1,7 @@
 """The engine that runs the image tower: eager PyTorch, ONNX Runtime, OpenVINO, or ``auto``.
 
 ONNX Runtime and OpenVINO are made for CPU inference: the tower is exported once per model
-(weights fingerprint, preprocessing, input size) and cached beside the features under
+(weights fingerprint, input size, exporter version) and cached beside the features under
 ``<cache>/engines/``; both fuse the attention and MLP blocks that eager PyTorch runs op by op.
 ONNX Runtime runs fp32 only. OpenVINO runs fp32, or bf16 where the run's precision is bf16 (its
 ``INFERENCE_PRECISION_HINT``, the counterpart of autocast). At fp32 their features differ from
@@ -17,11 +17,14 @@ when it is not eager.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +34,17 @@ import torch
 from spurbench.atomic import atomic_path
 from spurbench.errors import SpurbenchError
 from spurbench.models.base import Features, ModelAdapter
-from spurbench.models.precision import best_seconds, measured_choice, time_batch
+from spurbench.models.precision import (
+    best_seconds,
+    bf16_instructions,
+    measured_choice,
+    time_batch,
+)
 
 ENGINES = ("auto", "eager", "onnx", "openvino")
 #: An engine must beat eager by this fraction of eager's time to be chosen by ``auto``.
 ENGINE_MARGIN = 0.10
-ONNX_MARGIN = ENGINE_MARGIN  # the name earlier releases exported
+ONNX_MARGIN = ENGINE_MARGIN  # public name kept for callers of earlier releases
 #: Bumped when the export changes (opset, wrapper), so that older graphs are not reused.
 EXPORT_VERSION = 1
 OPSET = 17
@@ -72,13 +80,10 @@ def _openvino_mislabels(precision: str) -> bool:
 
 @functools.cache
 def _openvino_runs_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin computes in bf16 here (it quietly runs fp32 where the CPU
-    lacks the instructions, which would mislabel the run)."""
-    if not openvino_available():
-        return False
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    """Whether OpenVINO's CPU plugin computes in bf16 here: it needs native bf16 instructions
+    (AVX512-BF16, AMX) and quietly runs fp32 without them, which would mislabel the run. Read
+    from the CPU's flags, so that no run imports OpenVINO to ask."""
+    return bool(bf16_instructions())
 
 
 def _importable(*modules: str) -> bool:
@@ -137,8 +142,22 @@ def resolve_engine(
         ("eager", *candidates),
         _unless_unexportable(timer or functools.partial(time_engine, cache_dir=cache_dir)),
         margin=ENGINE_MARGIN,
-        extra=[adapter.precision, torch.get_num_threads()],
+        extra=[adapter.precision, torch.get_num_threads(), _versions(candidates)],
     )
+
+
+def _versions(engines: list[str]) -> dict[str, str]:
+    """The installed version of each engine's package: an upgrade is timed again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {"onnx": "onnxruntime", "openvino": "openvino"}
+    out = {}
+    for engine in engines:
+        try:
+            out[engine] = version(packages[engine])
+        except PackageNotFoundError:  # importable without metadata (a source tree)
+            out[engine] = "unknown"
+    return out
 
 
 def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
@@ -157,10 +176,9 @@ def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
             return float("inf")
         try:
             return timer(adapter, engine)
-        except Exception as e:  # the exporter raises many types (tracer, opset, ORT load)
+        except Exception as e:  # the exporters raise many types (tracer, opset, runtime load)
             warnings.warn(
-                f"{_LABELS[engine]} export of {adapter.spec.arch} failed "
-                f"({type(e).__name__}: {e}); the image pass runs in eager PyTorch.",
+                f"{_export_failed(adapter, engine, e)}; the image pass runs in eager PyTorch.",
                 stacklevel=2,
             )
             return float("inf")
@@ -176,11 +194,22 @@ def image_encoder(adapter: ModelAdapter) -> Callable[[torch.Tensor], Features]:
     """
     if adapter.engine == "eager":
         return adapter.encode_images
-    loaded = getattr(adapter, "engine_runner", None)
-    if loaded is None or loaded[0] != (adapter.engine, adapter.precision):
-        runner = _runner(adapter, adapter.engine, adapter.engine_cache)
-        adapter.engine_runner = loaded = ((adapter.engine, adapter.precision), runner)
-    return loaded[1]
+    key = (adapter.engine, adapter.precision, torch.get_num_threads())
+    if adapter.engine_runner is None or adapter.engine_runner[0] != key:
+        try:
+            runner = _runner(adapter, adapter.engine, adapter.engine_cache)
+        except Exception as e:  # asked for by name: a clear error, not the exporter's trace
+            raise SpurbenchError(
+                f"{_export_failed(adapter, adapter.engine, e)}; use --engine eager."
+            ) from e
+        adapter.engine_runner = (key, runner)
+    return adapter.engine_runner[1]
+
+
+def _export_failed(adapter: ModelAdapter, engine: str, error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    what = f"{type(error).__name__}: {first}"
+    return f"{_LABELS[engine]} export of {adapter.spec.arch} failed ({what})"
 
 
 def _session_encoder(session) -> Callable[[torch.Tensor], Features]:
@@ -247,18 +276,24 @@ def openvino_model(adapter: ModelAdapter, cache_dir: str | Path) -> Path:
     """The OpenVINO model (IR) of ``adapter``'s image tower, converted on first use and cached.
 
     OpenVINO converts the PyTorch module itself (its own tracer keeps the fused attention that
-    an ONNX export unrolls: measured, ~10 % faster than reading the ONNX graph at bf16).
+    an ONNX export unrolls: measured, ~10 % faster than reading the ONNX graph at bf16). The
+    graph and its weights are two files: they are written into a temporary folder renamed into
+    place whole, so a reader finds both or neither, whoever wins a race.
     """
     import openvino as ov
 
     h, w = adapter.preprocess_cfg.size
     key = hashlib.sha256(
-        json.dumps([adapter.fingerprint, [h, w], EXPORT_VERSION, ov.__version__]).encode()
+        json.dumps(
+            [adapter.fingerprint, [h, w], EXPORT_VERSION, ov.__version__, torch.__version__]
+        ).encode()
     ).hexdigest()[:24]
-    path = Path(cache_dir) / "engines" / f"{key}.xml"
-    if path.is_file() and path.with_suffix(".bin").is_file():
+    folder = Path(cache_dir) / "engines" / f"openvino-{key}"
+    path = folder / "tower.xml"
+    if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_conversions(folder.parent)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notices
         model = ov.convert_model(
@@ -266,12 +301,25 @@ def openvino_model(adapter: ModelAdapter, cache_dir: str | Path) -> Path:
             example_input=torch.zeros(2, 3, h, w),
             input=[ov.PartialShape([-1, 3, h, w])],
         )
-    with tempfile.TemporaryDirectory(prefix=".convert-", dir=path.parent) as tmp:
-        ov.save_model(model, str(Path(tmp) / path.name), compress_to_fp16=False)
-        # weights first, then the graph naming them: a present .xml means a complete pair
-        os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
-        os.replace(Path(tmp) / path.name, path)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
+    try:
+        ov.save_model(model, str(tmp / path.name), compress_to_fp16=False)
+        os.replace(tmp, folder)
+    except OSError:
+        if not path.is_file():  # not another process's complete folder: a real failure
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _remove_stale_conversions(engines: Path, older_than_s: float = 6 * 3600) -> None:
+    """Temporary folders of conversions killed mid-way (younger ones may be running now)."""
+    now = time.time()
+    for stale in engines.glob(".convert-*"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > older_than_s:
+                shutil.rmtree(stale)
 
 
 def _openvino_encoder(path: Path, precision: str) -> Callable[[torch.Tensor], Features]:
@@ -308,10 +356,10 @@ def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None
     # exporter cannot trace parameters created as inference tensors
     if engine == "eager":
         return time_batch(adapter, adapter.precision)
-    # the tower timed is the one a run would use: export it (cached)
-    folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="spurbench-"))
-    encode = _runner(adapter, engine, folder)
-    return best_seconds(encode, adapter, _device(adapter), adapter.precision)
+    # the tower timed is the one a run would use: exported into the cache, where it stays
+    with tempfile.TemporaryDirectory(prefix="spurbench-") as scratch:
+        encode = _runner(adapter, engine, cache_dir or scratch)
+        return best_seconds(encode, adapter, _device(adapter), adapter.precision)
 
 
 class _Tower(torch.nn.Module):

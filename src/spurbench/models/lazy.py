@@ -200,9 +200,14 @@ class LazyAdapter(ModelAdapter):
 
     @property
     def built(self) -> ModelAdapter:
-        """The real adapter, built once; refused if its weights differ from the record."""
+        """The real adapter, built once; refused if its weights differ from the record.
+
+        Built outside inference mode whatever the first use: parameters created as inference
+        tensors could never be traced by an exporter (ONNX, OpenVINO) afterwards.
+        """
         if self._built is None:
-            adapter = self._build()
+            with torch.inference_mode(False):
+                adapter = self._build()
             if adapter.fingerprint != self._fingerprint:
                 raise SpurbenchError(
                     f"The weights of {self.spec.name} changed while it was being loaded; "

@@ -9,7 +9,7 @@ bf16 only when it is faster by at least :data:`BF16_MARGIN`. On CUDA it follows 
 clip_benchmark: autocast to bf16 where the GPU supports it, else fp16.
 
 Only the image pass is autocast; features are stored as float32 and zero-shot text heads are
-always built in fp32. ``fp32`` is the default and reproduces earlier runs bit for bit.
+always built in fp32. ``auto`` is the default; ``fp32`` reproduces earlier runs bit for bit.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: jitter by a few percent; a marginal win is not worth the loss of exact reproduction).
 BF16_MARGIN = 0.10
 #: Batches timed per choice (after one warm-up batch), and their size. The fastest batch counts:
-#: on a shared machine other work only ever adds time (a median of three let a 15 % lead read
-#: as 5 %).
+#: on a shared machine other work only ever adds time.
 TIMED_BATCHES = 3
 TIMING_BATCH = 16
 #: Bumped when the verdict file's layout or the timing protocol changes.
