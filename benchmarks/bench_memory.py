@@ -54,9 +54,12 @@ def child(cfg: dict) -> None:
         store=cfg["store"],
         batch_size=cfg["batch_size"],
         show_progress=False,
+        precision=cfg["precision"],
+        engine=cfg["engine"],
     )
     seconds = time.perf_counter() - start
-    emit({"after_load": after_load, "peak": peak_rss_mib(), "seconds": seconds})
+    ran = {k: getattr(adapter, k) for k in ("precision", "engine")}
+    emit({"after_load": after_load, "peak": peak_rss_mib(), "seconds": seconds, "ran": ran})
 
 
 def main() -> None:
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-S-32,random")
     parser.add_argument("--sizes", type=int, nargs=2, default=(500, 2000))
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="auto", help="spurbench --precision [auto]")
+    parser.add_argument("--engine", default="auto", help="spurbench --engine [auto]")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -91,6 +96,8 @@ def main() -> None:
                 "cache": str(tmp / f"cache-{n}"),
                 "store": str(tmp / f"store-{n}.duckdb"),
                 "batch_size": args.batch_size,
+                "precision": args.precision,
+                "engine": args.engine,
             }
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(cfg)],
@@ -104,7 +111,8 @@ def main() -> None:
 
     table = Table(
         title=f"{args.model} · 1v1000 evaluation, fresh process and cache per size · "
-        f"batch {args.batch_size} · spurbench's default DataLoader workers",
+        f"batch {args.batch_size} · spurbench's default decoding · ran "
+        + ", ".join(f"{k} {v}" for k, v in results[small].get("ran", {}).items()),
         title_justify="left",
     )
     for col in (

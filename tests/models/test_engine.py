@@ -71,6 +71,7 @@ def test_exported_engine_matches_eager_at_fp32_and_is_recorded(
     assert keys["eager"] != keys[engine]  # each engine's features are cached on their own
     for part in ("pre_head", "embedding"):
         diff = np.abs(getattr(feats["eager"], part) - getattr(feats[engine], part)).max()
+        print(f"{engine} vs eager fp32, {part}: max abs difference {diff:.1e}")
         assert 0 < diff <= FP32_MAX_ABS, part  # > 0: the exported tower really ran, not eager
 
 
@@ -97,6 +98,7 @@ def test_openvino_at_bf16_is_held_to_the_bounds_of_eager_bf16(model, counteranim
     cosine = torch.nn.functional.cosine_similarity(exact, bf16, dim=1)
     head = torch.randn(100, exact.shape[1], generator=torch.Generator().manual_seed(2))
     top1 = ((exact @ head.T).argmax(1) == (bf16 @ head.T).argmax(1)).float().mean()
+    print(f"openvino bf16 vs eager fp32: min cosine {cosine.min():.5f}, top-1 {top1:.3f}")
     assert cosine.min() >= BF16_MIN_COSINE
     assert top1 >= BF16_MIN_TOP1_RANDOM
     assert (bf16 - feats["fp32", "openvino"]).abs().max() > FP32_MAX_ABS  # bf16 really ran
