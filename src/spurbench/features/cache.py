@@ -39,7 +39,7 @@ from spurbench.data.dataset import ImageDataset
 from spurbench.data.images import ImageFiles
 from spurbench.errors import Interrupted, SpurbenchError
 from spurbench.features.content import content_digest
-from spurbench.models.base import ModelAdapter
+from spurbench.models.base import Features, ModelAdapter
 from spurbench.models.engine import image_encoder
 from spurbench.models.precision import forward_context
 from spurbench.paths import default_cache_dir  # re-exported: callers import it here
@@ -365,7 +365,7 @@ def _encode_units(
         )
     except Exception as e:  # workers could not be started
         raise _LoaderFailed from e
-    encode = image_encoder(model)
+    encode = _halving_on_oom(image_encoder(model))
     try:
         for i, (start, stop) in units:
             pres, embs, errors = [], [], []
@@ -385,6 +385,45 @@ def _encode_units(
         close = getattr(batch_iter, "close", None)
         if close is not None:
             close()  # the decode threads stop with the pass, however it ends
+
+
+def _halving_on_oom(
+    encode: Callable[[torch.Tensor], Features],
+) -> Callable[[torch.Tensor], Features]:
+    """``encode``, splitting a batch that does not fit in GPU memory into halves (then
+    quarters...) for the rest of the pass, with a warning each time it halves.
+
+    A batch size that suits ViT-B-32 can exhaust a small GPU with ViT-L-14; the features of an
+    image do not depend on the batch it is in, so a run that backs off gives the same results
+    (up to the float rounding of a different GEMM shape) instead of dying mid-dataset.
+    """
+    parts = 1
+
+    def encode_fitting(images: torch.Tensor) -> Features:
+        nonlocal parts
+        while True:
+            try:
+                chunks = [encode(chunk) for chunk in images.tensor_split(min(parts, len(images)))]
+                break
+            except torch.cuda.OutOfMemoryError:
+                if parts >= len(images):
+                    raise
+                parts *= 2
+                torch.cuda.empty_cache()
+                warnings.warn(
+                    f"Out of GPU memory at {len(images)} images per forward; encoding each "
+                    f"batch in {parts} parts (--batch-size {max(1, len(images) // parts)} "
+                    "avoids this).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        if len(chunks) == 1:
+            return chunks[0]
+        return Features(
+            torch.cat([c.pre_head for c in chunks]), torch.cat([c.embedding for c in chunks])
+        )
+
+    return encode_fitting
 
 
 def _decode_between_forwards(
