@@ -97,7 +97,7 @@ def main() -> None:
         "--precision", default="fp32", help="fp32, bf16 or fp16: both sides run at it."
     )
     parser.add_argument(
-        "--engine", default="eager", help="eager, onnx or openvino: both sides run it."
+        "--engine", default="eager", help="eager or onnx: both sides run it."
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,7 +125,7 @@ def main() -> None:
     if check_precision(args.precision) == "auto":
         raise SystemExit("--precision: give the concrete precision (fp32, bf16, fp16) to compare")
     if check_engine(args.engine) == "auto":
-        raise SystemExit("--engine: give the concrete engine (eager, onnx, openvino) to compare")
+        raise SystemExit("--engine: give the concrete engine (eager, onnx) to compare")
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

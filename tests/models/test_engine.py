@@ -1,5 +1,4 @@
-"""Image-pass engines: ONNX Runtime and OpenVINO against eager PyTorch, exported once, chosen by
-measurement."""
+"""Image-pass engine: ONNX Runtime against eager PyTorch, exported once, chosen by measurement."""
 
 from __future__ import annotations
 
@@ -21,20 +20,15 @@ from spurbench.models import engine as E
 from spurbench.models.engine import ENGINE_MARGIN, attach_engine, resolve_engine
 from spurbench.models.spec import ModelSpec
 from spurbench.store.results import ResultsStore
-from tests.models.test_precision import (
-    BF16_MIN_COSINE,
-    BF16_MIN_TOP1_RANDOM,
-    FakeClock,
-)
+from tests.models.test_precision import FakeClock
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
 
 #: Largest absolute feature difference an exported engine may show against eager fp32 (same
 #: weights, same inputs): only the order of float additions differs, ~1e-6 on features of size ~1.
 FP32_MAX_ABS = 1e-4
 #: The exported engines, and the file each caches its tower in under <cache>/engines/.
-EXPORTED = {"onnx": "*.onnx", "openvino": "openvino-*/tower.xml"}
+EXPORTED = {"onnx": "*.onnx"}
 
 
 @pytest.fixture()
@@ -75,46 +69,7 @@ def test_exported_engine_matches_eager_at_fp32_and_is_recorded(
         assert 0 < diff <= FP32_MAX_ABS, part  # > 0: the exported tower really ran, not eager
 
 
-def _openvino_has_bf16() -> bool:
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def test_openvino_at_bf16_is_held_to_the_bounds_of_eager_bf16(model, counteranimal_dir, tmp_path):
-    """OpenVINO's bf16 inference agrees with fp32 as closely as eager bf16 autocast must, and
-    really runs in bf16 (its features are not fp32's)."""
-    if not _openvino_has_bf16():
-        pytest.skip("this CPU has no bf16 instructions: OpenVINO would not run bf16")
-    ds = open_dataset(counteranimal_dir)
-    feats = {}
-    for precision, engine in (("fp32", "eager"), ("bf16", "openvino"), ("fp32", "openvino")):
-        model.precision = precision
-        attach_engine(model, engine, tmp_path / "c")
-        feats[precision, engine] = torch.from_numpy(
-            encode_dataset(model, ds, tmp_path / "c", show_progress=False).embedding
-        )
-    exact, bf16 = feats["fp32", "eager"], feats["bf16", "openvino"]
-    cosine = torch.nn.functional.cosine_similarity(exact, bf16, dim=1)
-    head = torch.randn(100, exact.shape[1], generator=torch.Generator().manual_seed(2))
-    top1 = ((exact @ head.T).argmax(1) == (bf16 @ head.T).argmax(1)).float().mean()
-    print(f"openvino bf16 vs eager fp32: min cosine {cosine.min():.5f}, top-1 {top1:.3f}")
-    assert cosine.min() >= BF16_MIN_COSINE
-    assert top1 >= BF16_MIN_TOP1_RANDOM
-    assert (bf16 - feats["fp32", "openvino"]).abs().max() > FP32_MAX_ABS  # bf16 really ran
-
-
-def test_openvino_refuses_bf16_where_it_would_silently_run_fp32(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "_openvino_runs_bf16", lambda: False)
-    model.precision = "bf16"
-    with pytest.raises(SpurbenchError, match="bf16 instructions"):
-        resolve_engine("openvino", model, tmp_path)
-    assert resolve_engine("auto", model, tmp_path, timer=FakeClock(eager=1.0)) == "eager"
-
-
-@pytest.mark.parametrize(
-    ("engine", "exporter"), [("onnx", "torch.onnx.export"), ("openvino", "openvino.convert_model")]
-)
+@pytest.mark.parametrize(("engine", "exporter"), [("onnx", "torch.onnx.export")])
 def test_tower_is_exported_once_and_reused(
     tiny_clip_dir, counteranimal_dir, tmp_path, monkeypatch, engine, exporter
 ):
@@ -133,49 +88,26 @@ def test_tower_is_exported_once_and_reused(
 
 
 @pytest.mark.parametrize(
-    ("onnx_s", "openvino_s", "verdict"),
-    [
-        (0.5, 0.7, "onnx"),
-        (0.7, 0.5, "openvino"),
-        (1 - ENGINE_MARGIN, 1.0, "onnx"),
-        (0.95, 0.95, "eager"),
-    ],
+    ("onnx_s", "verdict"), [(0.5, "onnx"), (1 - ENGINE_MARGIN, "onnx"), (0.95, "eager")]
 )
-def test_auto_picks_the_fastest_engine_beyond_the_margin_and_caches_the_verdict(
-    model, tmp_path, onnx_s, openvino_s, verdict
-):
-    clock = FakeClock(eager=1.0, onnx=onnx_s, openvino=openvino_s)
+def test_auto_picks_onnx_only_when_faster_and_caches_the_verdict(model, tmp_path, onnx_s, verdict):
+    clock = FakeClock(eager=1.0, onnx=onnx_s)
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
     assert resolve_engine("auto", model, tmp_path, timer=clock) == verdict
-    assert clock.calls == 3  # timed once, then read from <cache>/engine/
+    assert clock.calls == 2  # timed once, then read from <cache>/engine/
     model.spec = ModelSpec(model.spec.family, "other-arch")
     resolve_engine("auto", model, tmp_path, timer=clock)
-    assert clock.calls == 6
+    assert clock.calls == 4
 
 
-def test_auto_under_bf16_times_openvino_only(model, tmp_path, monkeypatch):
-    """ONNX Runtime runs fp32 only, so at bf16 the choice is between eager autocast and
-    OpenVINO's bf16 inference; at fp16 no exported engine applies and nothing is timed."""
-    monkeypatch.setattr(E, "_openvino_runs_bf16", lambda: True)
+def test_auto_stays_eager_under_autocast_and_onnx_refuses_it(model, tmp_path):
+    def no_timing(adapter, engine):
+        raise AssertionError("nothing to measure: ONNX Runtime runs fp32 only")
+
     model.precision = "bf16"
-    clock = FakeClock(eager=1.0, openvino=0.5)  # timing onnx would be a KeyError
-    assert resolve_engine("auto", model, tmp_path, timer=clock) == "openvino"
-
-    def not_again():
-        raise AssertionError("a cached verdict needs no look at the CPU (no OpenVINO import)")
-
-    monkeypatch.setattr(E, "_openvino_runs_bf16", not_again)
-    assert resolve_engine("auto", model, tmp_path, timer=clock) == "openvino"
+    assert resolve_engine("auto", model, tmp_path, timer=no_timing) == "eager"
     with pytest.raises(SpurbenchError, match="fp32"):
         resolve_engine("onnx", model, tmp_path)
-
-    def no_timing(adapter, engine):
-        raise AssertionError("nothing to measure at fp16")
-
-    model.precision = "fp16"
-    assert resolve_engine("auto", model, tmp_path, timer=no_timing) == "eager"
-    with pytest.raises(SpurbenchError, match="fp32 or bf16"):
-        resolve_engine("openvino", model, tmp_path)
 
 
 def test_cli_refuses_an_unknown_engine(tiny_clip_dir, counteranimal_dir, tmp_path):
@@ -206,7 +138,7 @@ def test_auto_times_and_exports_a_lazily_built_model(
     assert len(res.predictions) == 27
 
 
-@pytest.mark.parametrize(("engine", "label"), [("onnx", "ONNX"), ("openvino", "OpenVINO")])
+@pytest.mark.parametrize(("engine", "label"), [("onnx", "ONNX")])
 def test_auto_runs_eager_when_the_tower_cannot_be_exported(model, tmp_path, engine, label):
     """``auto`` is a default: an export failure means eager (warned, verdict cached), no crash."""
 
@@ -237,7 +169,7 @@ def test_engine_choice_reuses_the_eager_timing_of_the_precision_choice(model, tm
     model.encode_images = counted
     assert E.time_engine(model, "eager", tmp_path) > 0
     assert calls["n"] == 0
-    E.time_engine(model, "openvino", tmp_path)  # traced through encode_images, then timed
+    E.time_engine(model, "onnx", tmp_path)  # exported through encode_images, then timed
     before, threads = calls["n"], torch.get_num_threads()
     torch.set_num_threads(1 if threads > 1 else 2)
     try:
@@ -253,10 +185,10 @@ def test_an_engine_asked_for_by_name_that_cannot_export_is_one_clear_error(
     def fails(adapter, cache_dir):
         raise RuntimeError("Cannot convert aten::fancy\n  long tracer dump\n  more lines")
 
-    monkeypatch.setattr(E, "openvino_model", fails)
+    monkeypatch.setattr(E, "exported_graph", fails)
     kw = dict(cache_dir=tmp_path / "c", show_progress=False, n_boot=20)
     with pytest.raises(SpurbenchError) as info:
-        evaluate(model, counteranimal_dir, ["1vN"], engine="openvino", **kw)
+        evaluate(model, counteranimal_dir, ["1vN"], engine="onnx", **kw)
     message = str(info.value)
-    assert "OpenVINO export" in message and "aten::fancy" in message
+    assert "ONNX export" in message and "aten::fancy" in message
     assert "\n" not in message and "--engine eager" in message

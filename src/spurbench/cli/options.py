@@ -78,7 +78,6 @@ class Engine(StrEnum):
 
     eager = "eager"
     onnx = "onnx"
-    openvino = "openvino"
     auto = "auto"
 
 
@@ -257,10 +256,9 @@ EngineOpt = Annotated[
     Engine | None,
     typer.Option(
         "--engine",
-        help="Image tower: auto (an exported engine only where measured faster here), eager "
-        "PyTorch (exact), onnx (ONNX Runtime, fp32 on CPU) or openvino (OpenVINO, fp32 or bf16 "
-        "on CPU); both need spurbench[fast]. [default: auto, or $SPURBENCH_ENGINE] Recorded "
-        "per run.",
+        help="Image tower: auto (ONNX Runtime only where measured faster here), eager PyTorch "
+        "(exact) or onnx (ONNX Runtime, fp32 on CPU; spurbench[fast]). [default: auto, or "
+        "$SPURBENCH_ENGINE] Recorded per run.",
         show_default=False,
     ),
 ]

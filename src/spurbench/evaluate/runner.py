@@ -130,10 +130,8 @@ def evaluate(
     )
     adapter.precision = resolve_precision(runtime.precision, adapter, cache)
     local = runtime.backend == "local"
-    if not local and runtime.engine in ("onnx", "openvino"):
-        raise SpurbenchError(
-            f"--engine {runtime.engine} encodes in this process only (--backend local)."
-        )
+    if not local and runtime.engine == "onnx":
+        raise SpurbenchError("--engine onnx encodes in this process only (--backend local).")
     # Ray workers build their own eager models
     attach_engine(
         adapter, resolve_engine(runtime.engine, adapter, cache) if local else "eager", cache

@@ -152,7 +152,7 @@ class ImageModel(ABC):
     init_seed: int | None = None
     #: Resolved precision of the image pass (see :mod:`spurbench.models.precision`).
     precision: str = "fp32"
-    #: Engine of the image pass: eager PyTorch, ONNX Runtime or OpenVINO (spurbench.models.engine).
+    #: Engine of the image pass: eager PyTorch or ONNX Runtime (see spurbench.models.engine).
     engine: str = "eager"
     #: The exported engine's encoder once loaded, keyed by what it was compiled for.
     engine_runner: tuple[tuple, Any] | None = None

@@ -1,30 +1,28 @@
-"""The engine that runs the image tower: eager PyTorch, ONNX Runtime, OpenVINO, or ``auto``.
+"""The engine that runs the image tower: eager PyTorch, or ONNX Runtime, or ``auto``.
 
-ONNX Runtime and OpenVINO are made for CPU inference: the tower is exported once per model
-(weights fingerprint, input size, exporter version) and cached beside the features under
-``<cache>/engines/``; both fuse the attention and MLP blocks that eager PyTorch runs op by op.
-ONNX Runtime runs fp32 only. OpenVINO runs fp32, or bf16 where the run's precision is bf16 (its
-``INFERENCE_PRECISION_HINT``, the counterpart of autocast). At fp32 their features differ from
-eager's by float rounding only; tests/models/test_engine.py bounds the difference and checks
-the predictions are identical. At bf16 OpenVINO is held to the bounds eager bf16 is held to.
+ONNX Runtime is made for CPU inference: the tower is exported to ONNX once per model (weights
+fingerprint, input size, exporter version) and cached beside the features under
+``<cache>/engines/``; it fuses the attention and MLP blocks that eager PyTorch runs op by op.
+Its features differ from eager's by float rounding only (tests/models/test_engine.py bounds the
+difference and checks the predictions are identical). It runs fp32 only: with bf16 or fp16
+autocast the image pass stays eager.
 
 ``auto`` measures like the precision does: a few batches through each engine usable at the
-run's precision, once per (machine, architecture, precision, threads), the verdict cached;
-another engine than eager is used only when faster by :data:`ENGINE_MARGIN`. ``eager`` is
-always available; the engine is recorded with every run and is part of the feature-cache key
-when it is not eager.
+run's precision, once per (machine, architecture, precision, threads, engine versions), the
+verdict cached; another engine than eager is used only when faster by :data:`ENGINE_MARGIN`.
+``eager`` is always available; the engine is recorded with every run and is part of the
+feature-cache key when it is not eager.
+
+OpenVINO was measured (faster than eager here at fp32 and bf16) and left out: loaded into the
+process, it corrupted the heap that later allocations of other libraries ran into.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import os
-import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,21 +34,19 @@ from spurbench.errors import SpurbenchError
 from spurbench.models.base import Features, ModelAdapter
 from spurbench.models.precision import (
     best_seconds,
-    bf16_instructions,
     measured_choice,
     time_batch,
 )
 
-ENGINES = ("auto", "eager", "onnx", "openvino")
+ENGINES = ("auto", "eager", "onnx")
 #: An engine must beat eager by this fraction of eager's time to be chosen by ``auto``.
 ENGINE_MARGIN = 0.10
 ONNX_MARGIN = ENGINE_MARGIN  # public name kept for callers of earlier releases
 #: Bumped when the export changes (opset, wrapper), so that older graphs are not reused.
 EXPORT_VERSION = 1
 OPSET = 17
-#: The precisions each exported engine runs, and OpenVINO's name for each.
-ENGINE_PRECISIONS = {"onnx": ("fp32",), "openvino": ("fp32", "bf16")}
-OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
+#: The precisions each exported engine runs.
+ENGINE_PRECISIONS = {"onnx": ("fp32",)}
 #: The extra that installs each engine.
 _INSTALL = "pip install 'spurbench[fast]'"
 
@@ -61,29 +57,11 @@ def check_engine(engine: str) -> str:
         raise SpurbenchError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     if engine == "onnx" and not onnx_available():
         raise SpurbenchError(f"--engine onnx needs ONNX Runtime: {_INSTALL} (or --engine eager).")
-    if engine == "openvino" and not openvino_available():
-        raise SpurbenchError(f"--engine openvino needs OpenVINO: {_INSTALL} (or --engine eager).")
     return engine
 
 
 def onnx_available() -> bool:
     return _importable("onnx", "onnxruntime")
-
-
-def openvino_available() -> bool:
-    return _importable("openvino")
-
-
-def _openvino_mislabels(precision: str) -> bool:
-    return precision == "bf16" and not _openvino_runs_bf16()
-
-
-@functools.cache
-def _openvino_runs_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin computes in bf16 here: it needs native bf16 instructions
-    (AVX512-BF16, AMX) and quietly runs fp32 without them, which would mislabel the run. Read
-    from the CPU's flags, so that no run imports OpenVINO to ask."""
-    return bool(bf16_instructions())
 
 
 def _importable(*modules: str) -> bool:
@@ -93,7 +71,7 @@ def _importable(*modules: str) -> bool:
 
 
 def _available(engine: str) -> bool:
-    return {"onnx": onnx_available, "openvino": openvino_available}[engine]()
+    return {"onnx": onnx_available}[engine]()
 
 
 def resolve_engine(
@@ -103,7 +81,7 @@ def resolve_engine(
     *,
     timer: Callable[[ModelAdapter, str], float] | None = None,
 ) -> str:
-    """The concrete engine (``eager``, ``onnx`` or ``openvino``) a run uses for ``adapter``.
+    """The concrete engine (``eager`` or ``onnx``) a run uses for ``adapter``.
 
     The exported engines run on CPU, each at the precisions of :data:`ENGINE_PRECISIONS`;
     ``auto`` resolves to eager where none of them applies (CUDA, fp16, none installed). Call
@@ -119,11 +97,6 @@ def resolve_engine(
             f"--engine {engine} runs {runs} on CPU only; use --device cpu with --precision "
             f"{ENGINE_PRECISIONS[engine][0]}, or --engine eager."
         )
-    if engine == "openvino" and _openvino_mislabels(adapter.precision):
-        raise SpurbenchError(
-            "--engine openvino --precision bf16: this CPU has no bf16 instructions, so OpenVINO "
-            "would run fp32 under a bf16 label; use --precision fp32, or --engine eager."
-        )
     if engine != "auto":
         return engine
     candidates = [
@@ -131,7 +104,7 @@ def resolve_engine(
         for name, precisions in ENGINE_PRECISIONS.items()
         if on_cpu
         and adapter.precision in precisions
-        and _available(name)  # OpenVINO on a CPU without bf16: timed as never faster
+        and _available(name)
     ]
     if not candidates:
         return "eager"
@@ -150,7 +123,7 @@ def _versions(engines: list[str]) -> dict[str, str]:
     """The installed version of each engine's package: an upgrade is timed again."""
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"onnx": "onnxruntime", "openvino": "openvino"}
+    packages = {"onnx": "onnxruntime"}
     out = {}
     for engine in engines:
         try:
@@ -165,15 +138,11 @@ def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
 
     ``auto`` is a default: a model whose tower uses an op without an exported form must still
     run, eagerly, and the verdict (cached) says so; an engine asked for by name still fails.
-    OpenVINO at bf16 on a CPU without bf16 instructions (it would run fp32) is never faster
-    either: checked here, on a verdict's first timing, so a cached verdict imports nothing.
     """
 
     def timed(adapter: ModelAdapter, engine: str) -> float:
         if engine == "eager":
             return timer(adapter, engine)
-        if engine == "openvino" and _openvino_mislabels(adapter.precision):
-            return float("inf")
         try:
             return timer(adapter, engine)
         except Exception as e:  # the exporters raise many types (tracer, opset, runtime load)
@@ -223,9 +192,7 @@ def _session_encoder(session) -> Callable[[torch.Tensor], Features]:
 def _runner(
     adapter: ModelAdapter, engine: str, cache_dir: str | Path
 ) -> Callable[[torch.Tensor], Features]:
-    if engine == "onnx":
-        return _session_encoder(onnx_session(exported_graph(adapter, cache_dir)))
-    return _openvino_encoder(openvino_model(adapter, cache_dir), adapter.precision)
+    return _session_encoder(onnx_session(exported_graph(adapter, cache_dir)))
 
 
 def attach_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path) -> None:
@@ -272,84 +239,6 @@ def onnx_session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def openvino_model(adapter: ModelAdapter, cache_dir: str | Path) -> Path:
-    """The OpenVINO model (IR) of ``adapter``'s image tower, converted on first use and cached.
-
-    OpenVINO converts the PyTorch module itself (its own tracer keeps the fused attention that
-    an ONNX export unrolls: measured, ~10 % faster than reading the ONNX graph at bf16). The
-    graph and its weights are two files: they are written into a temporary folder renamed into
-    place whole, so a reader finds both or neither, whoever wins a race.
-    """
-    import openvino as ov
-
-    h, w = adapter.preprocess_cfg.size
-    key = hashlib.sha256(
-        json.dumps(
-            [adapter.fingerprint, [h, w], EXPORT_VERSION, ov.__version__, torch.__version__]
-        ).encode()
-    ).hexdigest()[:24]
-    folder = Path(cache_dir) / "engines" / f"openvino-{key}"
-    path = folder / "tower.xml"
-    if path.is_file():
-        return path
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_conversions(folder.parent)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the tracer's notices
-        model = ov.convert_model(
-            _Tower(adapter).eval(),
-            example_input=torch.zeros(2, 3, h, w),
-            input=[ov.PartialShape([-1, 3, h, w])],
-        )
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
-    try:
-        ov.save_model(model, str(tmp / path.name), compress_to_fp16=False)
-        os.replace(tmp, folder)
-    except OSError:
-        if not path.is_file():  # not another process's complete folder: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def _remove_stale_conversions(engines: Path, older_than_s: float = 6 * 3600) -> None:
-    """Temporary folders of conversions killed mid-way (younger ones may be running now)."""
-    now = time.time()
-    for stale in engines.glob(".convert-*"):
-        with contextlib.suppress(OSError):
-            if now - stale.stat().st_mtime > older_than_s:
-                shutil.rmtree(stale)
-
-
-def _openvino_encoder(path: Path, precision: str) -> Callable[[torch.Tensor], Features]:
-    """Synchronous inference on torch's intra-op thread count, at ``precision``.
-
-    The latency hint and one request: the pass feeds one batch at a time, decoding the next
-    between forwards, so the throughput hint's parallel streams would only split the cores.
-    """
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(
-        core.read_model(str(path)),
-        "CPU",
-        {
-            "INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision],
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        },
-    )
-    request = compiled.create_infer_request()
-
-    def encode(images: torch.Tensor) -> Features:
-        out = request.infer([images.contiguous().numpy()])
-        pre_head, embedding = (torch.from_numpy(out[i].copy()) for i in range(2))
-        return Features(pre_head, embedding)
-
-    return encode
-
-
 def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None) -> float:
     """Seconds of one random batch through ``engine`` (see :func:`best_seconds`)."""
     _ = adapter.module  # build an unbuilt (lazy) model here, not under inference mode: the
@@ -375,7 +264,7 @@ class _Tower(torch.nn.Module):
         return feats.pre_head, feats.embedding
 
 
-_LABELS = {"onnx": "ONNX", "openvino": "OpenVINO"}
+_LABELS = {"onnx": "ONNX"}
 
 
 def _device(adapter: ModelAdapter) -> torch.device:
