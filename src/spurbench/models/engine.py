@@ -45,10 +45,6 @@ ONNX_MARGIN = ENGINE_MARGIN  # public name kept for callers of earlier releases
 #: Bumped when the export changes (opset, wrapper), so that older graphs are not reused.
 EXPORT_VERSION = 1
 OPSET = 17
-#: The precisions each exported engine runs.
-ENGINE_PRECISIONS = {"onnx": ("fp32",)}
-#: The extra that installs each engine.
-_INSTALL = "pip install 'spurbench[fast]'"
 
 
 def check_engine(engine: str) -> str:
@@ -56,22 +52,16 @@ def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise SpurbenchError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     if engine == "onnx" and not onnx_available():
-        raise SpurbenchError(f"--engine onnx needs ONNX Runtime: {_INSTALL} (or --engine eager).")
+        raise SpurbenchError(
+            "--engine onnx needs ONNX Runtime: pip install 'spurbench[fast]' (or --engine eager)."
+        )
     return engine
 
 
 def onnx_available() -> bool:
-    return _importable("onnx", "onnxruntime")
-
-
-def _importable(*modules: str) -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-def _available(engine: str) -> bool:
-    return {"onnx": onnx_available}[engine]()
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def resolve_engine(
@@ -83,54 +73,40 @@ def resolve_engine(
 ) -> str:
     """The concrete engine (``eager`` or ``onnx``) a run uses for ``adapter``.
 
-    The exported engines run on CPU, each at the precisions of :data:`ENGINE_PRECISIONS`;
-    ``auto`` resolves to eager where none of them applies (CUDA, fp16, none installed). Call
-    after the precision is resolved.
+    ONNX Runtime needs fp32 on CPU; anything else (autocast, CUDA, a missing ONNX Runtime)
+    resolves ``auto`` to eager. Call after the precision is resolved.
     """
     check_engine(engine)
-    on_cpu = _device(adapter).type == "cpu"
-    if engine in ENGINE_PRECISIONS and not (
-        on_cpu and adapter.precision in ENGINE_PRECISIONS[engine]
-    ):
-        runs = " or ".join(ENGINE_PRECISIONS[engine])
+    cpu_fp32 = adapter.precision == "fp32" and _device(adapter).type == "cpu"
+    if engine == "onnx" and not cpu_fp32:
         raise SpurbenchError(
-            f"--engine {engine} runs {runs} on CPU only; use --device cpu with --precision "
-            f"{ENGINE_PRECISIONS[engine][0]}, or --engine eager."
+            "--engine onnx runs fp32 on CPU only; use --device cpu with --precision fp32, "
+            "or --engine eager."
         )
     if engine != "auto":
         return engine
-    candidates = [
-        name
-        for name, precisions in ENGINE_PRECISIONS.items()
-        if on_cpu
-        and adapter.precision in precisions
-        and _available(name)
-    ]
-    if not candidates:
+    if not (cpu_fp32 and onnx_available()):
         return "eager"
     return measured_choice(
         "engine",
         adapter,
         cache_dir,
-        ("eager", *candidates),
+        ("eager", "onnx"),
         _unless_unexportable(timer or functools.partial(time_engine, cache_dir=cache_dir)),
         margin=ENGINE_MARGIN,
-        extra=[adapter.precision, torch.get_num_threads(), _versions(candidates)],
+        extra=[adapter.precision, torch.get_num_threads(), {"onnx": _onnxruntime_version()}],
     )
 
 
-def _versions(engines: list[str]) -> dict[str, str]:
-    """The installed version of each engine's package: an upgrade is timed again."""
+def _onnxruntime_version() -> str:
+    """The installed ONNX Runtime's version, part of the verdict's key: an upgrade is timed
+    again."""
     from importlib.metadata import PackageNotFoundError, version
 
-    packages = {"onnx": "onnxruntime"}
-    out = {}
-    for engine in engines:
-        try:
-            out[engine] = version(packages[engine])
-        except PackageNotFoundError:  # importable without metadata (a source tree)
-            out[engine] = "unknown"
-    return out
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:  # importable without metadata (a source tree)
+        return "unknown"
 
 
 def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
@@ -147,7 +123,7 @@ def _unless_unexportable(timer: Callable[[ModelAdapter, str], float]):
             return timer(adapter, engine)
         except Exception as e:  # the exporters raise many types (tracer, opset, runtime load)
             warnings.warn(
-                f"{_export_failed(adapter, engine, e)}; the image pass runs in eager PyTorch.",
+                f"{_export_failed(adapter, e)}; the image pass runs in eager PyTorch.",
                 stacklevel=2,
             )
             return float("inf")
@@ -166,19 +142,17 @@ def image_encoder(adapter: ModelAdapter) -> Callable[[torch.Tensor], Features]:
     key = (adapter.engine, adapter.precision, torch.get_num_threads())
     if adapter.engine_runner is None or adapter.engine_runner[0] != key:
         try:
-            runner = _runner(adapter, adapter.engine, adapter.engine_cache)
+            runner = _runner(adapter, adapter.engine_cache)
         except Exception as e:  # asked for by name: a clear error, not the exporter's trace
-            raise SpurbenchError(
-                f"{_export_failed(adapter, adapter.engine, e)}; use --engine eager."
-            ) from e
+            raise SpurbenchError(f"{_export_failed(adapter, e)}; use --engine eager.") from e
         adapter.engine_runner = (key, runner)
     return adapter.engine_runner[1]
 
 
-def _export_failed(adapter: ModelAdapter, engine: str, error: Exception) -> str:
+def _export_failed(adapter: ModelAdapter, error: Exception) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     what = f"{type(error).__name__}: {first}"
-    return f"{_LABELS[engine]} export of {adapter.spec.arch} failed ({what})"
+    return f"ONNX export of {adapter.spec.arch} failed ({what})"
 
 
 def _session_encoder(session) -> Callable[[torch.Tensor], Features]:
@@ -189,9 +163,8 @@ def _session_encoder(session) -> Callable[[torch.Tensor], Features]:
     return encode
 
 
-def _runner(
-    adapter: ModelAdapter, engine: str, cache_dir: str | Path
-) -> Callable[[torch.Tensor], Features]:
+def _runner(adapter: ModelAdapter, cache_dir: str | Path) -> Callable[[torch.Tensor], Features]:
+    """The ONNX Runtime encoder of ``adapter``'s tower (exported, or read from the cache)."""
     return _session_encoder(onnx_session(exported_graph(adapter, cache_dir)))
 
 
@@ -247,7 +220,7 @@ def time_engine(adapter: ModelAdapter, engine: str, cache_dir: str | Path | None
         return time_batch(adapter, adapter.precision)
     # the tower timed is the one a run would use: exported into the cache, where it stays
     with tempfile.TemporaryDirectory(prefix="spurbench-") as scratch:
-        encode = _runner(adapter, engine, cache_dir or scratch)
+        encode = _runner(adapter, cache_dir or scratch)
         return best_seconds(encode, adapter, _device(adapter), adapter.precision)
 
 
@@ -262,9 +235,6 @@ class _Tower(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.adapter.encode_images(images)
         return feats.pre_head, feats.embedding
-
-
-_LABELS = {"onnx": "ONNX"}
 
 
 def _device(adapter: ModelAdapter) -> torch.device:
